@@ -1,0 +1,522 @@
+"""Learning-rate suggestions from an LR range test.
+
+Pure NumPy functions on the recorded curve (LR ascending, loss or accuracy per
+point). Each returns a :class:`Suggestion` that names the derivative it uses,
+because the three well-known implementations differ there: fastai's ``steep``
+differentiates w.r.t. log LR, torch-lr-finder w.r.t. the point index and
+Lightning w.r.t. the raw LR.
+
+Rules shared by every suggester:
+
+* ``lrs`` must be 1-D, finite, > 0 and strictly increasing (a range test's ramp
+  increases by construction; sort a sweep's grid together with its losses).
+  Anything else raises ``ValueError``.
+* Loss suggesters first drop ``skip_start`` points at the start (default
+  ``n // 10``) and ``skip_end`` at the end (default 5), as fastai's ``lr_find``
+  does before all its suggesters, and then everything from the first
+  non-finite value (NaN or inf) on. Accuracy bounds skip nothing but drop the
+  non-finite tail the same way.
+* With fewer than :data:`MIN_POINTS` points left, or with a curve that never
+  decreases (never rises, for accuracy), ``lr`` is None and ``reason`` says why.
+* ``index`` always points into the arrays as passed in, before any dropping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from optax_clr import _checks
+
+# Two points give a single slope and hence no choice; three is the fewest with
+# which "steepest" or "longest descent" can mean anything.
+MIN_POINTS = 3
+
+_DERIVATIVES = ("log_lr", "index", "raw_lr", "none")
+
+# CLR loss rule: max_lr = LR at the minimum loss / _MAX_DIVISOR. The minimum of
+# a smoothed range-test loss already sits where training is on the edge of
+# diverging (the EMA lags), so the cycle's peak stays a factor below it.
+_MAX_DIVISOR = 3.0
+# Smith (2017, sec. 3.3): with only max_lr known, base_lr = max_lr / 3 or / 4.
+_BASE_DIVISOR = 4.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Suggestion:
+  """One suggested learning rate.
+
+  Attributes:
+    method: name of the rule, e.g. ``"steepest"``, ``"minimum"``, ``"valley"``,
+      ``"accuracy_base"``, ``"accuracy_max"``.
+    lr: the suggested learning rate, or None when no suggestion can be made.
+    index: index of the point the suggestion is read from, into the arrays as
+      passed in (before skipping and dropping); None when ``lr`` is None.
+    derivative: what the rule differentiates against: ``"log_lr"``,
+      ``"index"``, ``"raw_lr"`` or ``"none"``.
+    reason: why ``lr`` is None, or a note on how it was obtained.
+  """
+
+  method: str
+  lr: float | None
+  index: int | None
+  derivative: str
+  reason: str | None = None
+
+  def __post_init__(self):
+    _checks.check_choice("derivative", self.derivative, _DERIVATIVES)
+    # Plain Python scalars keep the object hashable and JSON-able.
+    if self.lr is not None:
+      object.__setattr__(self, "lr", float(self.lr))
+    if self.index is not None:
+      object.__setattr__(self, "index", int(self.index))
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Suggestions:
+  """All suggestions for one range test, and the CLR bounds derived from them.
+
+  Attributes:
+    steepest, minimum, valley: loss-based suggestions.
+    accuracy_base, accuracy_max: Smith's accuracy-based bounds, or None when no
+      accuracies were given.
+    base_lr, max_lr: the pair for a cyclic schedule (None when none can be
+      made); ``base_lr < max_lr`` whenever both are set.
+    rule: how ``base_lr`` and ``max_lr`` were chosen, with the numbers.
+  """
+
+  steepest: Suggestion
+  minimum: Suggestion
+  valley: Suggestion
+  accuracy_base: Suggestion | None
+  accuracy_max: Suggestion | None
+  base_lr: float | None
+  max_lr: float | None
+  rule: str
+
+  def to_dict(self) -> dict[str, Any]:
+    def sub(s):
+      return None if s is None else s.to_dict()
+    return {
+        "steepest": sub(self.steepest),
+        "minimum": sub(self.minimum),
+        "valley": sub(self.valley),
+        "accuracy_base": sub(self.accuracy_base),
+        "accuracy_max": sub(self.accuracy_max),
+        "base_lr": self.base_lr,
+        "max_lr": self.max_lr,
+        "rule": self.rule,
+    }
+
+
+# ----------------------------------------------------------------------------
+# Input handling.
+
+
+def _as_1d(name: str, value: Any) -> np.ndarray:
+  try:
+    arr = np.asarray(value, dtype=np.float64)
+  except (TypeError, ValueError) as e:
+    raise TypeError(f"{name} must be a 1-D array of numbers: {e}") from e
+  if arr.ndim != 1:
+    raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+  return arr
+
+
+def _validate(lrs: Any, values: Any, values_name: str,
+              lrs_name: str = "lrs") -> tuple[np.ndarray, np.ndarray]:
+  """Returns float64 copies of ``lrs`` and ``values`` after checking them."""
+  lrs = _as_1d(lrs_name, lrs)
+  values = _as_1d(values_name, values)
+  if lrs.shape != values.shape:
+    raise ValueError(
+        f"{lrs_name} and {values_name} must have the same length, got "
+        f"{lrs.size} and {values.size}")
+  bad = np.flatnonzero(~np.isfinite(lrs) | (lrs <= 0))
+  if bad.size:
+    i = int(bad[0])
+    raise ValueError(
+        f"{lrs_name} must be finite and > 0, got {lrs_name}[{i}]={lrs[i]!r}")
+  bad = np.flatnonzero(np.diff(lrs) <= 0)
+  if bad.size:
+    i = int(bad[0])
+    raise ValueError(
+        f"{lrs_name} must be strictly increasing (sort a sweep's LRs together "
+        f"with its values), got {lrs_name}[{i}]={lrs[i]!r} >= "
+        f"{lrs_name}[{i + 1}]={lrs[i + 1]!r}")
+  return lrs, values
+
+
+def _usable_range(values: np.ndarray, skip_start: int | None,
+                  skip_end: int) -> tuple[int, int, str | None]:
+  """The half-open range [start, stop) a suggester may use.
+
+  Same order as fastai's ``lr_find``: slice off ``skip_start`` and
+  ``skip_end`` points, then stop at the first non-finite value. Returns the
+  reason the range is too short as the third item (None when it is usable).
+  """
+  n = values.size
+  if skip_start is None:
+    skip_start = n // 10
+  else:
+    skip_start = _checks.check_int("skip_start", skip_start, low=0)
+  skip_end = _checks.check_int("skip_end", skip_end, low=0)
+  start, stop = skip_start, n - skip_end
+  notes = [f"{n} points", f"skipped {skip_start} at the start and "
+           f"{skip_end} at the end"]
+  nonfinite = np.flatnonzero(~np.isfinite(values))
+  if nonfinite.size and nonfinite[0] < stop:
+    stop = int(nonfinite[0])
+    notes.append(f"dropped from the first non-finite value at index {stop} on")
+  kept = max(0, stop - start)
+  if kept < MIN_POINTS:
+    return start, max(start, stop), (
+        f"too short: {kept} usable point(s), need at least {MIN_POINTS} ("
+        + "; ".join(notes) + ")")
+  return start, stop, None
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+  """Centred running mean; near the ends it averages the points available.
+
+  Centred rather than an EMA because an EMA lags and would shift every
+  threshold crossing to a larger LR.
+  """
+  if window == 1:
+    return values.copy()
+  kernel = np.ones(window)
+  sums = np.convolve(values, kernel, mode="same")
+  counts = np.convolve(np.ones_like(values), kernel, mode="same")
+  return sums / counts
+
+
+# ----------------------------------------------------------------------------
+# Loss-based suggestions.
+
+
+def steepest(lrs: Any, losses: Any, *, skip_start: int | None = None,
+             skip_end: int = 5) -> Suggestion:
+  """LR at the steepest descent of the loss w.r.t. log10(LR).
+
+  ``i* = argmin_i g_i`` with ``g = np.gradient(loss, log10(lr))`` (central
+  differences inside, one-sided at the ends), over the points left after
+  skipping and dropping (see the module docstring); the suggestion is
+  ``lrs[i*]``. fastai's ``steep`` takes forward differences w.r.t. ln(LR) and
+  returns the left point of the steepest segment; the base of the logarithm
+  does not move the argmin, and central differences centre it on a point
+  instead of a segment.
+
+  Args:
+    lrs: [n] strictly increasing learning rates.
+    losses: [n] (smoothed) losses; pass the smoothed curve of a ramp test.
+    skip_start: points dropped at the start; default ``n // 10`` (fastai).
+    skip_end: points dropped at the end (fastai and torch-lr-finder: 5).
+
+  Returns:
+    A Suggestion with ``derivative="log_lr"``; ``lr`` is None when fewer than
+    MIN_POINTS points are usable, or when no value is below its predecessor or
+    no slope is negative.
+  """
+  lrs, losses = _validate(lrs, losses, "losses")
+  start, stop, why = _usable_range(losses, skip_start, skip_end)
+  if why is not None:
+    return Suggestion("steepest", None, None, "log_lr", why)
+  y = losses[start:stop]
+  grad = np.gradient(y, np.log10(lrs[start:stop]))
+  i = int(np.argmin(grad))
+  # Uneven log spacing leaves rounding-level slopes on an exactly flat curve,
+  # so "decreasing" is decided on the values themselves.
+  if not (grad[i] < 0 and np.any(np.diff(y) < 0)):
+    return Suggestion(
+        "steepest", None, None, "log_lr",
+        f"no decrease: the loss never falls over points {start}..{stop - 1} "
+        f"(least slope {grad[i]:.3g} per decade of LR)")
+  return Suggestion(
+      "steepest", lrs[start + i], start + i, "log_lr",
+      f"min d(loss)/d(log10 lr) = {grad[i]:.4g} over points "
+      f"{start}..{stop - 1}")
+
+
+def minimum(lrs: Any, losses: Any, *, factor: float = 10.0,
+            skip_start: int | None = None, skip_end: int = 5) -> Suggestion:
+  """LR at the minimum loss divided by ``factor`` (fastai's ``minimum``).
+
+  ``i* = argmin_i loss_i`` over the usable points (first one on ties); the
+  suggestion is ``lrs[i*] / factor`` and ``index`` is ``i*`` (the minimum
+  itself, not the suggested LR).
+
+  Args:
+    lrs: [n] strictly increasing learning rates.
+    losses: [n] (smoothed) losses.
+    factor: divisor, >= 1 (fastai: 10).
+    skip_start: points dropped at the start; default ``n // 10``.
+    skip_end: points dropped at the end.
+
+  Returns:
+    A Suggestion with ``derivative="none"``; ``lr`` is None when fewer than
+    MIN_POINTS points are usable or the loss never falls below its first
+    usable value.
+  """
+  factor = _checks.check_number("factor", factor, low=1.0)
+  lrs, losses = _validate(lrs, losses, "losses")
+  start, stop, why = _usable_range(losses, skip_start, skip_end)
+  if why is not None:
+    return Suggestion("minimum", None, None, "none", why)
+  y = losses[start:stop]
+  i = int(np.argmin(y))
+  if not y[i] < y[0]:
+    return Suggestion(
+        "minimum", None, None, "none",
+        f"no decrease: the loss never falls below its value at point {start} "
+        f"({y[0]:.4g}) over points {start}..{stop - 1}")
+  return Suggestion(
+      "minimum", lrs[start + i] / factor, start + i, "none",
+      f"lr = lrs[{start + i}] / {factor:g}, the LR at the minimum loss "
+      f"{y[i]:.4g} divided by {factor:g}")
+
+
+def _longest_decreasing(y: np.ndarray) -> np.ndarray:
+  """lds[i] = length of the longest strictly decreasing subsequence ending at i.
+
+  The O(n^2) recurrence of fastai's ``valley``, with the inner loop over j
+  vectorised: ``lds[i] = 1 + max(lds[j] for j < i if y[j] > y[i])``.
+  """
+  lds = np.ones(y.size, dtype=np.int64)
+  for i in range(1, y.size):
+    higher = y[:i] > y[i]
+    if higher.any():
+      lds[i] = lds[:i][higher].max() + 1
+  return lds
+
+
+def valley(lrs: Any, losses: Any, *, skip_start: int | None = None,
+           skip_end: int = 5) -> Suggestion:
+  """fastai's ``valley``: a point about halfway down the longest descent.
+
+  Follows ``valley`` in fastai's ``fastai/callback/schedule.py``:
+  ``lds`` is the length of the longest strictly decreasing subsequence of the
+  loss ending at each point, ``max_end`` the first point where it is longest,
+  ``max_start = max_end - lds[max_end]``, ``sections = (max_end -
+  max_start) / 3`` and the suggestion is the point ``max_start +
+  int(sections) + int(sections / 2)`` -- about 1/2 of the way from
+  ``max_start`` to ``max_end`` (1/3 + 1/6), not 2/3. ``max_start`` is one
+  before the real start when the descent begins at the first point; fastai
+  then returns index -1 (Python wraps to the last, most divergent point) for
+  descents of one or two points, where this function uses index 0 instead.
+  fastai does not guard against a curve with no descent (it returns the first
+  point); here ``lr`` is None then.
+
+  Args:
+    lrs: [n] strictly increasing learning rates.
+    losses: [n] (smoothed) losses.
+    skip_start: points dropped at the start; default ``n // 10``.
+    skip_end: points dropped at the end.
+
+  Returns:
+    A Suggestion with ``derivative="index"`` (positions, not LR values, set
+    the point).
+  """
+  lrs, losses = _validate(lrs, losses, "losses")
+  start, stop, why = _usable_range(losses, skip_start, skip_end)
+  if why is not None:
+    return Suggestion("valley", None, None, "index", why)
+  lds = _longest_decreasing(losses[start:stop])
+  max_end = int(np.argmax(lds))
+  if lds[max_end] < 2:
+    return Suggestion(
+        "valley", None, None, "index",
+        f"no decrease: the loss never falls over points {start}..{stop - 1}")
+  max_start = max_end - int(lds[max_end])
+  sections = (max_end - max_start) / 3
+  idx = max(0, max_start + int(sections) + int(sections / 2))
+  return Suggestion(
+      "valley", lrs[start + idx], start + idx, "index",
+      f"longest descent ({lds[max_end]} points) ends at point "
+      f"{start + max_end}; fastai's point about halfway down it")
+
+
+# ----------------------------------------------------------------------------
+# Accuracy-based bounds (Smith 2017, sec. 3.3).
+
+
+def accuracy_bounds(lrs: Any, accuracies: Any, *, margin: float = 0.1,
+                    window: int = 3) -> tuple[Suggestion, Suggestion]:
+  """Smith's bounds: where the accuracy starts to rise, and where that stops.
+
+  Smith (2017, "Cyclical Learning Rates for Training Neural Networks",
+  sec. 3.3) raises the LR while recording accuracy and sets base_lr where the
+  accuracy starts to increase and max_lr where it slows, turns ragged or falls.
+  Made precise here, on ``a`` = the accuracy smoothed by a centred running
+  mean of ``window`` points (non-finite tail dropped first):
+
+  * ``a0 = a[0]``, ``peak = max(a)``, ``rise = peak - a0``; if ``rise <= 0``
+    there are no bounds (the accuracy never rises).
+  * base: the first point with ``a >= a0 + margin * rise``.
+  * max: the earlier of (i) the first point with ``a >= peak - margin * rise``
+    (the rise has slowed to a plateau) and (ii) when, after base, ``a`` first
+    falls more than ``margin * rise`` below its running maximum (ragged or
+    falling), the point of that running maximum.
+  * if base and max are the same point (the whole rise happened between two
+    evaluations), base moves one point back, to the last one before the rise.
+
+  Hence ``base.index < max.index`` and ``base.lr < max.lr`` whenever both
+  are set.
+
+  Args:
+    lrs: [m] strictly increasing LRs at which the accuracy was measured.
+    accuracies: [m] validation accuracies (any scale; higher is better).
+    margin: fraction of the total rise used by the thresholds, in (0, 0.5).
+    window: odd number of points of the running mean (1 = no smoothing).
+
+  Returns:
+    ``(base, max)`` Suggestions named ``"accuracy_base"`` and
+    ``"accuracy_max"`` with ``derivative="none"``; indices point into ``lrs``.
+  """
+  margin = _checks.check_number("margin", margin, low=0.0, high=0.5,
+                                low_inclusive=False, high_inclusive=False)
+  window = _checks.check_int("window", window, low=1)
+  if window % 2 == 0:
+    raise ValueError(f"window must be an odd integer >= 1, got {window}")
+  lrs, acc = _validate(lrs, accuracies, "accuracies")
+
+  def none(why):
+    return (Suggestion("accuracy_base", None, None, "none", why),
+            Suggestion("accuracy_max", None, None, "none", why))
+
+  _, stop, why = _usable_range(acc, 0, 0)
+  if why is not None:
+    return none(why)
+  a = _smooth(acc[:stop], window)
+  a0, peak = a[0], a.max()
+  rise = peak - a0
+  if not rise > 0:
+    return none(f"flat: the smoothed accuracy never rises above its initial "
+                f"level {a0:.4g} over points 0..{stop - 1}")
+  base = int(np.argmax(a >= a0 + margin * rise))
+  top = int(np.argmax(a >= peak - margin * rise))
+  how = f"reaches peak - {margin:g} * rise"
+  running_max = np.maximum.accumulate(a)
+  falls = np.flatnonzero(running_max[base + 1:top + 1] - a[base + 1:top + 1]
+                         > margin * rise)
+  if falls.size:
+    fall = base + 1 + int(falls[0])
+    top = int(np.argmax(a[:fall]))
+    how = (f"peaks before falling more than {margin:g} * rise below that "
+           f"peak (at point {fall})")
+  base_note = f"smoothed accuracy first reaches initial + {margin:g} * rise"
+  if top == base:
+    base -= 1
+    base_note = "last point before the accuracy jumps to its plateau"
+  rise_note = f" (initial {a0:.4g}, peak {peak:.4g}, window {window})"
+  return (Suggestion("accuracy_base", lrs[base], base, "none",
+                     base_note + rise_note),
+          Suggestion("accuracy_max", lrs[top], top, "none",
+                     "smoothed accuracy " + how + rise_note))
+
+
+# ----------------------------------------------------------------------------
+# CLR bounds.
+
+
+def _clr_pair(lrs: np.ndarray, steep: Suggestion, mini: Suggestion,
+              acc_base: Suggestion | None, acc_max: Suggestion | None,
+              ) -> tuple[float | None, float | None, str]:
+  prefix = ""
+  if acc_base is not None and acc_max is not None:
+    if acc_base.lr is not None and acc_max.lr is not None:
+      return acc_base.lr, acc_max.lr, (
+          f"accuracy rule (Smith 2017, sec. 3.3): base_lr = "
+          f"{acc_base.lr:.4g}, where the accuracy starts to rise "
+          f"({acc_base.reason}); max_lr = {acc_max.lr:.4g}, where the rise "
+          f"stops ({acc_max.reason})")
+    prefix = f"accuracy bounds unavailable ({acc_base.reason}); "
+  if mini.lr is None:
+    return None, None, prefix + f"no CLR bounds: {mini.reason}"
+  lr_at_min = float(lrs[mini.index])
+  max_lr = lr_at_min / _MAX_DIVISOR
+  rule = (f"loss rule: max_lr = LR at the minimum loss / {_MAX_DIVISOR:g} "
+          f"= {lr_at_min:.4g} / {_MAX_DIVISOR:g} = {max_lr:.4g}; ")
+  fallback = (f"base_lr = max_lr / {_BASE_DIVISOR:g} = "
+              f"{max_lr / _BASE_DIVISOR:.4g} (Smith 2017: base = max/3 to "
+              f"max/4)")
+  if steep.lr is None:
+    return max_lr / _BASE_DIVISOR, max_lr, prefix + rule + (
+        f"no steepest point ({steep.reason}), so " + fallback)
+  if steep.lr >= max_lr:
+    return max_lr / _BASE_DIVISOR, max_lr, prefix + rule + (
+        f"the steepest descent ({steep.lr:.4g}) is not below max_lr, so "
+        + fallback)
+  return steep.lr, max_lr, prefix + rule + (
+      f"base_lr = LR at the steepest descent of the loss vs log10 LR = "
+      f"{steep.lr:.4g}")
+
+
+def suggest(lrs: Any, losses: Any, accuracies: Any = None, *,
+            accuracy_lrs: Any = None, skip_start: int | None = None,
+            skip_end: int = 5, factor: float = 10.0, margin: float = 0.1,
+            window: int = 3) -> Suggestions:
+  """Every suggestion for one range test, plus a (base_lr, max_lr) pair.
+
+  The pair follows :func:`clr_bounds`.
+
+  Args:
+    lrs: [n] strictly increasing learning rates.
+    losses: [n] (smoothed) losses.
+    accuracies: optional [m] validation accuracies.
+    accuracy_lrs: [m] LRs of ``accuracies``; default ``lrs`` (then m = n).
+    skip_start, skip_end: see :func:`steepest` (loss suggestions only).
+    factor: divisor of :func:`minimum`.
+    margin, window: see :func:`accuracy_bounds`.
+
+  Returns:
+    A Suggestions; its accuracy fields are None without ``accuracies``.
+  """
+  lrs_arr, _ = _validate(lrs, losses, "losses")
+  kw = dict(skip_start=skip_start, skip_end=skip_end)
+  steep = steepest(lrs, losses, **kw)
+  mini = minimum(lrs, losses, factor=factor, **kw)
+  vall = valley(lrs, losses, **kw)
+  acc_base = acc_max = None
+  if accuracies is not None:
+    acc_base, acc_max = accuracy_bounds(
+        lrs if accuracy_lrs is None else accuracy_lrs, accuracies,
+        margin=margin, window=window)
+  base_lr, max_lr, rule = _clr_pair(lrs_arr, steep, mini, acc_base, acc_max)
+  return Suggestions(steep, mini, vall, acc_base, acc_max, base_lr, max_lr,
+                     rule)
+
+
+def clr_bounds(lrs: Any, losses: Any, accuracies: Any = None, *,
+               accuracy_lrs: Any = None, skip_start: int | None = None,
+               skip_end: int = 5, margin: float = 0.1, window: int = 3,
+               ) -> tuple[float | None, float | None, str]:
+  """A (base_lr, max_lr) pair for a cyclic schedule, and the rule used.
+
+  * With accuracies whose :func:`accuracy_bounds` exist: Smith's accuracy
+    rule, ``base_lr = accuracy_base.lr`` and ``max_lr = accuracy_max.lr``.
+  * Otherwise the loss rule: ``max_lr = lr_min / 3`` with ``lr_min`` the LR at
+    the minimum loss (a cycle's peak a factor below where the smoothed loss
+    turns up), and ``base_lr = `` the LR at the steepest descent of the loss
+    vs log10 LR. When there is no steepest point, or it is not below
+    ``max_lr``, ``base_lr = max_lr / 4`` (Smith 2017: base = max/3 to max/4).
+  * Without a minimum (curve too short or never decreasing): ``(None, None)``.
+
+  ``base_lr < max_lr`` whenever both are set. The returned text states the
+  rule and the numbers, and why a fallback was taken.
+
+  Args:
+    lrs, losses, accuracies, accuracy_lrs, skip_start, skip_end, margin,
+      window: as in :func:`suggest`.
+
+  Returns:
+    ``(base_lr, max_lr, rule)``.
+  """
+  s = suggest(lrs, losses, accuracies, accuracy_lrs=accuracy_lrs,
+              skip_start=skip_start, skip_end=skip_end, margin=margin,
+              window=window)
+  return s.base_lr, s.max_lr, s.rule
