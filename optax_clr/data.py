@@ -1,0 +1,569 @@
+"""Image classification datasets held in host memory, and their batches.
+
+A :class:`Dataset` is a pair of NumPy arrays (NHWC float32 images in [0, 1],
+int32 labels) with a deterministic split and a seeded, reshuffling batch
+iterator that yields ``{"image", "label"}`` dicts, the batch format of
+``optax_clr.models.cross_entropy_loss`` and the range tests.
+
+Sources (nothing is downloaded; every loader reads local files):
+
+* :func:`load_digits` — the embedded default, ``optax_clr/_data/digits.npz``:
+  scikit-learn's copy (BSD-3-Clause) of the test set of the UCI "Optical
+  Recognition of Handwritten Digits" data (optdigits; E. Alpaydin and
+  C. Kaynak, 1998): 1797 8x8 grey images with 17 grey levels (0..16), ten
+  classes. Written by ``tools/make_digits_npz.py``; scikit-learn is not needed
+  at runtime.
+* :func:`load_mnist` — MNIST or Fashion-MNIST IDX files, gzipped or not.
+* :func:`load_cifar10` — the CIFAR-10 "python version" pickle batches.
+* :func:`load_npz` — any ``.npz`` with ``x`` images and ``y`` labels.
+* :func:`load_dataset` — one string spec for the command line.
+
+Malformed files raise ValueError naming the file and what was expected;
+missing files raise FileNotFoundError naming what was looked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import importlib.resources
+import os
+import pathlib
+import pickle
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from optax_clr import _checks
+
+PathLike = str | os.PathLike
+
+SPLITS = ("train", "test")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+  """Images and integer labels in host memory.
+
+  Attributes:
+    images: float32 ``[N, H, W, C]`` (NHWC), values in [0, 1] for the
+      built-in loaders.
+    labels: int32 ``[N]``, each in ``[0, num_classes)``.
+    num_classes: number of classes.
+    name: a label for reports and plots.
+  """
+
+  images: np.ndarray
+  labels: np.ndarray
+  num_classes: int
+  name: str = "dataset"
+
+  def __post_init__(self):
+    images = np.asarray(self.images)
+    labels = np.asarray(self.labels)
+    if images.ndim != 4:
+      raise ValueError(
+          f"Dataset {self.name!r}: images must be [N, H, W, C] (ndim 4), got "
+          f"shape {images.shape}")
+    if not np.issubdtype(images.dtype, np.floating):
+      raise ValueError(
+          f"Dataset {self.name!r}: images must be floating point (scaled to "
+          f"[0, 1]), got dtype {images.dtype}")
+    if labels.ndim != 1:
+      raise ValueError(
+          f"Dataset {self.name!r}: labels must be [N] (ndim 1), got shape "
+          f"{labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+      raise ValueError(
+          f"Dataset {self.name!r}: labels must be integers, got dtype "
+          f"{labels.dtype}")
+    if len(images) != len(labels):
+      raise ValueError(
+          f"Dataset {self.name!r}: {len(images)} images but {len(labels)} "
+          "labels")
+    if len(images) == 0:
+      raise ValueError(f"Dataset {self.name!r} is empty")
+    _checks.check_int("num_classes", self.num_classes, low=1)
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= self.num_classes:
+      raise ValueError(
+          f"Dataset {self.name!r}: labels must be in [0, {self.num_classes}), "
+          f"got values in [{low}, {high}]")
+    # astype(copy=False) keeps an already-float32 array (CIFAR-10 is 600 MB).
+    object.__setattr__(self, "images", images.astype(np.float32, copy=False))
+    object.__setattr__(self, "labels", labels.astype(np.int32, copy=False))
+    object.__setattr__(self, "num_classes", int(self.num_classes))
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  def __repr__(self) -> str:
+    return (f"Dataset(name={self.name!r}, images={self.images.shape} "
+            f"{self.images.dtype}, num_classes={self.num_classes})")
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    """``(H, W, C)`` of one image."""
+    return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+  def _subset(self, index: np.ndarray, suffix: str) -> Dataset:
+    return Dataset(self.images[index], self.labels[index], self.num_classes,
+                   f"{self.name}[{suffix}]")
+
+  def split(self, val_fraction: float = 0.2,
+            seed: int = 0) -> tuple[Dataset, Dataset]:
+    """Splits into ``(train, val)`` by a seeded random permutation.
+
+    ``round(N * val_fraction)`` examples (at least one, and at least one left
+    for training) go to validation. The same seed gives the same split; the
+    split is not stratified.
+
+    Args:
+      val_fraction: fraction of examples for validation, in (0, 1).
+      seed: seed of the permutation.
+
+    Returns:
+      ``(train, val)`` datasets named ``"<name>[train]"``, ``"<name>[val]"``.
+    """
+    _checks.check_number("val_fraction", val_fraction, low=0.0, high=1.0,
+                         low_inclusive=False, high_inclusive=False)
+    _checks.check_int("seed", seed, low=0)
+    n = len(self)
+    if n < 2:
+      raise ValueError(f"Dataset {self.name!r} has {n} example; cannot split")
+    num_val = min(max(int(round(n * val_fraction)), 1), n - 1)
+    order = np.random.default_rng(seed).permutation(n)
+    return (self._subset(np.sort(order[num_val:]), "train"),
+            self._subset(np.sort(order[:num_val]), "val"))
+
+  def num_batches(self, batch_size: int, *,
+                  drop_remainder: bool = True) -> int:
+    """Batches per epoch: ``N // batch_size`` (or the ceiling when the last,
+    smaller batch is kept)."""
+    _checks.check_int("batch_size", batch_size)
+    if drop_remainder:
+      return len(self) // batch_size
+    return -(-len(self) // batch_size)
+
+  def batches(self, batch_size: int, *, seed: int = 0,
+              epochs: int | None = None,
+              drop_remainder: bool = True) -> Iterator[dict[str, np.ndarray]]:
+    """Yields ``{"image": [B, H, W, C], "label": [B]}`` NumPy batches.
+
+    Each epoch visits the examples in a fresh permutation drawn from
+    ``np.random.default_rng((seed, epoch))``: the same seed gives the same
+    sequence of batches, and consecutive epochs are shuffled differently.
+
+    Args:
+      batch_size: examples per batch.
+      seed: seed of the shuffles.
+      epochs: number of passes over the data; None repeats forever.
+      drop_remainder: drop the last incomplete batch of each epoch (keeps
+        every batch the same shape, so a compiled step is not recompiled).
+
+    Raises:
+      ValueError: if ``drop_remainder`` and ``batch_size > len(self)`` (an
+        epoch would have no batch, and ``epochs=None`` would loop forever).
+    """
+    _checks.check_int("batch_size", batch_size)
+    _checks.check_int("seed", seed, low=0)
+    if epochs is not None:
+      _checks.check_int("epochs", epochs, low=0)
+    per_epoch = self.num_batches(batch_size, drop_remainder=drop_remainder)
+    if per_epoch == 0:
+      raise ValueError(
+          f"batch_size must be <= the dataset size {len(self)} when "
+          f"drop_remainder=True, got {batch_size}")
+    return self._batches(batch_size, seed, epochs, per_epoch)
+
+  def _batches(self, batch_size, seed, epochs, per_epoch):
+    # A separate generator so that argument errors are raised by batches()
+    # itself, not at the first next().
+    epoch = 0
+    while epochs is None or epoch < epochs:
+      order = np.random.default_rng((seed, epoch)).permutation(len(self))
+      for b in range(per_epoch):
+        index = order[b * batch_size:(b + 1) * batch_size]
+        yield {"image": self.images[index], "label": self.labels[index]}
+      epoch += 1
+
+  def as_batch(self) -> dict[str, np.ndarray]:
+    """The whole dataset as one ``{"image", "label"}`` batch (for
+    validation)."""
+    return {"image": self.images, "label": self.labels}
+
+
+# ---------------------------------------------------------------------------
+# Embedded digits.
+
+
+def load_digits() -> Dataset:
+  """The embedded default: scikit-learn's 8x8 digits (UCI optdigits).
+
+  Returns:
+    1797 images ``[1797, 8, 8, 1]`` float32 (the counts 0..16 divided by 16)
+    with labels 0..9, named ``"digits"``.
+  """
+  resource = importlib.resources.files("optax_clr") / "_data" / "digits.npz"
+  with resource.open("rb") as f, np.load(f, allow_pickle=False) as npz:
+    x, y = npz["x"], npz["y"]
+  return Dataset((x.astype(np.float32) / 16.0)[..., None], y.astype(np.int32),
+                 10, "digits")
+
+
+# ---------------------------------------------------------------------------
+# MNIST / Fashion-MNIST IDX files.
+
+_IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
+_IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
+
+
+def _read_bytes(path: pathlib.Path) -> bytes:
+  """Reads a file, gunzipping it when it starts with the gzip magic."""
+  try:
+    data = path.read_bytes()
+  except FileNotFoundError:
+    raise FileNotFoundError(f"{path}: no such file") from None
+  except OSError as e:
+    raise ValueError(f"{path}: cannot read ({e})") from e
+  if data[:2] == b"\x1f\x8b":
+    try:
+      data = gzip.decompress(data)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+      raise ValueError(f"{path}: corrupt gzip data ({e})") from e
+  return data
+
+
+def read_idx(path: PathLike, *, expected_magic: int) -> np.ndarray:
+  """Reads an IDX file of unsigned bytes (the MNIST format).
+
+  Layout: a big-endian int32 magic number ``0x0000 08 D`` (type code 0x08 =
+  unsigned byte, ``D`` dimensions), ``D`` big-endian uint32 sizes, then the
+  data in row-major order. Gzipped files are detected by content.
+
+  Args:
+    path: the file.
+    expected_magic: 2051 for images ``[N, rows, cols]``, 2049 for labels
+      ``[N]``.
+
+  Returns:
+    A uint8 array of the declared shape.
+  """
+  path = pathlib.Path(path)
+  data = _read_bytes(path)
+  what = {_IDX_IMAGES_MAGIC: "images", _IDX_LABELS_MAGIC: "labels"}.get(
+      expected_magic, "data")
+  if len(data) < 4:
+    raise ValueError(
+        f"{path.name}: {len(data)} bytes is too short for an IDX header "
+        f"(expected magic {expected_magic} ({what}))")
+  magic = int.from_bytes(data[:4], "big")
+  if magic != expected_magic:
+    raise ValueError(
+        f"{path.name}: bad IDX magic {magic}, expected {expected_magic} "
+        f"({what})")
+  ndim = magic & 0xFF
+  header = 4 + 4 * ndim
+  if len(data) < header:
+    raise ValueError(
+        f"{path.name}: truncated IDX header ({len(data)} bytes, expected "
+        f"{header} for {ndim} dimensions)")
+  shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big")
+                for i in range(ndim))
+  size = int(np.prod(shape))
+  if len(data) - header != size:
+    raise ValueError(
+        f"{path.name}: IDX header declares shape {shape} ({size} bytes of "
+        f"data) but the file has {len(data) - header} bytes of data")
+  return np.frombuffer(data, np.uint8, count=size, offset=header).reshape(
+      shape)
+
+
+def _find_file(directory: pathlib.Path, names: Sequence[str]) -> pathlib.Path:
+  for name in names:
+    for candidate in (directory / name, directory / (name + ".gz")):
+      if candidate.is_file():
+        return candidate
+  tried = ", ".join(f"{n}[.gz]" for n in names)
+  raise FileNotFoundError(f"{directory}: none of {tried} found")
+
+
+def load_mnist(directory_or_files: PathLike | tuple[PathLike, PathLike],
+               split: str = "train", *, name: str = "mnist") -> Dataset:
+  """Loads MNIST or Fashion-MNIST from local IDX files (gzipped or not).
+
+  Args:
+    directory_or_files: a directory holding
+      ``{train,t10k}-images-idx3-ubyte[.gz]`` and
+      ``{train,t10k}-labels-idx1-ubyte[.gz]`` (also accepted:
+      ``train-images.idx3-ubyte``), or an ``(images_file, labels_file)`` pair.
+    split: ``"train"`` (60000 images for MNIST) or ``"test"`` (``t10k``,
+      10000); ignored when files are given.
+    name: the dataset's name.
+
+  Returns:
+    Images ``[N, 28, 28, 1]`` float32 in [0, 1] (bytes / 255), labels 0..9.
+  """
+  _checks.check_choice("split", split, SPLITS)
+  if isinstance(directory_or_files, (tuple, list)):
+    if len(directory_or_files) != 2:
+      raise ValueError(
+          "directory_or_files must be a directory or an (images_file, "
+          f"labels_file) pair, got {directory_or_files!r}")
+    images_path, labels_path = (pathlib.Path(p).expanduser()
+                                for p in directory_or_files)
+  else:
+    directory = pathlib.Path(directory_or_files).expanduser()
+    if not directory.is_dir():
+      raise FileNotFoundError(f"{directory}: not a directory")
+    prefix = "train" if split == "train" else "t10k"
+    images_path = _find_file(directory, (f"{prefix}-images-idx3-ubyte",
+                                         f"{prefix}-images.idx3-ubyte"))
+    labels_path = _find_file(directory, (f"{prefix}-labels-idx1-ubyte",
+                                         f"{prefix}-labels.idx1-ubyte"))
+  images = read_idx(images_path, expected_magic=_IDX_IMAGES_MAGIC)
+  labels = read_idx(labels_path, expected_magic=_IDX_LABELS_MAGIC)
+  if len(images) != len(labels):
+    raise ValueError(
+        f"{images_path.name} has {len(images)} images but {labels_path.name} "
+        f"has {len(labels)} labels")
+  if len(labels) and labels.max() > 9:
+    raise ValueError(
+        f"{labels_path.name}: labels must be 0..9, found {int(labels.max())}")
+  return Dataset((images.astype(np.float32) / 255.0)[..., None],
+                 labels.astype(np.int32), 10, f"{name}[{split}]")
+
+
+# ---------------------------------------------------------------------------
+# CIFAR-10 python pickles.
+
+_CIFAR_DIR = "cifar-10-batches-py"
+_CIFAR_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)),
+                "test": ("test_batch",)}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+  """Unpickles only dicts, lists, strings and NumPy arrays.
+
+  The CIFAR-10 batches are pickles; a plain ``pickle.load`` of a file from
+  the internet can run arbitrary code, so only the globals a NumPy array
+  needs are allowed.
+  """
+
+  _ALLOWED = {
+      ("numpy.core.multiarray", "_reconstruct"),
+      ("numpy._core.multiarray", "_reconstruct"),
+      ("numpy", "ndarray"),
+      ("numpy", "dtype"),
+      ("numpy.core.multiarray", "scalar"),
+      ("numpy._core.multiarray", "scalar"),
+      ("numpy.core.numeric", "_frombuffer"),
+      ("numpy._core.numeric", "_frombuffer"),
+      ("_codecs", "encode"),
+  }
+
+  def find_class(self, module, name):
+    if (module, name) in self._ALLOWED:
+      return super().find_class(module, name)
+    raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+
+
+def _get(batch: dict, key: str):
+  # Python 2 pickles loaded with encoding="bytes" have bytes keys.
+  if key.encode() in batch:
+    return batch[key.encode()]
+  return batch.get(key)
+
+
+def _load_cifar_batch(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
+  try:
+    with path.open("rb") as f:
+      batch = _CifarUnpickler(f, encoding="bytes").load()
+  except FileNotFoundError:
+    raise FileNotFoundError(f"{path}: no such file") from None
+  except Exception as e:  # pickle raises many types on garbage input
+    raise ValueError(
+        f"{path.name}: not a CIFAR-10 python pickle batch ({type(e).__name__}:"
+        f" {e})") from e
+  if not isinstance(batch, dict):
+    raise ValueError(
+        f"{path.name}: expected a dict with 'data' and 'labels', got "
+        f"{type(batch).__name__}")
+  data, labels = _get(batch, "data"), _get(batch, "labels")
+  for key, value in (("data", data), ("labels", labels)):
+    if value is None:
+      raise ValueError(f"{path.name}: missing key '{key}'")
+  data = np.asarray(data)
+  labels = np.asarray(labels)
+  if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+    raise ValueError(
+        f"{path.name}: 'data' must be uint8 [N, 3072] (3x32x32 per row), got "
+        f"{data.dtype} {data.shape}")
+  if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(
+        f"{path.name}: 'labels' must be a list of N ints, got {labels.dtype} "
+        f"{labels.shape}")
+  if len(data) != len(labels):
+    raise ValueError(
+        f"{path.name}: {len(data)} images but {len(labels)} labels")
+  if len(labels) and (labels.min() < 0 or labels.max() > 9):
+    raise ValueError(
+        f"{path.name}: labels must be 0..9, got values in "
+        f"[{int(labels.min())}, {int(labels.max())}]")
+  return data, labels
+
+
+def load_cifar10(directory: PathLike, split: str = "train") -> Dataset:
+  """Loads CIFAR-10 from the python pickle batches.
+
+  Args:
+    directory: the ``cifar-10-batches-py`` directory, or a directory that
+      contains it.
+    split: ``"train"`` (``data_batch_1`` .. ``data_batch_5``, 50000 images) or
+      ``"test"`` (``test_batch``, 10000).
+
+  Returns:
+    Images ``[N, 32, 32, 3]`` float32 in [0, 1] (bytes / 255), labels 0..9.
+  """
+  _checks.check_choice("split", split, SPLITS)
+  directory = pathlib.Path(directory).expanduser()
+  if (directory / _CIFAR_DIR).is_dir():
+    directory = directory / _CIFAR_DIR
+  if not directory.is_dir():
+    raise FileNotFoundError(f"{directory}: not a directory")
+  missing = [n for n in _CIFAR_FILES[split] if not (directory / n).is_file()]
+  if missing:
+    raise FileNotFoundError(
+        f"{directory}: missing CIFAR-10 batch file(s) {', '.join(missing)}")
+  parts = [_load_cifar_batch(directory / n) for n in _CIFAR_FILES[split]]
+  data = np.concatenate([d for d, _ in parts])
+  labels = np.concatenate([l for _, l in parts])
+  # Each row is the red, green, then blue 32x32 plane: [N, C, H, W] -> NHWC.
+  images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+  images = images.astype(np.float32)
+  images /= 255.0
+  return Dataset(images, labels.astype(np.int32), 10, f"cifar10[{split}]")
+
+
+# ---------------------------------------------------------------------------
+# Generic .npz.
+
+
+def load_npz(path: PathLike, *, name: str | None = None) -> Dataset:
+  """Loads images and labels from an ``.npz`` file.
+
+  Args:
+    path: a file with ``x``: ``[N, H, W]`` (grey) or ``[N, H, W, C]`` images,
+      uint8 (divided by 255) or floating point (kept as is, cast to float32);
+      ``y``: ``[N]`` non-negative integer labels; optionally ``num_classes``,
+      a scalar (default ``max(y) + 1``).
+    name: the dataset's name (default: the file's stem).
+
+  Returns:
+    The :class:`Dataset`.
+  """
+  path = pathlib.Path(path).expanduser()
+  if not path.is_file():
+    raise FileNotFoundError(f"{path}: no such file")
+  try:
+    with np.load(path, allow_pickle=False) as npz:
+      arrays = {k: npz[k] for k in npz.files}
+  except Exception as e:  # np.load raises several types on garbage input
+    raise ValueError(
+        f"{path.name}: not a readable .npz of numeric arrays "
+        f"({type(e).__name__}: {e})") from e
+  for key in ("x", "y"):
+    if key not in arrays:
+      raise ValueError(
+          f"{path.name}: missing key '{key}' (found {sorted(arrays)}; expected "
+          "'x' images [N, H, W] or [N, H, W, C] and 'y' labels [N])")
+  x, y = arrays["x"], arrays["y"]
+  if x.ndim == 3:
+    x = x[..., None]
+  if x.ndim != 4:
+    raise ValueError(
+        f"{path.name}: 'x' must be [N, H, W] or [N, H, W, C], got shape "
+        f"{x.shape}")
+  if x.dtype == np.uint8:
+    x = x.astype(np.float32) / 255.0
+  elif np.issubdtype(x.dtype, np.floating):
+    x = x.astype(np.float32, copy=False)
+  else:
+    raise ValueError(
+        f"{path.name}: 'x' must be uint8 or floating point, got {x.dtype}")
+  if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+    raise ValueError(
+        f"{path.name}: 'y' must be integer labels [N], got {y.dtype} "
+        f"{y.shape}")
+  if len(x) != len(y):
+    raise ValueError(f"{path.name}: {len(x)} images in 'x' but {len(y)} "
+                     "labels in 'y'")
+  if len(y) == 0:
+    raise ValueError(f"{path.name}: no examples")
+  if y.min() < 0:
+    raise ValueError(f"{path.name}: 'y' has negative label {int(y.min())}")
+  if "num_classes" in arrays:
+    num_classes = arrays["num_classes"]
+    if num_classes.shape != () or not np.issubdtype(num_classes.dtype,
+                                                    np.integer):
+      raise ValueError(
+          f"{path.name}: 'num_classes' must be an integer scalar, got "
+          f"{num_classes.dtype} {num_classes.shape}")
+    num_classes = int(num_classes)
+    if y.max() >= num_classes:
+      raise ValueError(
+          f"{path.name}: 'y' has label {int(y.max())} >= num_classes "
+          f"{num_classes}")
+  else:
+    num_classes = int(y.max()) + 1
+  return Dataset(x, y.astype(np.int32), num_classes,
+                 name if name is not None else path.stem)
+
+
+# ---------------------------------------------------------------------------
+# Command-line spec.
+
+DATASET_SPECS = ("digits", "mnist:DIR", "fashion-mnist:DIR", "cifar10:DIR",
+                 "npz:PATH")
+
+
+def load_dataset(spec: str) -> Dataset:
+  """Loads a dataset from a command-line spec.
+
+  Specs:
+    ``digits`` — the embedded 8x8 digits (split it with
+    :meth:`Dataset.split`);
+    ``mnist:DIR``, ``fashion-mnist:DIR`` — IDX files in DIR;
+    ``cifar10:DIR`` — the pickle batches in DIR (or DIR/cifar-10-batches-py);
+    ``npz:PATH`` — an ``.npz`` file (see :func:`load_npz`).
+
+  ``mnist``, ``fashion-mnist`` and ``cifar10`` take an optional ``:train``
+  (default) or ``:test`` suffix, e.g. ``mnist:~/data/mnist:test``. The path
+  may itself contain colons; only a final ``:train``/``:test`` is read as the
+  split.
+  """
+  if not isinstance(spec, str):
+    raise TypeError(f"spec must be a string, got {type(spec).__name__}")
+  kind, _, rest = spec.partition(":")
+  kind = kind.strip().lower()
+  valid = f"valid specs: {', '.join(DATASET_SPECS)}"
+  if kind == "digits":
+    if rest:
+      raise ValueError(
+          f"dataset spec {spec!r}: 'digits' takes no path or split ({valid})")
+    return load_digits()
+  if kind not in ("mnist", "fashion-mnist", "cifar10", "npz"):
+    raise ValueError(f"unknown dataset spec {spec!r}; {valid}")
+  split = "train"
+  if kind != "npz":
+    head, sep, tail = rest.rpartition(":")
+    if sep and tail in SPLITS:
+      rest, split = head, tail
+  if not rest:
+    raise ValueError(
+        f"dataset spec {spec!r}: missing path after '{kind}:' ({valid})")
+  if kind == "npz":
+    return load_npz(rest)
+  if kind == "cifar10":
+    return load_cifar10(rest, split)
+  return load_mnist(rest, split, name=kind)
