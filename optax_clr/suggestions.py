@@ -304,10 +304,10 @@ def valley(lrs: Any, losses: Any, *, skip_start: int | None = None,
   ``max_start = max_end - lds[max_end]``, ``sections = (max_end -
   max_start) / 3`` and the suggestion is the point ``max_start +
   int(sections) + int(sections / 2)`` -- about 1/2 of the way from
-  ``max_start`` to ``max_end`` (1/3 + 1/6), not 2/3. ``max_start`` is one
-  before the real start when the descent begins at the first point; fastai
-  then returns index -1 (Python wraps to the last, most divergent point) for
-  descents of one or two points, where this function uses index 0 instead.
+  ``max_start`` to ``max_end`` (1/3 + 1/6), not 2/3. For a descent made of
+  the first two points, ``max_start = -1`` and fastai returns index -1
+  (Python wraps around to the last, most divergent point); this function
+  uses index 0 instead.
   fastai does not guard against a curve with no descent (it returns the first
   point); here ``lr`` is None then.
 
