@@ -1,0 +1,577 @@
+"""Cyclical learning-rate schedules and the one-cycle policy.
+
+Every constructor returns an ``optax.Schedule``: a pure function of the step
+count that can be traced by ``jax.jit``, ``jax.vmap`` and ``jax.grad``. The
+step is reduced to a cycle index and a position within the cycle with integer
+arithmetic, so float32 values stay exact (to float32 rounding) for every step
+an int32 counter can hold, instead of drifting as ``t / step_size`` in float32
+would for steps above ``2**24``.
+
+Conventions shared by every schedule here:
+
+* ``step`` may be a Python or NumPy integer, a (traced) int32/int64 array, or a
+  floating-point number; floating-point steps are rounded down to an integer
+  (whole numbers are exact, float32 holds every integer only up to ``2**24``).
+  Arrays of steps are evaluated elementwise. Negative steps are treated as
+  step 0.
+* Values are float32: JAX's default float dtype, promoted with the dtypes of
+  the bounds and never narrower than float32 (with ``jax_enable_x64``, Python
+  or float64 bounds give float64, float32 arrays give float32).
+* Hyperparameters are validated when the schedule is built, outside ``jit``.
+  A hyperparameter that is a JAX tracer (the constructor is itself being
+  traced, e.g. under ``jax.vmap`` or ``jax.grad`` over hyperparameters) cannot
+  be inspected, so its value checks are skipped; only its dtype is checked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from optax_clr import _checks
+
+MODES = ("triangular", "triangular2", "exp_range")
+WAVEFORMS = ("triangular", "cosine", "welch")
+SCALE_MODES = ("cycle", "iterations")
+ANNEAL_STRATEGIES = ("cos", "linear")
+
+_INT32_MAX = 2**31 - 1
+
+# Profile of one cycle: (step, dtype) -> (shape in [0, 1], scale).
+_CyclicProfile = Callable[[chex.Numeric, Any], tuple[jax.Array, jax.Array]]
+# One-cycle interpolation: (step, knot values, dtype) -> value.
+_OneCycleProfile = Callable[[chex.Numeric, Sequence[Any], Any], jax.Array]
+
+
+def _float_dtype(*values: Any) -> Any:
+  """The values' float dtype, at least float32 (as optax's schedules).
+
+  Python numbers give JAX's default float (float32, float64 under
+  ``jax_enable_x64``); float32 or narrower arrays give float32.
+  """
+  return jnp.promote_types(jnp.result_type(*values, float), jnp.float32)
+
+
+def _as_int_step(step: chex.Numeric) -> jax.Array:
+  """The step count as a signed integer array (int32, or int64 if 64-bit)."""
+  step = jnp.asarray(step)
+  if step.dtype == jnp.bool_:
+    raise TypeError(f"step must be an integer, got dtype {step.dtype}")
+  wide = step.dtype.itemsize == 8
+  int_dtype = jnp.int64 if wide else jnp.int32
+  if jnp.issubdtype(step.dtype, jnp.floating):
+    step = jnp.floor(step)
+  elif not jnp.issubdtype(step.dtype, jnp.integer):
+    raise TypeError(f"step must be a real number, got dtype {step.dtype}")
+  return jnp.maximum(step.astype(int_dtype), 0)
+
+
+def _check_bool(name: str, value: Any) -> bool:
+  if not isinstance(value, bool):
+    raise TypeError(f"{name} must be a bool, got {type(value).__name__} "
+                    f"{value!r}")
+  return value
+
+
+def _waveform_shape(u: jax.Array, waveform: str) -> jax.Array:
+  """Maps the linear position ``u`` in [0, 1] to the waveform's height."""
+  if waveform == "triangular":
+    return u
+  if waveform == "cosine":
+    # sin^2 form of (1 - cos(pi u)) / 2: no cancellation near u = 0.
+    return jnp.square(jnp.sin(0.5 * jnp.pi * u))
+  # welch: 1 - (1 - u)**2, written so that u = 1 gives exactly 1.
+  return u * (2.0 - u)
+
+
+def _cyclic_profile(
+    step_size_up: chex.Numeric,
+    step_size_down: chex.Numeric | None,
+    mode: str,
+    gamma: chex.Numeric,
+    scale_fn: Callable[[chex.Numeric], chex.Numeric] | None,
+    scale_mode: str,
+    waveform: str,
+) -> _CyclicProfile:
+  """Validates the cycle arguments; returns ``(step, dtype) -> (shape, scale)``.
+
+  Shared by the cyclic learning-rate and momentum schedules, which differ only
+  in how they map ``shape * scale`` onto their bounds (the momentum one is the
+  reflection of the learning-rate one).
+
+  ``shape`` is the waveform height in [0, 1] (0 at cycle boundaries, 1 at the
+  peak) and ``scale`` the amplitude factor of ``mode`` or ``scale_fn``.
+  """
+  up = _checks.check_int("step_size_up", step_size_up)
+  if step_size_down is None:
+    step_size_down, down = step_size_up, up
+  else:
+    down = _checks.check_int("step_size_down", step_size_down)
+  if up is not None and down is not None and up + down > _INT32_MAX:
+    raise ValueError(
+        "step_size_up + step_size_down must be <= 2**31 - 1 (one cycle must "
+        f"fit an int32 step counter), got step_size_up={up}, "
+        f"step_size_down={down}")
+  _checks.check_choice("mode", mode, MODES)
+  g = _checks.check_number("gamma", gamma, low=0.0, high=1.0,
+                           low_inclusive=False)
+  if scale_fn is not None:
+    _checks.check_callable("scale_fn", scale_fn)
+  _checks.check_choice("scale_mode", scale_mode, SCALE_MODES)
+  _checks.check_choice("waveform", waveform, WAVEFORMS)
+
+  # Concrete sizes enter the graph as Python ints (weakly typed), so they
+  # never widen or narrow the step's integer dtype.
+  up_v = step_size_up if up is None else up
+  down_v = step_size_down if down is None else down
+  total_v = up_v + down_v
+
+  def profile(step, dtype):
+    t = _as_int_step(step)
+    # Integer cycle index and offset: exact for every representable step,
+    # and neither can overflow (k * total <= t, total - r <= total).
+    k = jnp.floor_divide(t, total_v)
+    r = jnp.remainder(t, total_v)
+    rising = r <= up_v
+    # PyTorch's sf: x / ratio on the way up, (x - 1) / (ratio - 1) on the way
+    # down, which reduce to r / up and (total - r) / down.
+    u = jnp.where(
+        rising,
+        r.astype(dtype) / jnp.asarray(up_v).astype(dtype),
+        (total_v - r).astype(dtype) / jnp.asarray(down_v).astype(dtype))
+    shape = _waveform_shape(u, waveform)
+
+    if scale_fn is not None:
+      # Passed as floats, like the Python numbers PyTorch passes, so that
+      # e.g. ``2.0 ** -x`` or ``x * x`` behave as they do there.
+      arg = (k + 1) if scale_mode == "cycle" else t
+      scale = jnp.asarray(scale_fn(arg.astype(dtype))).astype(dtype)
+    elif mode == "triangular":
+      scale = jnp.ones((), dtype)
+    elif mode == "triangular2":
+      # 1 / 2**(cycle - 1) with cycle = k + 1, exactly.
+      scale = jnp.ldexp(jnp.ones((), dtype), -k)
+    else:
+      # gamma**t as exp(t * log(gamma)) with log(gamma) taken in float64 on
+      # the host when possible: rounding gamma to float32 first would change
+      # gamma**t by a factor exp(t * 6e-8) at large t (and turn 1 - 1e-9
+      # into 1).
+      log_gamma = (math.log(g) if g is not None
+                   else jnp.log(jnp.asarray(gamma).astype(dtype)))
+      scale = jnp.exp(t.astype(dtype) * jnp.asarray(log_gamma, dtype))
+    return shape, scale
+
+  return profile
+
+
+def cyclic_schedule(
+    base_value: chex.Numeric,
+    max_value: chex.Numeric,
+    step_size_up: chex.Numeric = 2000,
+    step_size_down: chex.Numeric | None = None,
+    mode: str = "triangular",
+    gamma: chex.Numeric = 1.0,
+    scale_fn: Callable[[chex.Numeric], chex.Numeric] | None = None,
+    scale_mode: str = "cycle",
+    waveform: str = "triangular",
+    decay_bounds: bool = False,
+) -> optax.Schedule:
+  r"""Cyclical learning rate (CLR) between ``base_value`` and ``max_value``.
+
+  With ``total = step_size_up + step_size_down`` and step ``t``, the cycle
+  number (from 1) is ``cycle = t // total + 1`` and the offset in the cycle is
+  ``r = t % total``; the linear position is
+
+  .. math::
+    u = r / \mathrm{up} \;\; (r \le \mathrm{up}), \qquad
+    u = (\mathrm{total} - r) / \mathrm{down} \;\; (\text{otherwise}),
+
+  which equals PyTorch's ``sf`` (computed there from
+  ``x = 1 + t/total - cycle``). The waveform maps ``u`` to
+  ``shape``: ``u`` (triangular), ``(1 - cos(pi u)) / 2`` (cosine, a Hann
+  window) or ``1 - (1 - u)**2`` (welch, parabolic); each is 0 at the cycle
+  boundaries, 1 at the peak, and mirrored on the falling half. Then
+
+  .. math::
+    \mathrm{lr}(t) = \mathrm{base} + (\max - \mathrm{base}) \cdot
+    \mathrm{shape}(t) \cdot \mathrm{scale}(t)
+
+  with ``scale = 1`` (``"triangular"``), ``1 / 2**(cycle - 1)``
+  (``"triangular2"``: the amplitude halves every cycle) or ``gamma**t``
+  (``"exp_range"``). With ``decay_bounds=True`` (``"exp_range"`` only) the
+  paper's form is used instead, where both bounds decay:
+  ``lr(t) = gamma**t * (base + (max - base) * shape(t))``.
+
+  With ``waveform="triangular"`` the values are those of PyTorch's
+  ``CyclicLR`` (to float32 rounding). Cycle index and offset are computed with
+  integer arithmetic, so they are exact for every step up to ``2**31 - 1``;
+  ``gamma**t`` is computed as ``exp(t * log(gamma))`` with ``log(gamma)``
+  taken in float64 when ``gamma`` is concrete.
+
+  Steps may be Python/NumPy integers, (traced) integer arrays or floats
+  (rounded down); negative steps count as step 0. Values are float32 (float64
+  under ``jax_enable_x64`` unless the bounds are float32 arrays). Value checks are skipped for hyperparameters that
+  are JAX tracers (e.g. under ``jax.vmap`` over ``max_value`` or over integer
+  step sizes); only their dtype is checked.
+
+  Args:
+    base_value: lower bound of the cycle (>= 0).
+    max_value: upper bound of the cycle (>= ``base_value``).
+    step_size_up: integer number of steps from ``base_value`` to the peak.
+    step_size_down: integer number of steps from the peak back to
+      ``base_value``; ``None`` means equal to ``step_size_up``. Their sum must
+      fit an int32.
+    mode: one of ``"triangular"``, ``"triangular2"``, ``"exp_range"``; ignored
+      when ``scale_fn`` is given.
+    gamma: decay factor of ``"exp_range"`` per step, in (0, 1].
+    scale_fn: optional jittable amplitude scaling, overriding ``mode``. It is
+      called with the cycle number (1, 2, ...) or the step as a float array of
+      the schedule's dtype (not an int, so ``2.0 ** -x`` or ``x * x`` behave
+      as with PyTorch's Python numbers) and must return a scalar; use
+      ``jax.numpy`` inside it.
+    scale_mode: ``"cycle"`` (``scale_fn(cycle)``) or ``"iterations"``
+      (``scale_fn(t)``); only used with ``scale_fn``.
+    waveform: shape of each half cycle, ``"triangular"``, ``"cosine"`` or
+      ``"welch"``.
+    decay_bounds: with ``mode="exp_range"``, decay both bounds (the paper's
+      form) instead of only the amplitude (PyTorch/Keras, the default).
+
+  Returns:
+    schedule
+      A function that maps step counts to values.
+
+  Raises:
+    ValueError, TypeError: for invalid concrete hyperparameters; the message
+      names the argument, its value and the allowed range.
+
+  References:
+    Smith, `Cyclical Learning Rates for Training Neural Networks
+    <https://arxiv.org/abs/1506.01186>`_, 2017 (WACV).
+
+    PyTorch, `torch.optim.lr_scheduler.CyclicLR
+    <https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.CyclicLR.html>`_.
+  """
+  b = _checks.check_number("base_value", base_value, low=0.0)
+  m = _checks.check_number("max_value", max_value, low=0.0)
+  _checks.check_order("base_value", b, "max_value", m)
+  profile = _cyclic_profile(step_size_up, step_size_down, mode, gamma,
+                            scale_fn, scale_mode, waveform)
+  _check_bool("decay_bounds", decay_bounds)
+  if decay_bounds and (mode != "exp_range" or scale_fn is not None):
+    raise ValueError(
+        "decay_bounds=True is only defined for mode='exp_range' without "
+        f"scale_fn, got mode={mode!r}, "
+        f"scale_fn={'set' if scale_fn is not None else None}")
+  dtype = _float_dtype(base_value, max_value)
+
+  def schedule(count: chex.Numeric) -> jax.Array:
+    shape, scale = profile(count, dtype)
+    base = jnp.asarray(base_value).astype(dtype)
+    top = jnp.asarray(max_value).astype(dtype)
+    if decay_bounds:
+      return scale * (base + (top - base) * shape)
+    return base + (top - base) * shape * scale
+
+  return schedule
+
+
+def triangular_schedule(
+    base_value: chex.Numeric,
+    max_value: chex.Numeric,
+    step_size_up: chex.Numeric = 2000,
+    step_size_down: chex.Numeric | None = None,
+    waveform: str = "triangular",
+) -> optax.Schedule:
+  """Triangular CLR: constant amplitude between ``base_value`` and ``max_value``.
+
+  ``lr(t) = base + (max - base) * shape(t)``; see :func:`cyclic_schedule`
+  (``mode="triangular"``) for the formula, arguments and step conventions.
+
+  Args:
+    base_value: lower bound (>= 0).
+    max_value: upper bound (>= ``base_value``).
+    step_size_up: integer steps from base to peak.
+    step_size_down: integer steps from peak to base (``None``: same as up).
+    waveform: ``"triangular"``, ``"cosine"`` or ``"welch"``.
+
+  Returns:
+    schedule
+      A function that maps step counts to values.
+
+  References:
+    Smith, `Cyclical Learning Rates for Training Neural Networks
+    <https://arxiv.org/abs/1506.01186>`_, 2017.
+  """
+  return cyclic_schedule(base_value, max_value, step_size_up, step_size_down,
+                         mode="triangular", waveform=waveform)
+
+
+def triangular2_schedule(
+    base_value: chex.Numeric,
+    max_value: chex.Numeric,
+    step_size_up: chex.Numeric = 2000,
+    step_size_down: chex.Numeric | None = None,
+    waveform: str = "triangular",
+) -> optax.Schedule:
+  """Triangular2 CLR: the amplitude halves after every cycle.
+
+  ``lr(t) = base + (max - base) * shape(t) / 2**(cycle - 1)``; see
+  :func:`cyclic_schedule` (``mode="triangular2"``).
+
+  Args:
+    base_value: lower bound (>= 0).
+    max_value: upper bound of the first cycle (>= ``base_value``).
+    step_size_up: integer steps from base to peak.
+    step_size_down: integer steps from peak to base (``None``: same as up).
+    waveform: ``"triangular"``, ``"cosine"`` or ``"welch"``.
+
+  Returns:
+    schedule
+      A function that maps step counts to values.
+
+  References:
+    Smith, `Cyclical Learning Rates for Training Neural Networks
+    <https://arxiv.org/abs/1506.01186>`_, 2017.
+  """
+  return cyclic_schedule(base_value, max_value, step_size_up, step_size_down,
+                         mode="triangular2", waveform=waveform)
+
+
+def exp_range_schedule(
+    base_value: chex.Numeric,
+    max_value: chex.Numeric,
+    step_size_up: chex.Numeric = 2000,
+    step_size_down: chex.Numeric | None = None,
+    gamma: chex.Numeric = 1.0,
+    decay_bounds: bool = False,
+    waveform: str = "triangular",
+) -> optax.Schedule:
+  """Exp-range CLR: the amplitude (or both bounds) decays as ``gamma**t``.
+
+  ``lr(t) = base + (max - base) * shape(t) * gamma**t`` (PyTorch/Keras), or
+  with ``decay_bounds=True`` the paper's
+  ``lr(t) = gamma**t * (base + (max - base) * shape(t))``; see
+  :func:`cyclic_schedule` (``mode="exp_range"``). ``gamma=1`` (the default,
+  as in PyTorch) gives the triangular policy; values such as 0.99994 are
+  typical.
+
+  Args:
+    base_value: lower bound (>= 0).
+    max_value: upper bound at step 0 (>= ``base_value``).
+    step_size_up: integer steps from base to peak.
+    step_size_down: integer steps from peak to base (``None``: same as up).
+    gamma: per-step decay factor in (0, 1].
+    decay_bounds: decay both bounds instead of only the amplitude.
+    waveform: ``"triangular"``, ``"cosine"`` or ``"welch"``.
+
+  Returns:
+    schedule
+      A function that maps step counts to values.
+
+  References:
+    Smith, `Cyclical Learning Rates for Training Neural Networks
+    <https://arxiv.org/abs/1506.01186>`_, 2017.
+  """
+  return cyclic_schedule(base_value, max_value, step_size_up, step_size_down,
+                         mode="exp_range", gamma=gamma, waveform=waveform,
+                         decay_bounds=decay_bounds)
+
+
+def _split_float(x: Any, int_dtype: Any) -> tuple[Any, Any]:
+  """``x = whole + frac`` with an integer ``whole`` and ``0 <= frac < 1``."""
+  if isinstance(x, (int, float)):
+    whole = math.floor(x)
+    return whole, float(x - whole)
+  whole = jnp.floor(x)
+  return whole.astype(int_dtype), x - whole
+
+
+def _one_cycle_profile(
+    total_steps: chex.Numeric,
+    pct_start: chex.Numeric,
+    anneal_strategy: str,
+    three_phase: bool,
+) -> _OneCycleProfile:
+  """Validates the phase arguments; returns ``(step, knots, dtype) -> value``.
+
+  Shared by the one-cycle learning-rate and momentum schedules. ``knots`` are
+  the values at step 0 and at the end of each phase (3 for two phases, 4 for
+  three); within phase ``i`` the value is annealed from ``knots[i]`` to
+  ``knots[i + 1]``.
+
+  Phase ends are PyTorch's floats ``pct_start * total_steps - 1``
+  (``2 * pct_start * total_steps - 2``) and ``total_steps - 1``. They must
+  increase strictly from step 0, otherwise a phase has no length (PyTorch then
+  divides by zero or silently skips the warm-up): this needs
+  ``pct_start * total_steps > 1``, ``pct_start < 1`` and, with three phases,
+  ``2 * pct_start * total_steps - 2 < total_steps - 1``.
+  """
+  n = _checks.check_int("total_steps", total_steps, low=2)
+  p = _checks.check_number("pct_start", pct_start, low=0.0, high=1.0,
+                           low_inclusive=False, high_inclusive=False)
+  _checks.check_choice("anneal_strategy", anneal_strategy, ANNEAL_STRATEGIES)
+  _check_bool("three_phase", three_phase)
+
+  def phase_ends(p_, n_):
+    # Same expressions (and, for floats, the same float64 rounding) as
+    # PyTorch's OneCycleLR.
+    ends = [p_ * n_ - 1]
+    if three_phase:
+      ends.append(2 * p_ * n_ - 2)
+    ends.append(n_ - 1)
+    return ends
+
+  if n is not None and p is not None:
+    ends = phase_ends(p, n)
+    if ends[0] <= 0:
+      raise ValueError(
+          "pct_start * total_steps must be > 1 so that the warm-up phase "
+          "(step 0 to pct_start * total_steps - 1) has positive length, got "
+          f"pct_start={p!r}, total_steps={n} (warm-up would end at step "
+          f"{ends[0]!r})")
+    if any(a >= b for a, b in zip(ends[:-1], ends[1:])):
+      raise ValueError(
+          "phase ends must increase strictly; with three_phase=True this "
+          "needs 2 * pct_start * total_steps - 2 < total_steps - 1, i.e. "
+          f"pct_start < (total_steps + 1) / (2 * total_steps) = "
+          f"{(n + 1) / (2 * n):g}; got pct_start={p!r}, total_steps={n} "
+          f"(phase ends {ends})")
+  p_v = pct_start if p is None else p
+  n_v = total_steps if n is None else n
+
+  def profile(step, knots, dtype):
+    t = _as_int_step(step)
+    if n is not None and p is not None:
+      ends = phase_ends(p_v, n_v)
+    else:
+      ends = phase_ends(jnp.asarray(p_v).astype(dtype),
+                        jnp.asarray(n_v).astype(dtype))
+    # Boundaries as integer + fraction: t <= end is decided exactly on the
+    # integer part, and (t - start) is formed in integers before the float
+    # division, which keeps float32 exact at large step counts.
+    whole, frac = zip(*[_split_float(0.0, t.dtype)]
+                      + [_split_float(e, t.dtype) for e in ends[:-1]]
+                      + [(n_v - 1, 0.0)])
+    whole = jnp.stack([jnp.asarray(w).astype(t.dtype) for w in whole])
+    frac = jnp.stack([jnp.asarray(f).astype(dtype) for f in frac])
+    knots = jnp.stack([jnp.asarray(v).astype(dtype) for v in knots])
+    # Steps past the end hold the final value (PyTorch raises instead).
+    t = jnp.clip(t, 0, whole[-1])
+    # Phase index: the number of inner phase ends strictly before t.
+    phase = jnp.zeros(t.shape, jnp.int32)
+    for i in range(1, len(ends)):
+      phase = phase + (t > whole[i]).astype(jnp.int32)
+    pos = (t - whole[phase]).astype(dtype) - frac[phase]
+    length = ((whole[phase + 1] - whole[phase]).astype(dtype)
+              + (frac[phase + 1] - frac[phase]))
+    pct = pos / length
+    start, end = knots[phase], knots[phase + 1]
+    # weight of ``end``: (1 - cos(pi pct)) / 2 = sin^2(pi pct / 2) for
+    # "cos", pct for "linear"; ``rest`` = 1 - weight.
+    if anneal_strategy == "cos":
+      half_angle = 0.5 * jnp.pi * pct
+      weight = jnp.square(jnp.sin(half_angle))
+      rest = jnp.square(jnp.cos(half_angle))
+    else:
+      weight, rest = pct, 1.0 - pct
+    # PyTorch's forms, interpolating from the nearer end: exact at both phase
+    # ends and for constant phases (from ``end`` alone the small final value
+    # of the schedule would be lost to cancellation in float32).
+    return jnp.where(weight <= 0.5, start + (end - start) * weight,
+                     end + (start - end) * rest)
+
+  return profile
+
+
+def one_cycle_schedule(
+    max_value: chex.Numeric,
+    total_steps: chex.Numeric,
+    pct_start: chex.Numeric = 0.3,
+    anneal_strategy: str = "cos",
+    div_factor: chex.Numeric = 25.0,
+    final_div_factor: chex.Numeric = 1e4,
+    three_phase: bool = False,
+) -> optax.Schedule:
+  r"""The one-cycle policy, matching PyTorch's ``OneCycleLR``.
+
+  With ``initial = max_value / div_factor`` and
+  ``minimum = initial / final_div_factor``, the value is annealed
+
+  * two phases: ``initial -> max_value`` over steps ``[0, e1]`` and
+    ``max_value -> minimum`` over ``[e1, total_steps - 1]``;
+  * three phases: ``initial -> max_value`` over ``[0, e1]``,
+    ``max_value -> initial`` over ``[e1, e2]`` and ``initial -> minimum``
+    over ``[e2, total_steps - 1]``;
+
+  with PyTorch's (float) phase ends ``e1 = pct_start * total_steps - 1`` and
+  ``e2 = 2 * pct_start * total_steps - 2``. Within a phase from step ``s`` to
+  ``e`` with ``pct = (t - s) / (e - s)``:
+
+  .. math::
+    \mathrm{cos}: \; \mathrm{end} + \frac{\mathrm{start} - \mathrm{end}}{2}
+    (1 + \cos(\pi \cdot \mathrm{pct})), \qquad
+    \mathrm{linear}: \; (\mathrm{end} - \mathrm{start}) \cdot \mathrm{pct}
+    + \mathrm{start}.
+
+  The peak is at step ``pct_start * total_steps - 1`` (PyTorch), not at
+  ``int(pct_start * total_steps)`` as in ``optax.cosine_onecycle_schedule``.
+  Steps beyond ``total_steps - 1`` hold the final value ``minimum`` (PyTorch
+  extrapolates one step and then raises, which a jitted schedule cannot do).
+
+  Steps may be integers, integer arrays or floats (rounded down); negative
+  steps count as step 0. Values are float32 (float64 under
+  ``jax_enable_x64`` unless ``max_value`` is a float32 array). Value checks are skipped for hyperparameters that are JAX tracers;
+  then the phase ends are computed in the schedule's float dtype instead of
+  float64.
+
+  Args:
+    max_value: peak value (>= 0).
+    total_steps: integer number of steps in the cycle (>= 2).
+    pct_start: fraction of the steps spent increasing, in (0, 1). The phase
+      ends must increase strictly from step 0: ``pct_start * total_steps > 1``
+      and, with ``three_phase``, ``pct_start < (total_steps + 1) /
+      (2 * total_steps)``.
+    anneal_strategy: ``"cos"`` or ``"linear"``.
+    div_factor: ``initial = max_value / div_factor`` (> 0).
+    final_div_factor: ``minimum = initial / final_div_factor`` (> 0).
+    three_phase: add a symmetric annealing back to ``initial`` before the
+      final annealing to ``minimum`` (fastai's original schedule).
+
+  Returns:
+    schedule
+      A function that maps step counts to values.
+
+  Raises:
+    ValueError, TypeError: for invalid concrete hyperparameters; the message
+      names the argument, its value and the allowed range.
+
+  References:
+    Smith & Topin, `Super-Convergence: Very Fast Training of Neural Networks
+    Using Large Learning Rates <https://arxiv.org/abs/1708.07120>`_, 2017.
+
+    PyTorch, `torch.optim.lr_scheduler.OneCycleLR
+    <https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.OneCycleLR.html>`_.
+  """
+  _checks.check_number("max_value", max_value, low=0.0)
+  profile = _one_cycle_profile(total_steps, pct_start, anneal_strategy,
+                               three_phase)
+  _checks.check_number("div_factor", div_factor, low=0.0, low_inclusive=False)
+  _checks.check_number("final_div_factor", final_div_factor, low=0.0,
+                       low_inclusive=False)
+  dtype = _float_dtype(max_value, div_factor, final_div_factor)
+
+  def schedule(count: chex.Numeric) -> jax.Array:
+    top = jnp.asarray(max_value).astype(dtype)
+    initial = top / jnp.asarray(div_factor).astype(dtype)
+    minimum = initial / jnp.asarray(final_div_factor).astype(dtype)
+    knots = ([initial, top, initial, minimum] if three_phase
+             else [initial, top, minimum])
+    return profile(count, knots, dtype)
+
+  return schedule
