@@ -17,23 +17,20 @@ from optax_clr import optimizers as opt_lib
 from optax_clr.optimizers import (cyclic_adam, cyclic_adamw, cyclic_optimizer,
                                   cyclic_sgd, get_hyperparams, get_step,
                                   set_hyperparams)
+from optax_clr.momentum import (cyclic_momentum_schedule,
+                                one_cycle_momentum_schedule)
+from optax_clr.schedules import cyclic_schedule, one_cycle_schedule
 
 
-# Smith (2017) triangular policy, half cycle = 4 steps: 0.1 -> 0.5 -> 0.1.
-def lr_schedule(step):
-  step = jnp.asarray(step, jnp.float32)
-  cycle = jnp.floor(1 + step / 8)
-  x = jnp.abs(step / 4 - 2 * cycle + 1)
-  return 0.1 + 0.4 * jnp.maximum(0.0, 1 - x)
-
-
-# Inverse cycle: 0.95 at the LR minimum, 0.85 at the LR peak.
-def momentum_schedule(step):
-  return 0.95 - 0.1 * (lr_schedule(step) - 0.1) / 0.4
+# Smith (2017) triangular policy, half cycle = 4 steps: 0.1 -> 0.5 -> 0.1,
+# and the momentum cycled inversely: 0.95 at the LR minimum, 0.85 at its peak.
+lr_schedule = cyclic_schedule(0.1, 0.5, step_size_up=4)
+momentum_schedule = cyclic_momentum_schedule(0.85, 0.95, step_size_up=4)
 
 
 def values(schedule, steps):
-  return np.asarray([schedule(k) for k in steps], np.float32)
+  """schedule(k) for each k in steps (evaluated on the array of steps)."""
+  return np.asarray(schedule(jnp.asarray(list(steps), jnp.int32)), np.float32)
 
 
 def run(opt, grads, params, *, return_state=False):
@@ -118,6 +115,20 @@ def test_momentum_in_state_follows_momentum_schedule_inverse_to_lr():
   np.testing.assert_allclose((0.95 - mom) / 0.1, (lr - 0.1) / 0.4, atol=1e-5)
 
 
+def test_one_cycle_lr_and_momentum_follow_pytorch_step_numbering():
+  # PyTorch OneCycleLR(max_lr=1, total_steps=100) stepped once per batch:
+  # batch 0 -> 0.04, 29 -> 1.0 (momentum 0.85), 30 -> 0.99950,
+  # 50 -> 0.79389, 99 -> 4e-6. Update k here uses the same values.
+  opt = cyclic_optimizer(optax.sgd, learning_rate=one_cycle_schedule(1.0, 100),
+                         momentum=one_cycle_momentum_schedule(100))
+  _, hp, _ = run(opt, jnp.ones((100, 1)), jnp.zeros(1))
+  lr, mom = hp["learning_rate"], hp["momentum"]  # row k: value of update k
+  np.testing.assert_allclose(lr[np.array([0, 29, 30, 50, 99])],
+                             [0.04, 1.0, 0.99950, 0.79389, 4e-6], rtol=1e-4)
+  np.testing.assert_allclose(mom[np.array([0, 29, 99])], [0.95, 0.85, 0.95],
+                             rtol=1e-6)
+
+
 def test_sgd_uses_injected_momentum_at_every_update():
   # optax.sgd builds its trace only when momentum is not None at construction;
   # injected as an array it is, and update k uses momentum(k):
@@ -165,13 +176,15 @@ def test_adam_b1_follows_schedule_and_drives_first_moment():
     (optax.lion, "b1"),
 ])
 def test_generic_form_detects_momentum_parameter(factory, name):
-  opt = cyclic_optimizer(factory, learning_rate=lr_schedule,
-                         momentum=momentum_schedule)
-  _, hp, _ = run(opt, jnp.ones((3, 2)), jnp.zeros(2))
-  np.testing.assert_allclose(hp[name], values(momentum_schedule, range(3)),
-                             rtol=1e-6)
-  np.testing.assert_allclose(hp["learning_rate"],
-                             values(lr_schedule, range(3)), rtol=1e-6)
+  # The schedules' values at step 0 (0.95, 0.1) land in the detected slot,
+  # and both have a step counter. (Updates with each factory are checked
+  # against plain optax below.)
+  state = cyclic_optimizer(factory, learning_rate=lr_schedule,
+                           momentum=momentum_schedule).init(jnp.zeros(2))
+  hp = get_hyperparams(state)
+  assert hp[name] == pytest.approx(0.95)
+  assert hp["learning_rate"] == pytest.approx(0.1)
+  assert set(state.hyperparams_states) == {"learning_rate", name}
 
 
 @pytest.mark.parametrize("factory, extra", [
@@ -396,15 +409,19 @@ def test_vmap_over_states_with_different_lrs_equals_separate_runs():
     params, states, _, used_lr, _ = sweep_step(params, states)
   np.testing.assert_allclose(used_lr, lrs)
 
+  def separate_run(lr):  # its own optimizer, with a constant LR
+    single = cyclic_sgd(lr, momentum=momentum_schedule)
+    step = _make_train_step(single, loss_fn)
+
+    def body(carry, _):
+      params, state, *_ = step(*carry)
+      return (params, state), None
+
+    return jax.lax.scan(body, (params0, single.init(params0)), length=8)[0][0]
+
   @jax.jit  # one compilation for all the separate runs
   def separate_runs():
-    finals = []
-    for lr in lrs.tolist():  # each run has its own optimizer and constant LR
-      single = cyclic_sgd(lr, momentum=momentum_schedule)
-      step = lambda carry, _, single=single: (
-          tuple(_make_train_step(single, loss_fn)(*carry)[:2]), None)
-      finals.append(jax.lax.scan(step, (params0, single.init(params0)),
-                                 length=8)[0][0])
+    finals = [separate_run(lr) for lr in lrs.tolist()]
     return jax.tree.map(lambda *x: jnp.stack(x), *finals)
 
   chex.assert_trees_all_close(params, separate_runs(), rtol=1e-5, atol=1e-7)
@@ -465,7 +482,15 @@ def test_optimizer_built_under_vmap_from_traced_lrs():
 def test_accessors_work_on_flax_nnx_optimizer_state():
   from flax import nnx  # pylint: disable=g-import-not-at-top
 
-  model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
+  class Tiny(nnx.Module):
+
+    def __init__(self):
+      self.w = nnx.Param(jnp.zeros(2))
+
+    def __call__(self, x):
+      return x @ self.w
+
+  model = Tiny()
   optimizer = nnx.Optimizer(
       model, cyclic_sgd(lr_schedule, momentum_schedule), wrt=nnx.Param)
 
