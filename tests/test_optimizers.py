@@ -151,6 +151,14 @@ def test_sgd_without_momentum_has_no_momentum_buffer():
                      state, is_leaf=lambda s: isinstance(s, optax.TraceState)))
 
 
+def test_zero_momentum_keeps_a_buffer_that_can_be_raised_later():
+  opt = cyclic_sgd(0.1, momentum=0.0)
+  state = set_hyperparams(opt.init(jnp.zeros(1)), momentum=0.5)
+  _, state = opt.update(jnp.ones(1), state)
+  updates, _ = opt.update(jnp.ones(1), state)
+  assert updates[0] == pytest.approx(-0.1 * (1 + 0.5 * 1))
+
+
 def test_adam_b1_follows_schedule_and_drives_first_moment():
   n = 6
   b1 = optax.linear_schedule(0.9, 0.4, transition_steps=5)  # 0.9, 0.8, ...
