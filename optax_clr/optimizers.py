@@ -308,7 +308,7 @@ def cyclic_optimizer(
     raise ValueError(
         f"{', '.join(unknown)}: not parameters of {factory_name}; its "
         f"parameters are {sorted(parameters)}")
-  if name is not None and name in hyperparams:
+  if name is not None and momentum is not None and name in hyperparams:
     raise ValueError(
         f"{name} given twice: as momentum (momentum_name={name!r}) and as a "
         f"keyword argument")
