@@ -342,7 +342,10 @@ def _train_step(graphdef, loss_fn, optimizer, compute_dtype, hyper_keys,
   params, rest, opt_state = carry
 
   def objective(p):
-    model = nnx.merge(graphdef, _cast_floats(p, compute_dtype), rest)
+    # copy=True: fresh Variables belong to this trace, so the forward pass
+    # may update them (e.g. BatchNorm statistics).
+    model = nnx.merge(graphdef, _cast_floats(p, compute_dtype), rest,
+                      copy=True)
     loss, _ = _loss_and_aux(loss_fn(model, _cast_floats(batch, compute_dtype)),
                             "loss_fn")
     # State other than the parameters (e.g. RNG counters, running statistics)
@@ -380,7 +383,8 @@ def _indexed_step(graphdef, loss_fn, optimizer, compute_dtype, hyper_keys,
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _evaluate(graphdef, eval_fn, compute_dtype, params, rest, batch):
-  model = nnx.merge(graphdef, _cast_floats(params, compute_dtype), rest)
+  model = nnx.merge(graphdef, _cast_floats(params, compute_dtype), rest,
+                    copy=True)
   loss, aux = _loss_and_aux(
       eval_fn(model, _cast_floats(batch, compute_dtype)), "eval_fn")
   metrics = {"loss": loss}
