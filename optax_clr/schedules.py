@@ -467,19 +467,20 @@ def _one_cycle_profile(
     phase = jnp.zeros(t.shape, jnp.int32)
     for i in range(1, len(ends)):
       phase = phase + (t > whole[i]).astype(jnp.int32)
-    pos = (t - whole[phase]).astype(dtype) - frac[phase]
-    length = ((whole[phase + 1] - whole[phase]).astype(dtype)
-              + (frac[phase + 1] - frac[phase]))
-    pct = pos / length
+    # Distances to both phase ends, each formed in integers first: the
+    # weights below then keep full relative precision near either end.
+    done = (t - whole[phase]).astype(dtype) - frac[phase]
+    left = (whole[phase + 1] - t).astype(dtype) + frac[phase + 1]
+    length = done + left
+    pct, rest_pct = done / length, left / length
     start, end = knots[phase], knots[phase + 1]
     # weight of ``end``: (1 - cos(pi pct)) / 2 = sin^2(pi pct / 2) for
-    # "cos", pct for "linear"; ``rest`` = 1 - weight.
+    # "cos", pct for "linear"; ``rest`` = 1 - weight, from the other end.
     if anneal_strategy == "cos":
-      half_angle = 0.5 * jnp.pi * pct
-      weight = jnp.square(jnp.sin(half_angle))
-      rest = jnp.square(jnp.cos(half_angle))
+      weight = jnp.square(jnp.sin(0.5 * jnp.pi * pct))
+      rest = jnp.square(jnp.sin(0.5 * jnp.pi * rest_pct))
     else:
-      weight, rest = pct, 1.0 - pct
+      weight, rest = pct, rest_pct
     # PyTorch's forms, interpolating from the nearer end: exact at both phase
     # ends and for constant phases (from ``end`` alone the small final value
     # of the schedule would be lost to cancellation in float32).
