@@ -279,10 +279,47 @@ def write_json(path: pathlib.Path, data: Any) -> None:
                   + "\n", encoding="utf-8")
 
 
+def compilation_cache_dir() -> str | None:
+  """Where compiled XLA programs are kept between runs (None: not kept).
+
+  ``OPTAX_CLR_CACHE_DIR`` (empty: off), else ``$XDG_CACHE_HOME/optax-clr/xla``
+  (``~/.cache/optax-clr/xla``). A JAX_COMPILATION_CACHE_DIR set by the user
+  wins. The second run of a command then skips most compilation, which on a
+  CPU is most of a short run.
+  """
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return os.environ["JAX_COMPILATION_CACHE_DIR"]
+  env = os.environ.get("OPTAX_CLR_CACHE_DIR")
+  if env is not None:
+    return env or None
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+      os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "optax-clr", "xla")
+
+
+def configure_jax() -> str | None:
+  """Turns on the persistent compilation cache; returns its directory."""
+  import jax
+  path = compilation_cache_dir()
+  if path is None or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return path
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError:
+    return None  # a read-only home: run without the cache
+  jax.config.update("jax_compilation_cache_dir", path)
+  # Cache every program: the many small ones (initialisers, evaluations)
+  # add up to seconds of compilation on a CPU.
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+  return path
+
+
 class Run:
   """One command's output directory: config, environment, files written."""
 
   def __init__(self, ctx: click.Context, out: str | None):
+    self.cache_dir = configure_jax()
     self.command = ctx.info_name or "run"
     self.dir = make_out_dir(out, self.command)
     self.start = time.perf_counter()
@@ -292,6 +329,7 @@ class Run:
         "options": dict(ctx.params),
         "started": datetime.datetime.now().astimezone().isoformat(
             timespec="seconds"),
+        "compilation_cache": self.cache_dir,
     }
     self.write_json("config.json", self.config)
     self.write_json("environment.json", environment_info())
@@ -472,6 +510,16 @@ def build_schedules(
   return lr_fn, momentum, resolved
 
 
+def as_schedule(value: Any) -> Callable[[Any], Any]:
+  """A jitted schedule (a constant becomes a flat one), for plotting: one
+  compiled evaluation instead of one per operation."""
+  import jax
+  import jax.numpy as jnp
+  if callable(value):
+    return jax.jit(value)
+  return jax.jit(lambda t: jnp.full(jnp.shape(t), value, jnp.float32))
+
+
 def build_optimizer(name: str, learning_rate: Any, momentum: Any,
                     nesterov: bool = False):
   """SGD (momentum) or Adam (b1 as the momentum), hyperparameters in state."""
@@ -616,7 +664,12 @@ def cli():
   """Cyclical learning rates and LR range tests for JAX/optax.
 
   Start with `optax-clr demo` (about two minutes on a laptop CPU).
-  Set OPTAX_CLR_DEBUG=1 to see a traceback instead of a one-line error.
+
+  \b
+  Environment:
+    OPTAX_CLR_CACHE_DIR  compiled programs kept between runs
+                         (default ~/.cache/optax-clr/xla; empty: off)
+    OPTAX_CLR_DEBUG=1    a traceback instead of a one-line error
   """
 
 
@@ -848,51 +901,48 @@ def history_arrays(history) -> dict[str, Any]:
   return out
 
 
-def epoch_table(history, steps_per_epoch: int) -> str:
-  """One line per evaluation: epoch, step, lr, momentum, train/val loss, acc."""
-  import numpy as np
-  steps = np.asarray(history.steps)
-  loss = np.asarray(history.loss)
-  lr = np.asarray(history.lr)
-  mom = getattr(history, "momentum", None)
-  mom = None if mom is None or not len(mom) else np.asarray(mom)
-  metrics = history.eval_metrics
-  lines = [f"  {'epoch':>5}  {'step':>6}  {'lr':>9}  {'momentum':>8}  "
-           f"{'loss':>7}  {'val_loss':>8}  {'val_acc':>7}"]
-  for j, step in enumerate(np.asarray(history.eval_steps)):
-    upto = steps <= step
-    if upto.any():
-      k = int(np.flatnonzero(upto)[-1])
-      start = max(0, k + 1 - steps_per_epoch)
-      train_loss = float(np.nanmean(loss[start:k + 1]))
-      lr_k = lr[k]
-      mom_k = mom[k] if mom is not None else None
+class EpochReporter(ProgressBar):
+  """Progress of :func:`optax_clr.training.train`: a bar over epochs and, with
+  ``echo``, one line per epoch (the metrics arrive on the host once per
+  epoch, already fetched by the training loop)."""
+
+  def __init__(self, desc: str, enabled: bool, num_epochs: int,
+               echo: bool = True):
+    super().__init__(desc, enabled, unit="epoch", total=num_epochs)
+    self.echo = echo
+    self.lines: list[str] = []
+
+  def __call__(self, step, total=None, metrics=None):
+    super().__call__(step, total, metrics)
+    if not self.echo:
+      return
+    metrics = dict(metrics or {})
+    width = len(str(total))
+    parts = [f"epoch {step:>{width}}/{total}"]
+    if "lr" in metrics:
+      parts.append(f"lr {_fmt(metrics.pop('lr'), '.3e')}")
+    for key, value in metrics.items():
+      parts.append(f"{key} {_fmt(value, '.4f')}")
+    line = "  " + "  ".join(parts)
+    self.lines.append(line)
+    if self.enabled:
+      self.bar.write(line, file=sys.stdout)
     else:
-      train_loss, lr_k, mom_k = None, None, None
-    val_loss = metrics.get("loss")
-    val_acc = metrics.get("accuracy")
-    lines.append(
-        f"  {int(round(int(step) / steps_per_epoch)):>5}  {int(step):>6}  "
-        f"{_fmt(lr_k, '.3e'):>9}  {_fmt(mom_k, '.3f'):>8}  "
-        f"{_fmt(train_loss, '.4f'):>7}  "
-        f"{_fmt(None if val_loss is None else val_loss[j], '.4f'):>8}  "
-        f"{_fmt(None if val_acc is None else val_acc[j], '.4f'):>7}")
-  return "\n".join(lines)
+      click.echo(line)
 
 
 def run_training(net, train, val, *, optimizer, epochs, batch_size, seed,
-                 enabled, desc, checkpoint_dir=None, resume=True,
-                 checkpoint_every=1):
+                 enabled, desc, echo=True, checkpoint_dir=None, resume=True,
+                 checkpoint_every=1, run_config=None):
   """training.train with a progress bar; returns (model, history)."""
   from optax_clr import models
   from optax_clr import training
-  total = epochs * train.num_batches(batch_size)
-  with ProgressBar(desc, enabled, total=total) as bar:
+  with EpochReporter(desc, enabled, epochs, echo) as bar:
     return training.train(
         net, models.cross_entropy_loss, train, optimizer=optimizer,
         num_epochs=epochs, batch_size=batch_size, val_data=val, seed=seed,
         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-        resume=resume, progress=bar)
+        resume=resume, progress=bar, run_config=run_config)
 
 
 @cli.command("train")
@@ -990,8 +1040,15 @@ def train_cmd(ctx, data, model, width, batch_size, val_fraction, policy,
       net, train, val, optimizer=opt, epochs=epochs, batch_size=batch_size,
       seed=seed, enabled=progress_enabled(no_progress), desc=f"train "
       f"{policy}", checkpoint_dir=checkpoint_dir, resume=resume,
-      checkpoint_every=checkpoint_every)
-  click.echo(epoch_table(history, steps_per_epoch))
+      checkpoint_every=checkpoint_every,
+      run_config={"optimizer": optimizer, "nesterov": nesterov,
+                  "model": model, "width": width, "data": data,
+                  "val_fraction": val_fraction,
+                  # Extending a cyclic run by more epochs is a resume, not a
+                  # new run; a one-cycle schedule spans total_steps itself.
+                  **{k: v for k, v in resolved.items()
+                     if k != "bounds_source" and (
+                         k != "total_steps" or policy == "one-cycle")}})
   acc = history.eval_metrics.get("accuracy")
   if acc is not None and len(acc):
     import numpy as np
@@ -1002,11 +1059,8 @@ def train_cmd(ctx, data, model, width, batch_size, val_fraction, policy,
   history.to_csv(run.path("history.csv"))
   from optax_clr import plotting
   name = policy if policy != "fixed" else f"fixed {lr:g}"
-  lr_fn = lr_sched if callable(lr_sched) else (lambda t, v=lr_sched: v + 0 * t)
-  mom = None
-  if callable(mom_sched):
-    mom = {name: mom_sched}
-  plotting.plot_schedules({name: lr_fn}, total, momentum=mom,
+  mom = {name: as_schedule(mom_sched)} if callable(mom_sched) else None
+  plotting.plot_schedules({name: as_schedule(lr_sched)}, total, momentum=mom,
                           path=run.path("schedule.png"))
   plotting.plot_training({name: history_arrays(history)},
                          path=run.path("training.png"))
@@ -1076,16 +1130,22 @@ def plot_schedule_cmd(ctx, policies, steps, base_lr, max_lr, step_size,
         div_factor=25.0 if div_factor is None else div_factor,
         final_div_factor=final_div_factor, three_phase=three_phase)
     lrs[label], moms[label], resolved[label] = lr_fn, mom_fn, res
+  lrs = {name: as_schedule(fn) for name, fn in lrs.items()}
+  moms = {name: as_schedule(fn) for name, fn in moms.items()}
   from optax_clr import plotting
   plotting.plot_schedules(lrs, steps,
                           momentum=moms if draw_momentum else None,
                           path=run.path("schedule.png"))
-  t = np.arange(steps)
+  t = np.arange(steps, dtype=np.int32)
   values = {name: np.asarray(fn(t)) for name, fn in lrs.items()}
   momenta = {name: np.asarray(fn(t)) for name, fn in moms.items()}
-  run.write_json("results.json", {"steps": t, "lr": values,
-                                  "momentum": momenta,
-                                  "schedules": resolved})
+  run.write_json("results.json", {
+      "schedules": resolved,
+      "summary": {name: {"lr_min": v.min(), "lr_max": v.max(),
+                         "lr_last": v[-1], "momentum_min": momenta[name].min(),
+                         "momentum_max": momenta[name].max()}
+                  for name, v in values.items()},
+      "values": "schedule.csv"})
   import csv
   with open(run.path("schedule.csv"), "w", newline="",
             encoding="utf-8") as f:
@@ -1094,8 +1154,8 @@ def plot_schedule_cmd(ctx, policies, steps, base_lr, max_lr, step_size,
     writer.writerow(["step"] + [f"lr[{n}]" for n in names]
                     + [f"momentum[{n}]" for n in names])
     for i in range(steps):
-      writer.writerow([i] + [repr(float(values[n][i])) for n in names]
-                      + [repr(float(momenta[n][i])) for n in names])
+      writer.writerow([i] + [f"{values[n][i]:.8g}" for n in names]
+                      + [f"{momenta[n][i]:.8g}" for n in names])
   for name in values:
     v = values[name]
     click.echo(f"{name:<24} lr in [{v.min():.3e}, {v.max():.3e}], "
@@ -1243,7 +1303,8 @@ def demo_cmd(ctx, quick, epochs, width, seed, out, no_progress):
     _, hist = run_training(
         build_model("cnn", dataset, cfg.width, seed), train, val,
         optimizer=build_optimizer("sgd", lr_s, mom_s), epochs=cfg.epochs,
-        batch_size=batch_size, seed=seed, enabled=enabled, desc=name)
+        batch_size=batch_size, seed=seed, enabled=enabled, desc=name,
+        echo=False)
     times[name] = time.perf_counter() - t0
     histories[name] = hist
     slug = "clr" if name.startswith("CLR") else "fixed"
@@ -1270,10 +1331,8 @@ def demo_cmd(ctx, quick, epochs, width, seed, out, no_progress):
                f"{'fewer' if clr_iters <= fixed_iters else 'more'} than the "
                f"fixed LR ({fixed_iters})")
   plotting.plot_schedules(
-      {n: (v[0] if callable(v[0]) else (lambda t, c=v[0]: c + 0 * t))
-       for n, v in runs.items()}, total,
-      momentum={n: (v[1] if callable(v[1]) else (lambda t, c=v[1]: c + 0 * t))
-                for n, v in runs.items()},
+      {n: as_schedule(v[0]) for n, v in runs.items()}, total,
+      momentum={n: as_schedule(v[1]) for n, v in runs.items()},
       path=run.path("schedule.png"))
   plotting.plot_training({n: history_arrays(h) for n, h in histories.items()},
                          path=run.path("training.png"))

@@ -175,3 +175,287 @@ def test_console_script_process_prints_one_line_without_traceback(tmp_path):
   assert proc.returncode == 2
   assert proc.stderr == "optax-clr: error: --base-lr must be > 0, got -1\n"
   assert proc.stdout == ""
+
+
+# ----------------------------------------------------------------------------
+# Commands end to end, on tiny settings (width 4, a few steps).
+
+TINY = ["--width", "4", "--batch-size", "32", "--no-progress"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def _no_compilation_cache(monkeypatch):
+  # The persistent cache would change jax's global config for every later
+  # test in this process; the CLI's own use of it is tested in a subprocess.
+  monkeypatch.setenv("OPTAX_CLR_CACHE_DIR", "")
+
+
+def read_json(path: pathlib.Path):
+  return json.loads(path.read_text())
+
+
+def csv_rows(path: pathlib.Path) -> list[list[str]]:
+  return [line.split(",") for line in path.read_text().splitlines()]
+
+
+def assert_png(path: pathlib.Path) -> None:
+  data = path.read_bytes()
+  assert data[:8] == PNG_MAGIC, path
+  assert len(data) > 5000, (path, len(data))  # axes, curves, labels
+
+
+def assert_run_files(out: pathlib.Path, command: str, **options) -> dict:
+  config = read_json(out / "config.json")
+  assert config["command"] == command
+  for key, value in options.items():
+    assert config["options"][key] == value, key
+  assert config["wall_time_s"] > 0
+  env = read_json(out / "environment.json")
+  for key in ("python", "jax", "optax", "flax", "backend", "device_count",
+              "device_kind", "platform", "cpu_count"):
+    assert env[key] is not None, key
+  assert env["backend"] == "cpu"
+  return config
+
+
+def test_range_test_classic_prints_suggestions_and_writes_results(
+    capsys, tmp_path):
+  out = tmp_path / "rt"
+  code, stdout, err = run_cli(capsys, "range-test", *TINY, "--steps", "24",
+                              "--start-lr", "1e-4", "--end-lr", "10",
+                              "--eval-every", "6", "--out", out)
+  assert code == 0, err
+  assert_run_files(out, "range-test", steps=24, start_lr=1e-4, eval_every=6)
+  result = read_json(out / "results.json")
+  assert result["type"] == "RangeTestResult"
+  n = len(result["lrs"])
+  assert 2 <= n <= 24
+  assert result["lrs"][0] == pytest.approx(1e-4, rel=1e-5)
+  assert len(result["eval_steps"]) >= 1  # --eval-every reached the library
+  rows = csv_rows(out / "results.csv")
+  assert rows[0][:4] == ["step", "lr", "loss", "smoothed_loss"]
+  assert len(rows) - 1 >= n
+  assert_png(out / "range_test.png")
+  for method in ("steepest", "minimum/10", "valley", "accuracy_base",
+                 "CLR bounds"):
+    assert method in stdout
+  assert f"stopped: {result['stop_reason']} after {n} steps" in stdout
+
+
+def test_range_test_parallel_sweeps_k_lrs(capsys, tmp_path):
+  out = tmp_path / "sweep"
+  code, stdout, err = run_cli(capsys, "range-test", *TINY, "--parallel", "4",
+                              "--min-lr", "1e-3", "--max-lr", "1",
+                              "--steps", "8", "--out", out)
+  assert code == 0, err
+  assert_run_files(out, "range-test", parallel=4)
+  result = read_json(out / "results.json")
+  assert result["type"] == "ParallelSweepResult"
+  np.testing.assert_allclose(result["lrs"], np.geomspace(1e-3, 1, 4),
+                             rtol=1e-5)
+  assert np.asarray(result["losses"]).shape == (4, 8)
+  rows = csv_rows(out / "results.csv")
+  assert rows[0][:3] == ["lr", "final_loss", "mean_loss"]
+  assert len(rows) == 1 + 4
+  assert_png(out / "range_test.png")
+  assert "best fixed LR:" in stdout
+
+
+def write_range_test_result(path: pathlib.Path):
+  """A synthetic range test whose loss rule gives known CLR bounds."""
+  from optax_clr import results
+  lrs = np.geomspace(1e-4, 1.0, 50)
+  x = np.log10(lrs)
+  loss = 2.3 - 1.5 / (1 + np.exp(-4 * (x + 2))) + 3 * np.maximum(x + 0.5, 0)
+  result = results.RangeTestResult(lrs=lrs, losses=loss,
+                                   smoothed_losses=loss,
+                                   stop_reason="completed")
+  result.to_json(path)
+  return result.suggest()
+
+
+def test_train_takes_clr_bounds_from_a_results_file(capsys, tmp_path):
+  bounds = tmp_path / "results.json"
+  suggested = write_range_test_result(bounds)
+  assert 0 < suggested.base_lr < suggested.max_lr
+  out = tmp_path / "train"
+  code, stdout, err = run_cli(
+      capsys, "train", *TINY, "--policy", "triangular2", "--bounds-from",
+      bounds, "--epochs", "2", "--step-size", "0.5", "--out", out)
+  assert code == 0, err
+  config = assert_run_files(out, "train", policy="triangular2", epochs=2)
+  resolved = config["resolved"]
+  assert resolved["base_lr"] == pytest.approx(suggested.base_lr)
+  assert resolved["max_lr"] == pytest.approx(suggested.max_lr)
+  per_epoch = 1438 // 32
+  assert resolved["steps_per_epoch"] == per_epoch
+  assert resolved["step_size_up"] == round(0.5 * per_epoch)
+  history = read_json(out / "history.json")
+  assert len(history["steps"]) == 2 * per_epoch
+  assert history["eval_steps"] == [per_epoch, 2 * per_epoch]
+  assert len(history["eval_metrics"]["accuracy"]) == 2
+  lr = np.asarray(history["lr"])
+  assert lr.min() == pytest.approx(suggested.base_lr, rel=1e-5)
+  assert lr.max() <= suggested.max_lr * (1 + 1e-6)
+  momentum = np.asarray(history["momentum"])
+  assert momentum.max() == pytest.approx(0.9) and momentum.min() < 0.9
+  assert len(csv_rows(out / "history.csv")) == 1 + 2 * per_epoch
+  assert_png(out / "schedule.png")
+  assert_png(out / "training.png")
+  assert "epoch 1/2" in stdout and "epoch 2/2" in stdout
+  assert "val_accuracy" in stdout
+  assert "final val accuracy" in stdout
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--policy", "one-cycle", "--max-lr", "0.5"],
+     {"policy": "one-cycle", "max_lr": 0.5, "initial_lr": 0.02,
+      "base_momentum": 0.85, "max_momentum": 0.95}),
+    (["--policy", "fixed", "--lr", "0.05", "--momentum", "0.8"],
+     {"policy": "fixed", "lr": 0.05, "momentum": 0.8}),
+])
+def test_train_one_cycle_and_fixed(capsys, tmp_path, extra, expected):
+  out = tmp_path / "train"
+  code, _, err = run_cli(capsys, "train", *TINY, "--epochs", "1", *extra,
+                         "--out", out)
+  assert code == 0, err
+  resolved = assert_run_files(out, "train")["resolved"]
+  for key, value in expected.items():
+    assert resolved[key] == pytest.approx(value), key
+  history = read_json(out / "history.json")
+  if expected["policy"] == "fixed":
+    np.testing.assert_allclose(history["lr"], 0.05, rtol=1e-6)
+    np.testing.assert_allclose(history["momentum"], 0.8, rtol=1e-6)
+  else:  # PyTorch OneCycleLR: step 0 at max / 25, momentum at its max
+    assert history["lr"][0] == pytest.approx(0.02, rel=1e-5)
+    assert history["momentum"][0] == pytest.approx(0.95, rel=1e-6)
+    assert max(history["lr"]) <= 0.5 * (1 + 1e-6)
+
+
+def test_train_checkpoints_and_resumes(capsys, tmp_path):
+  ckpt = tmp_path / "ckpt"
+  common = [*TINY, "--policy", "triangular", "--base-lr", "0.01",
+            "--max-lr", "0.1", "--step-size", "1", "--checkpoint-dir", ckpt]
+  code, _, err = run_cli(capsys, "train", *common, "--epochs", "1", "--out",
+                         tmp_path / "first")
+  assert code == 0, err
+  assert any(ckpt.iterdir())
+  code, _, err = run_cli(capsys, "train", *common, "--epochs", "2", "--out",
+                         tmp_path / "second")
+  assert code == 0, err
+  first = read_json(tmp_path / "first" / "history.json")
+  second = read_json(tmp_path / "second" / "history.json")
+  assert second["eval_steps"] == [44, 88]
+  assert second["loss"][:44] == first["loss"]  # epoch 1 restored, not redone
+  # A different schedule may not continue this checkpoint.
+  code, _, err = run_cli(capsys, "train", *common[:-2], "--max-lr", "0.2",
+                         "--checkpoint-dir", ckpt, "--epochs", "3", "--out",
+                         tmp_path / "third")
+  assert code == 1
+  assert_one_line_error(err, "different run")
+
+
+def test_plot_schedule_draws_several_policies(capsys, tmp_path):
+  out = tmp_path / "plot"
+  code, stdout, err = run_cli(
+      capsys, "plot-schedule", "--policy", "triangular", "--policy",
+      "triangular2", "--policy", "exp_range", "--policy", "one-cycle",
+      "--steps", "400", "--step-size", "50", "--base-lr", "0.001",
+      "--max-lr", "0.006", "--waveform", "cosine", "--out", out)
+  assert code == 0, err
+  assert_run_files(out, "plot-schedule", steps=400, step_size=50)
+  rows = csv_rows(out / "schedule.csv")
+  header = rows[0]
+  assert header[0] == "step" and len(rows) == 1 + 400
+  col = {name: i for i, name in enumerate(header)}
+  at = lambda name, step: float(rows[1 + step][col[name]])  # noqa: E731
+  tri, tri2 = "lr[triangular (cosine)]", "lr[triangular2 (cosine)]"
+  assert at(tri, 0) == pytest.approx(0.001)
+  assert at(tri, 50) == pytest.approx(0.006)     # peak after one step size
+  assert at(tri, 25) == pytest.approx(0.0035)    # cosine: half way at 1/2
+  assert at(tri2, 150) == pytest.approx(0.0035)  # 2nd cycle: half amplitude
+  assert at("momentum[triangular (cosine)]", 50) == pytest.approx(0.8)
+  assert at("lr[one-cycle]", 0) == pytest.approx(0.006 / 25)
+  assert at("momentum[one-cycle]", 0) == pytest.approx(0.95)
+  assert_png(out / "schedule.png")
+  summary = read_json(out / "results.json")["summary"]
+  assert set(summary) == {"triangular (cosine)", "triangular2 (cosine)",
+                          "exp_range (cosine)", "one-cycle"}
+  assert "one-cycle" in stdout
+
+
+def test_demo_quick_compares_clr_with_the_best_fixed_lr(capsys, tmp_path):
+  out = tmp_path / "demo"
+  code, stdout, err = run_cli(capsys, "demo", "--quick", "--no-progress",
+                              "--out", out)
+  assert code == 0, err
+  assert_run_files(out, "demo", quick=True)
+  for name in ("range_test.json", "range_test.csv", "sweep.json",
+               "sweep.csv", "history_clr.json", "history_fixed.json",
+               "comparison.csv", "results.json"):
+    assert (out / name).stat().st_size > 0, name
+  for name in ("range_test.png", "sweep.png", "schedule.png",
+               "training.png"):
+    assert_png(out / name)
+  summary = read_json(out / "results.json")
+  base, top = summary["range_test"]["base_lr"], summary["range_test"]["max_lr"]
+  assert 0 < base < top
+  assert summary["sweep"]["best_lr"] in summary["sweep"]["lrs"]
+  assert set(summary["runs"]) == {"CLR triangular2",
+                                  f"fixed LR {summary['sweep']['best_lr']:.2e}"}
+  rows = csv_rows(out / "comparison.csv")
+  assert rows[0] == ["run", "iterations_to_target", "final_val_accuracy",
+                     "best_val_accuracy", "wall_time_s"]
+  assert len(rows) == 3
+  fixed = rows[2]
+  assert fixed[1] != ""  # the fixed run reaches its own best by definition
+  for step in ("[1/4]", "[2/4]", "[3/4]", "[4/4]", "iterations to target"):
+    assert step in stdout
+
+
+@pytest.mark.slow
+def test_full_demo_runs(capsys, tmp_path):
+  code, stdout, err = run_cli(capsys, "demo", "--no-progress", "--out",
+                              tmp_path / "demo")
+  assert code == 0, err
+  assert "demo wall time" in stdout
+
+
+def test_progress_bar_shows_the_callback_metrics(capsys):
+  bar = cli.ProgressBar("sweep", True, total=10)
+  bar(4, 10, {"loss": 1.2345, "lr": np.float32(0.01)})
+  bar.close()
+  err = capsys.readouterr().err
+  assert "4/10" in err
+  assert "loss=1.23" in err and "lr=0.01" in err
+
+
+def test_progress_is_off_without_a_terminal_or_with_no_progress(monkeypatch):
+  class Tty:
+    def isatty(self):
+      return True
+  monkeypatch.setattr(sys, "stderr", Tty())
+  assert cli.progress_enabled(False)
+  assert not cli.progress_enabled(True)
+  monkeypatch.setattr(sys, "stderr", open(os.devnull, "w"))
+  assert not cli.progress_enabled(False)
+
+
+def test_compilation_cache_fills_in_a_real_process(tmp_path):
+  root = str(pathlib.Path(__file__).resolve().parents[1])
+  cache = tmp_path / "cache"
+  env = dict(os.environ, JAX_PLATFORMS="cpu", OPTAX_CLR_CACHE_DIR=str(cache),
+             PYTHONPATH=os.pathsep.join(
+                 [root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)
+  proc = subprocess.run(
+      [sys.executable, "-m", "optax_clr", "plot-schedule", "--steps", "20",
+       "--step-size", "5", "--policy", "triangular", "--no-momentum",
+       "--out", str(tmp_path / "out")], capture_output=True, text=True,
+      env=env, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert (tmp_path / "out" / "schedule.png").exists()
+  assert any(cache.iterdir())
+  assert read_json(tmp_path / "out" / "config.json")[
+      "compilation_cache"] == str(cache)
