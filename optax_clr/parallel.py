@@ -64,7 +64,7 @@ from jax.sharding import PartitionSpec as P
 from optax_clr import _checks
 from optax_clr import _engine
 from optax_clr import _feed
-from optax_clr.range_test import _describe
+from optax_clr.range_test import _describe, default_steps_per_chunk
 from optax_clr.results import ParallelSweepResult
 
 PyTree = Any
@@ -500,14 +500,16 @@ def parallel_range_test(
 
   # Copies: padded to a multiple of the devices, in groups of max_parallel.
   n_dev = mesh.shape[AXIS]
-  cap = num_k if max_parallel is None else max_parallel
-  cap = max(n_dev, cap // n_dev * n_dev)
+  if max_parallel is None:
+    cap = -(-num_k // n_dev) * n_dev
+  else:
+    cap = max(n_dev, max_parallel // n_dev * n_dev)
   num_groups = -(-num_k // cap)
   group = -(-(-(-num_k // num_groups)) // n_dev) * n_dev
   padded = np.concatenate([grid, np.full(num_groups * group - num_k,
                                          grid[0])])
   local = group // n_dev
-  chunk_steps = min(num_steps, steps_per_chunk or _default_chunk(num_steps))
+  chunk_steps = min(num_steps, steps_per_chunk or default_steps_per_chunk())
   state0 = engine.init(parts.params, parts.rest)
   micro = jax.tree.map(lambda x: x[None], first)
   if group_size == "auto":
@@ -609,11 +611,6 @@ def parallel_range_test(
       lrs=grid, losses=losses, final_loss=final_loss, mean_loss=mean_loss,
       diverged=diverged, diverged_at=diverged_at, eval_metrics=eval_metrics,
       config=config)
-
-
-def _default_chunk(num_steps: int) -> int:
-  from optax_clr.range_test import default_steps_per_chunk
-  return default_steps_per_chunk()
 
 
 def _put_chunk(chunk: _feed.Chunk, first_step: int, chunk_steps: int,
