@@ -98,6 +98,22 @@ def test_array_data_are_sampled_like_the_classic_test():
   np.testing.assert_allclose(result.losses[1], expected, rtol=1e-5)
 
 
+def test_accumulation_and_mixed_precision():
+  batches = batch_list(8)
+  acc = parallel_range_test(make_params(), loss_fn, batches, lrs=LRS[:2],
+                            num_steps=4, accumulation_steps=2)
+  big = [jax.tree.map(lambda a, b: np.concatenate([a, b]), *pair)
+         for pair in zip(batches[::2], batches[1::2])]
+  for k in range(2):
+    expected, _ = single_run(lambda t: LRS[k], big)
+    np.testing.assert_allclose(acc.losses[k], expected, rtol=1e-5)
+  f32 = parallel_range_test(make_params(), loss_fn, batches, lrs=LRS[:2],
+                            num_steps=8)
+  bf16 = parallel_range_test(make_params(), loss_fn, batches, lrs=LRS[:2],
+                             num_steps=8, compute_dtype=jnp.bfloat16)
+  np.testing.assert_allclose(bf16.losses, f32.losses, rtol=5e-2)
+
+
 def test_lrs_are_sorted_and_default_grid_is_log_spaced():
   result = parallel_range_test(make_params(), loss_fn, batch_list(3),
                                lrs=[0.1, 1e-3, 0.01], num_steps=3)

@@ -172,14 +172,15 @@ def test_nonfinite_loss_stops_cleanly_and_is_the_last_step():
   np.testing.assert_allclose(result.losses[:5], clean, rtol=1e-5)
 
 
-def test_short_iterator_ends_with_data_exhausted():
-  result = range_test(make_params(), loss_fn, iter(batch_list(7)),
+@pytest.mark.parametrize("available", [7, 8])  # mid-chunk, chunk boundary
+def test_short_iterator_ends_with_data_exhausted(available):
+  result = range_test(make_params(), loss_fn, iter(batch_list(available)),
                       start_lr=1e-3, end_lr=0.01, num_steps=20,
                       steps_per_chunk=4)
   assert result.stop_reason == "data_exhausted"
-  assert result.num_steps == 7
-  np.testing.assert_allclose(result.lrs, ramp_lrs(1e-3, 0.01, 20)[:7],
-                             rtol=2e-6)
+  assert result.num_steps == available
+  np.testing.assert_allclose(
+      result.lrs, ramp_lrs(1e-3, 0.01, 20)[:available], rtol=2e-6)
 
 
 def test_iterator_is_read_only_as_far_as_needed():
@@ -257,6 +258,35 @@ def test_custom_eval_fn():
       eval_fn=lambda p, b: {"bias": p["b"] * 1.0})
   assert set(result.eval_metrics) == {"bias"}
   assert result.eval_metrics["bias"].shape == (3,)
+
+
+def test_tuple_batches_and_any_pytree():
+  data = make_data()
+  arrays = ((data["x1"], data["x2"]), data["y"])
+
+  def tuple_loss(params, batch):
+    (x1, x2), y = batch
+    return loss_fn(params, {"x1": x1, "x2": x2, "y": y})
+
+  got = range_test(make_params(), tuple_loss, arrays, batch_size=BATCH,
+                   start_lr=1e-3, end_lr=0.05, num_steps=6)
+  ref = range_test(make_params(), loss_fn, data, batch_size=BATCH,
+                   start_lr=1e-3, end_lr=0.05, num_steps=6)
+  np.testing.assert_array_equal(got.losses, ref.losses)
+
+
+def test_bundled_cnn_on_digits_dataset_with_accuracy():
+  from optax_clr.data import load_digits
+  from optax_clr.models import CNN, cross_entropy_loss
+  train, val = load_digits().split()
+  result = range_test(CNN(width=4, rngs=nnx.Rngs(0)), cross_entropy_loss,
+                      train, batch_size=32, start_lr=1e-4, end_lr=1.0,
+                      num_steps=30, val_data=val, eval_every=10)
+  assert result.stop_reason in ("completed", "diverged")
+  assert set(result.eval_metrics) == {"accuracy", "loss"}
+  acc = result.eval_metrics["accuracy"]
+  assert np.all((acc >= 0) & (acc <= 1))
+  assert result.losses[0] == pytest.approx(np.log(10), rel=0.1)
 
 
 class MLP(nnx.Module):
