@@ -203,7 +203,7 @@ def default_mesh() -> Mesh:
 
 def _programs(engine: _engine.Engine, mesh: Mesh, group: int, g: int,
               has_schedule: Callable[..., Any] | None, independent: Any,
-              parts_graphdef: Any, has_val: bool) -> dict[str, Any]:
+              has_val: bool) -> dict[str, Any]:
   key = ("parallel", mesh, group, g, has_schedule, independent, has_val)
   cache = engine.__dict__.setdefault("programs", {})
   if key in cache:
@@ -519,7 +519,7 @@ def parallel_range_test(
   else:
     g = min(int(group_size), local)
   programs = _programs(engine, mesh, group, g, schedule_fn, model_init,
-                       parts.graphdef, has_val)
+                       has_val)
 
   source = _feed.ChunkSource(feed, num_steps, chunk_steps,
                              accumulation_steps, num_groups)

@@ -51,9 +51,15 @@ RAMPS = ("exp", "linear")
 
 
 def default_steps_per_chunk() -> int:
-  """Steps per compiled chunk: one host sync per chunk, and a chunk wasted
-  at most after a stop. Compile time does not depend on it (the scan body is
-  compiled once), so it only trades syncs against wasted work."""
+  """Steps per compiled chunk: 25.
+
+  One host sync per chunk, and at most one chunk of no-op steps after a
+  stop. Compile time does not depend on it (the scan body is compiled once,
+  ~1.7 s for the whole first call with the bundled CNN). Measured per step
+  (bundled CNN, digits, batch 64, 100 steps, 2 CPU cores): 5 -> 2.87 ms,
+  10 -> 2.70 ms, 25 -> 2.68 ms, 50 -> 2.64 ms, 100 -> 2.61 ms; 25 is within
+  3% of the best and keeps progress reports and early stops responsive.
+  """
   return 25
 
 

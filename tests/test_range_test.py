@@ -275,6 +275,7 @@ def test_tuple_batches_and_any_pytree():
   np.testing.assert_array_equal(got.losses, ref.losses)
 
 
+@pytest.mark.slow  # ~4 s alone, ~17 s on a loaded 2-core machine (compile)
 def test_bundled_cnn_on_digits_dataset_with_accuracy():
   from optax_clr.data import load_digits
   from optax_clr.models import CNN, cross_entropy_loss
