@@ -459,3 +459,87 @@ def test_compilation_cache_fills_in_a_real_process(tmp_path):
   assert any(cache.iterdir())
   assert read_json(tmp_path / "out" / "config.json")[
       "compilation_cache"] == str(cache)
+
+
+# ----------------------------------------------------------------------------
+# Examples (quick variants; the full runs that draw docs/img are slow).
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+
+
+def run_example(name: str, *args):
+  import runpy
+  namespace = runpy.run_path(str(EXAMPLES / f"{name}.py"),
+                             run_name=f"example_{name}")
+  return namespace["main"]([str(a) for a in args])
+
+
+def test_schedules_gallery_example_draws_every_policy(capsys, tmp_path):
+  run_example("schedules_gallery", "--quick", "--out", tmp_path / "s.png")
+  assert_png(tmp_path / "s.png")
+  import runpy
+  gallery = runpy.run_path(str(EXAMPLES / "schedules_gallery.py"),
+                           run_name="x")["gallery"](50, 400)
+  assert {"triangular", "triangular2", "exp_range", "exp_range, decay_bounds",
+          "triangular, cosine", "triangular, welch", "one-cycle",
+          "one-cycle, three phases"} <= set(gallery)
+
+
+def test_train_loop_example_logs_the_scheduled_lr_and_momentum(capsys):
+  log = run_example("train_loop", "--quick")
+  per_epoch = 1438 // 64
+  assert log["lr"].shape == (2 * per_epoch,)
+  # triangular2 with a one-epoch step size: base at 0, peak after an epoch.
+  assert log["lr"][0] == pytest.approx(0.05)
+  assert log["lr"][per_epoch] == pytest.approx(0.2)
+  assert log["momentum"][per_epoch] == pytest.approx(0.8)
+  assert "val_acc" in capsys.readouterr().out
+
+
+def test_range_test_example_plots_the_curve(capsys, tmp_path):
+  result = run_example("range_test", "--quick", "--out", tmp_path / "r.png")
+  assert result.num_steps <= 60 and len(result.eval_steps) >= 1
+  assert_png(tmp_path / "r.png")
+  assert "CLR bounds" in capsys.readouterr().out or (
+      result.suggest().base_lr is None)
+
+
+def test_clr_vs_fixed_example_trains_three_runs(capsys, tmp_path):
+  histories = run_example("clr_vs_fixed", "--quick", "--out",
+                          tmp_path / "c.png")
+  assert len(histories) == 3
+  for history, _ in histories.values():
+    assert len(history.eval_steps) == 3
+  assert_png(tmp_path / "c.png")
+
+
+def test_parallel_sweep_example_uses_8_forced_devices(tmp_path):
+  root = str(EXAMPLES.parent)
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             PYTHONPATH=os.pathsep.join(
+                 [root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+  env.pop("XLA_FLAGS", None)
+  proc = subprocess.run(
+      [sys.executable, str(EXAMPLES / "parallel_sweep.py"), "--quick",
+       "--out", str(tmp_path / "p.png")], capture_output=True, text=True,
+      env=env, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.startswith("8 devices")
+  assert "8 LRs x 10 steps on 8 devices" in proc.stdout
+  assert_png(tmp_path / "p.png")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["schedules_gallery", "train_loop",
+                                  "range_test", "parallel_sweep",
+                                  "clr_vs_fixed"])
+def test_full_examples_run(tmp_path, name):
+  root = str(EXAMPLES.parent)
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             PYTHONPATH=os.pathsep.join(
+                 [root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+  env.pop("XLA_FLAGS", None)
+  args = [] if name == "train_loop" else ["--out", str(tmp_path / "x.png")]
+  proc = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), *args],
+                        capture_output=True, text=True, env=env, timeout=900)
+  assert proc.returncode == 0, proc.stderr
