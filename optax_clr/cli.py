@@ -1242,6 +1242,9 @@ def demo_cmd(ctx, quick, epochs, width, seed, out, no_progress):
              f"{steps_per_epoch} iterations per epoch; CNN width "
              f"{cfg.width}; SGD momentum")
   factory = optimizer_factory("sgd", 0.9)
+  # The range tests and train() work on copies: one model serves every run,
+  # which therefore all start from the same weights.
+  net = build_model("cnn", dataset, cfg.width, seed)
 
   # 1. Classic range test.
   click.echo(f"\n[1/4] LR range test: exp ramp {cfg.start_lr:g} -> "
@@ -1249,7 +1252,7 @@ def demo_cmd(ctx, quick, epochs, width, seed, out, no_progress):
   t0 = time.perf_counter()
   with ProgressBar("range test", enabled) as bar:
     rt = range_test_lib.range_test(
-        build_model("cnn", dataset, cfg.width, seed),
+        net,
         models.cross_entropy_loss, train, start_lr=cfg.start_lr,
         end_lr=cfg.end_lr,
         num_steps=cfg.range_steps, optimizer=factory, batch_size=batch_size,
@@ -1274,7 +1277,7 @@ def demo_cmd(ctx, quick, epochs, width, seed, out, no_progress):
   t0 = time.perf_counter()
   with ProgressBar("sweep", enabled) as bar:
     sweep = parallel_lib.parallel_range_test(
-        build_model("cnn", dataset, cfg.width, seed),
+        net,
         models.cross_entropy_loss, train, num_lrs=cfg.sweep_lrs, min_lr=lo,
         max_lr=hi, num_steps=sweep_steps, optimizer=factory,
         batch_size=batch_size, val_data=val, seed=seed, progress=bar)
@@ -1305,7 +1308,7 @@ def demo_cmd(ctx, quick, epochs, width, seed, out, no_progress):
   for name, (lr_s, mom_s, _) in runs.items():
     t0 = time.perf_counter()
     _, hist = run_training(
-        build_model("cnn", dataset, cfg.width, seed), train, val,
+        net, train, val,
         optimizer=build_optimizer("sgd", lr_s, mom_s), epochs=cfg.epochs,
         batch_size=batch_size, seed=seed, enabled=enabled, desc=name,
         echo=False)

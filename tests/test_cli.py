@@ -262,6 +262,29 @@ def test_range_test_parallel_sweeps_k_lrs(capsys, tmp_path):
   assert "best fixed LR:" in stdout
 
 
+def write_npz(path: pathlib.Path, n: int = 96, size: int = 12,
+              classes: int = 3) -> None:
+  rng = np.random.default_rng(0)
+  np.savez(path, x=rng.random((n, size, size, 3)).astype(np.float32),
+           y=rng.integers(0, classes, n))
+
+
+@pytest.mark.parametrize("model", [
+    "cnn", pytest.param("resnet", marks=pytest.mark.slow)])
+def test_range_test_on_colour_images_from_an_npz_file(capsys, tmp_path,
+                                                      model):
+  write_npz(tmp_path / "colour.npz")
+  out = tmp_path / "rt"
+  code, stdout, err = run_cli(
+      capsys, "range-test", "--data", f"npz:{tmp_path / 'colour.npz'}",
+      "--model", model, "--width", "4", "--batch-size", "16", "--steps", "6",
+      "--no-progress", "--out", out)
+  assert code == 0, err
+  assert "(12, 12, 3), 77 train / 19 val" in stdout
+  assert f"model: {model}" in stdout
+  assert len(read_json(out / "results.json")["lrs"]) == 6
+
+
 def write_range_test_result(path: pathlib.Path):
   """A synthetic range test whose loss rule gives known CLR bounds."""
   from optax_clr import results
@@ -314,6 +337,9 @@ def test_train_takes_clr_bounds_from_a_results_file(capsys, tmp_path):
       "base_momentum": 0.85, "max_momentum": 0.95}),
     (["--policy", "fixed", "--lr", "0.05", "--momentum", "0.8"],
      {"policy": "fixed", "lr": 0.05, "momentum": 0.8}),
+    (["--policy", "fixed", "--lr", "0.05", "--momentum", "0.8",
+      "--optimizer", "adam"],
+     {"policy": "fixed", "lr": 0.05, "momentum": 0.8}),  # b1 = 0.8
 ])
 def test_train_one_cycle_and_fixed(capsys, tmp_path, extra, expected):
   out = tmp_path / "train"
@@ -504,6 +530,7 @@ def test_range_test_example_plots_the_curve(capsys, tmp_path):
       result.suggest().base_lr is None)
 
 
+@pytest.mark.slow  # ~10 s of compilation; the demo test covers the same path
 def test_clr_vs_fixed_example_trains_three_runs(capsys, tmp_path):
   histories = run_example("clr_vs_fixed", "--quick", "--out",
                           tmp_path / "c.png")
