@@ -651,6 +651,24 @@ def _run_options(f):
   return f
 
 
+def _given(ctx: click.Context, *names: str) -> list[str]:
+  """The options among ``names`` (parameter names) set on the command line."""
+  out = []
+  for param in ctx.command.params:
+    if param.name in names and ctx.get_parameter_source(param.name) not in (
+        click.core.ParameterSource.DEFAULT, None):
+      longs = [o for o in param.opts if o.startswith("--")]
+      out.append((longs or param.opts)[0])
+  return out
+
+
+def _reject(ctx: click.Context, names: Sequence[str], why: str) -> None:
+  """A usage error when an option that would be ignored was given."""
+  given = _given(ctx, *names)
+  if given:
+    raise _usage(f"{' '.join(given)}: {why}")
+
+
 def _check_batch(train, batch_size: int) -> None:
   if batch_size > len(train):
     raise click.BadParameter(
@@ -718,7 +736,9 @@ def range_test_cmd(ctx, data, model, width, batch_size, val_fraction,
   """LR range test: find the bounds of a cyclical learning rate.
 
   Classic (default): one run whose LR rises from --start-lr to --end-lr over
-  --steps steps; stops early when the smoothed loss diverges.
+  --steps steps; stops early when the smoothed loss diverges. The defaults
+  are fastai's; a model that learns slowly gives a clearer curve with a
+  ramp over several epochs (Smith), e.g. --start-lr 1e-3 --steps 300.
 
   Parallel (--parallel K): K runs at fixed, log-spaced LRs in
   [--min-lr, --max-lr], each trained --steps steps, all at once.
@@ -731,10 +751,15 @@ def range_test_cmd(ctx, data, model, width, batch_size, val_fraction,
     raise click.BadParameter("must be 0 (classic) or >= 2, got 1",
                              param_hint="--parallel")
   if parallel:
+    _reject(ctx, ("start_lr", "end_lr", "ramp", "smoothing",
+                  "diverge_threshold", "eval_every"),
+            "only for the classic test, not with --parallel")
     if min_lr >= max_lr:
       raise _usage(f"--min-lr must be < --max-lr, got --min-lr={min_lr:g}, "
                    f"--max-lr={max_lr:g}")
-  elif start_lr >= end_lr:
+  else:
+    _reject(ctx, ("min_lr", "max_lr"), "only with --parallel K")
+  if not parallel and start_lr >= end_lr:
     raise _usage(f"--start-lr must be < --end-lr, got --start-lr="
                  f"{start_lr:g}, --end-lr={end_lr:g}")
   run = Run(ctx, out)
@@ -791,7 +816,8 @@ def range_test_cmd(ctx, data, model, width, batch_size, val_fraction,
 # train
 
 
-def _schedule_options(step_unit: str):
+def _schedule_options(step_unit: str, *, div_default: str,
+                      cycle_momentum: bool = True):
   """Options shared by train and plot-schedule (schedule shape)."""
   opts = [
       click.option("--waveform", type=_choice(WAVEFORMS),
@@ -815,8 +841,7 @@ def _schedule_options(step_unit: str):
       click.option("--anneal-strategy", type=_choice(("cos", "linear")),
                    default="cos", help="one-cycle: annealing shape."),
       click.option("--div-factor", type=_Number(float, 0.0, low_open=True),
-                   default=None,
-                   show_default="25, or --max-lr / --base-lr when given",
+                   default=None, show_default=div_default,
                    help="one-cycle: initial LR = max LR / div factor."),
       click.option("--final-div-factor", type=_Number(float, 0.0,
                                                       low_open=True),
@@ -825,9 +850,6 @@ def _schedule_options(step_unit: str):
       click.option("--three-phase", is_flag=True,
                    help="one-cycle: anneal back to the initial LR before "
                    "the final annealing (fastai)."),
-      click.option("--cycle-momentum/--no-cycle-momentum", default=True,
-                   help="Cycle the momentum inversely to the LR (Smith & "
-                   "Topin 2017)."),
       click.option("--base-momentum", type=MOMENTUM, default=None,
                    show_default="0.8 CLR, 0.85 one-cycle",
                    help="Momentum at the LR peak."),
@@ -835,6 +857,10 @@ def _schedule_options(step_unit: str):
                    show_default="0.9 CLR, 0.95 one-cycle",
                    help="Momentum at the LR minimum."),
   ]
+  if cycle_momentum:
+    opts.append(click.option(
+        "--cycle-momentum/--no-cycle-momentum", default=True,
+        help="Cycle the momentum inversely to the LR (Smith & Topin 2017)."))
   def decorate(f):
     for opt in reversed(opts):
       f = opt(f)
@@ -968,7 +994,8 @@ def run_training(net, train, val, *, optimizer, epochs, batch_size, seed,
               "iterations).")
 @click.option("--epochs", type=POS_INT, default=16,
               help="Training epochs (Smith: stop after 3-5 cycles).")
-@_schedule_options(step_unit="epochs")
+@_schedule_options(step_unit="epochs",
+                   div_default="25, or --max-lr / --base-lr when given")
 @click.option("--momentum", type=MOMENTUM, default=0.9,
               help="Constant momentum (fixed policy, or "
               "--no-cycle-momentum); Adam: b1.")
@@ -999,6 +1026,25 @@ def train_cmd(ctx, data, model, width, batch_size, val_fraction, policy,
   schedule.png (LR and momentum) and training.png.
   """
   policy = policy.lower()
+  one_cycle_only = ("pct_start", "anneal_strategy", "div_factor",
+                    "final_div_factor", "three_phase")
+  cyclic_only = ("waveform", "step_size", "step_size_down")
+  if policy == "fixed":
+    _reject(ctx, ("base_lr", "max_lr", "cycle_momentum", "base_momentum",
+                  "max_momentum", "gamma", "decay_bounds") + one_cycle_only
+            + cyclic_only, "not used by --policy fixed (give --lr)")
+  else:
+    _reject(ctx, ("lr",), "only for --policy fixed")
+  if policy != "one-cycle":
+    _reject(ctx, one_cycle_only, "only for --policy one-cycle")
+  else:
+    _reject(ctx, cyclic_only, "not used by --policy one-cycle (it spans all "
+            "--epochs)")
+  if policy != "exp_range":
+    _reject(ctx, ("gamma", "decay_bounds"), "only for --policy exp_range")
+  if policy == "one-cycle" and base_lr is not None and div_factor is not None:
+    raise _usage("give --base-lr or --div-factor for one-cycle, not both "
+                 "(--div-factor = --max-lr / --base-lr)")
   if nesterov and optimizer != "sgd":
     raise _usage("--nesterov needs --optimizer sgd")
   _check_momentum_bounds(base_momentum, max_momentum, policy)
@@ -1086,7 +1132,8 @@ def train_cmd(ctx, data, model, width, batch_size, val_fraction, policy,
               help="Upper LR bound (Smith's CIFAR-10 example: 0.006).")
 @click.option("--step-size", type=POS_INT, default=1000,
               help="Half a cycle, in iterations.")
-@_schedule_options(step_unit="iterations")
+@_schedule_options(step_unit="iterations", div_default="25",
+                   cycle_momentum=False)
 @click.option("--momentum/--no-momentum", "draw_momentum", default=True,
               help="Also draw the momentum schedules.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
@@ -1096,8 +1143,8 @@ def train_cmd(ctx, data, model, width, batch_size, val_fraction, policy,
 def plot_schedule_cmd(ctx, policies, steps, base_lr, max_lr, step_size,
                       waveform, step_size_down, gamma, decay_bounds,
                       pct_start, anneal_strategy, div_factor,
-                      final_div_factor, three_phase, cycle_momentum,
-                      base_momentum, max_momentum, draw_momentum, out):
+                      final_div_factor, three_phase, base_momentum,
+                      max_momentum, draw_momentum, out):
   """Draw learning-rate (and momentum) schedules over --steps steps.
 
   Example: optax-clr plot-schedule --policy triangular --policy triangular2
@@ -1213,6 +1260,7 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:
 def demo_cmd(ctx, quick, epochs, width, seed, out, no_progress):
   """The main job on the embedded digits, end to end.
 
+  \b
   1. classic LR range test -> suggested (base_lr, max_lr);
   2. parallel sweep over fixed LRs -> the best fixed LR;
   3. triangular2 CLR with cyclic momentum (suggested bounds) next to the

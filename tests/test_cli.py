@@ -90,6 +90,22 @@ BAD_USAGE = [
     (["plot-schedule", "--gamma", "1.5"], ["--gamma must be <= 1, got 1.5"]),
     (["demo", "--epochs", "0"], ["--epochs must be >= 1, got 0"]),
     (["no-such-command"], ["No such command 'no-such-command'"]),
+    # Options the chosen mode would silently ignore are refused.
+    (["range-test", "--parallel", "4", "--start-lr", "1e-5"],
+     ["--start-lr: only for the classic test"]),
+    (["range-test", "--min-lr", "0.1"], ["--min-lr: only with --parallel"]),
+    (["train", "--base-lr", "0.01", "--max-lr", "0.1", "--gamma", "0.9"],
+     ["--gamma: only for --policy exp_range"]),
+    (["train", "--policy", "fixed", "--lr", "0.1", "--max-lr", "1"],
+     ["--max-lr: not used by --policy fixed"]),
+    (["train", "--base-lr", "0.01", "--max-lr", "0.1", "--lr", "0.05"],
+     ["--lr: only for --policy fixed"]),
+    (["train", "--policy", "one-cycle", "--max-lr", "1", "--step-size", "2"],
+     ["--step-size: not used by --policy one-cycle"]),
+    (["train", "--base-lr", "0.01", "--max-lr", "0.1", "--three-phase"],
+     ["--three-phase: only for --policy one-cycle"]),
+    (["train", "--policy", "one-cycle", "--max-lr", "1", "--base-lr", "0.1",
+      "--div-factor", "5"], ["give --base-lr or --div-factor"]),
 ]
 
 
