@@ -28,7 +28,6 @@ Heavy modules (jax, flax, matplotlib) are imported inside the commands, so
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import math
@@ -897,6 +896,11 @@ def _resolve_bounds(policy, base_lr, max_lr, lr, bounds_from):
                        f"bounds ({_one_line(sugg.rule)})")
     base_lr, max_lr = sugg.base_lr, sugg.max_lr
     source = f"{bounds_from}: {_one_line(sugg.rule)}"
+    if policy == "one-cycle":
+      # One-cycle starts at max_lr / --div-factor (25, as fastai and PyTorch),
+      # not at the range test's base_lr.
+      base_lr = None
+      source += "; one-cycle uses its max_lr"
   if policy == "fixed":
     if lr is None:
       raise _usage("--policy fixed needs --lr")
@@ -986,8 +990,8 @@ def run_training(net, train, val, *, optimizer, epochs, batch_size, seed,
 @click.option("--bounds-from", type=click.Path(dir_okay=False),
               default=None, metavar="RESULTS_JSON",
               help="Take base/max LR from a range-test results.json (its "
-              "suggested CLR bounds; for --policy fixed, a parallel sweep's "
-              "best LR).")
+              "suggested CLR bounds; one-cycle takes max_lr only; --policy "
+              "fixed takes a parallel sweep's best LR).")
 @click.option("--step-size", type=_Number(float, 0.0, low_open=True),
               default=DEFAULT_STEP_SIZE_EPOCHS,
               help="Half a cycle, in epochs (Smith: 2-10 epochs of "

@@ -480,8 +480,9 @@ def test_progress_is_off_without_a_terminal_or_with_no_progress(monkeypatch):
   monkeypatch.setattr(sys, "stderr", Tty())
   assert cli.progress_enabled(False)
   assert not cli.progress_enabled(True)
-  monkeypatch.setattr(sys, "stderr", open(os.devnull, "w"))
-  assert not cli.progress_enabled(False)
+  with open(os.devnull, "w") as devnull:
+    monkeypatch.setattr(sys, "stderr", devnull)
+    assert not cli.progress_enabled(False)
 
 
 def test_compilation_cache_fills_in_a_real_process(tmp_path):
@@ -586,3 +587,27 @@ def test_full_examples_run(tmp_path, name):
   proc = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), *args],
                         capture_output=True, text=True, env=env, timeout=900)
   assert proc.returncode == 0, proc.stderr
+
+
+def test_bounds_from_a_sweep_give_its_best_fixed_lr(tmp_path):
+  from optax_clr import results
+  lrs = np.array([0.01, 0.1, 1.0])
+  sweep = results.ParallelSweepResult(
+      lrs=lrs, losses=np.ones((3, 4)), final_loss=np.array([1.0, 0.5, 9.0]),
+      mean_loss=np.array([1.0, 0.5, 9.0]),
+      diverged=np.array([False, False, True]),
+      diverged_at=np.array([-1, -1, 2]),
+      eval_metrics={"accuracy": np.array([0.7, 0.9, 0.95])})
+  sweep.to_json(tmp_path / "sweep.json")
+  # The diverged LR's accuracy does not count.
+  _, _, lr, source = cli._resolve_bounds("fixed", None, None, None,
+                                         str(tmp_path / "sweep.json"))
+  assert lr == 0.1
+  assert "best fixed LR" in source
+
+
+def test_one_cycle_takes_only_max_lr_from_a_range_test(tmp_path):
+  suggested = write_range_test_result(tmp_path / "rt.json")
+  base, top, _, _ = cli._resolve_bounds("one-cycle", None, None, None,
+                                        str(tmp_path / "rt.json"))
+  assert base is None and top == pytest.approx(suggested.max_lr)
