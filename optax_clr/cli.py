@@ -1026,7 +1026,8 @@ def train_cmd(ctx, data, model, width, batch_size, val_fraction, policy,
   """Train with a cyclical, one-cycle or fixed learning rate.
 
   The cycle's step size is given in epochs and converted to iterations.
-  Prints validation accuracy per epoch; writes history.json, history.csv,
+  Prints validation accuracy per epoch; writes results.json and results.csv
+  (per step: loss, LR, momentum; per epoch: validation metrics),
   schedule.png (LR and momentum) and training.png.
   """
   policy = policy.lower()
@@ -1105,8 +1106,8 @@ def train_cmd(ctx, data, model, width, batch_size, val_fraction, policy,
     best = int(np.nanargmax(acc))
     click.echo(f"final val accuracy {acc[-1]:.4f}; best {acc[best]:.4f} at "
                f"step {int(history.eval_steps[best])}")
-  history.to_json(run.path("history.json"))
-  history.to_csv(run.path("history.csv"))
+  history.to_json(run.path("results.json"))
+  history.to_csv(run.path("results.csv"))
   from optax_clr import plotting
   name = policy if policy != "fixed" else f"fixed {lr:g}"
   mom = {name: as_schedule(mom_sched)} if callable(mom_sched) else None

@@ -330,7 +330,7 @@ def test_train_takes_clr_bounds_from_a_results_file(capsys, tmp_path):
   per_epoch = 1438 // 32
   assert resolved["steps_per_epoch"] == per_epoch
   assert resolved["step_size_up"] == round(0.5 * per_epoch)
-  history = read_json(out / "history.json")
+  history = read_json(out / "results.json")
   assert len(history["steps"]) == 2 * per_epoch
   assert history["eval_steps"] == [per_epoch, 2 * per_epoch]
   assert len(history["eval_metrics"]["accuracy"]) == 2
@@ -339,7 +339,7 @@ def test_train_takes_clr_bounds_from_a_results_file(capsys, tmp_path):
   assert lr.max() <= suggested.max_lr * (1 + 1e-6)
   momentum = np.asarray(history["momentum"])
   assert momentum.max() == pytest.approx(0.9) and momentum.min() < 0.9
-  assert len(csv_rows(out / "history.csv")) == 1 + 2 * per_epoch
+  assert len(csv_rows(out / "results.csv")) == 1 + 2 * per_epoch
   assert_png(out / "schedule.png")
   assert_png(out / "training.png")
   assert "epoch 1/2" in stdout and "epoch 2/2" in stdout
@@ -365,7 +365,7 @@ def test_train_one_cycle_and_fixed(capsys, tmp_path, extra, expected):
   resolved = assert_run_files(out, "train")["resolved"]
   for key, value in expected.items():
     assert resolved[key] == pytest.approx(value), key
-  history = read_json(out / "history.json")
+  history = read_json(out / "results.json")
   if expected["policy"] == "fixed":
     np.testing.assert_allclose(history["lr"], 0.05, rtol=1e-6)
     np.testing.assert_allclose(history["momentum"], 0.8, rtol=1e-6)
@@ -386,8 +386,8 @@ def test_train_checkpoints_and_resumes(capsys, tmp_path):
   code, _, err = run_cli(capsys, "train", *common, "--epochs", "2", "--out",
                          tmp_path / "second")
   assert code == 0, err
-  first = read_json(tmp_path / "first" / "history.json")
-  second = read_json(tmp_path / "second" / "history.json")
+  first = read_json(tmp_path / "first" / "results.json")
+  second = read_json(tmp_path / "second" / "results.json")
   assert second["eval_steps"] == [44, 88]
   assert second["loss"][:44] == first["loss"]  # epoch 1 restored, not redone
   # A different schedule may not continue this checkpoint.
