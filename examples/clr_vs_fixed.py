@@ -35,7 +35,7 @@ from optax_clr import models
 from optax_clr import momentum
 from optax_clr import optimizers
 from optax_clr import plotting
-from optax_clr import range_test
+from optax_clr.range_test import range_test
 from optax_clr import schedules
 from optax_clr import training
 
@@ -52,7 +52,7 @@ def run(path: pathlib.Path, *, epochs: int = 24, step_size_epochs: int = 3,
                              width=width, seed=seed)
 
   # 1. Range test (loss-based suggestions: no validation data).
-  rt = range_test.range_test(
+  rt = range_test(
       fresh_model(), models.cross_entropy_loss, train, start_lr=1e-3,
       end_lr=10.0, num_steps=range_steps, batch_size=batch_size,
       optimizer=functools.partial(optax.sgd, momentum=0.9), seed=seed)

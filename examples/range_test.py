@@ -23,7 +23,7 @@ import optax
 
 from optax_clr import data
 from optax_clr import models
-from optax_clr import range_test as range_test_lib
+from optax_clr.range_test import range_test
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def run(path: pathlib.Path, *, num_steps: int = 300, eval_every: int = 15,
   model = models.make_model("cnn", num_classes=10, in_channels=1,
                             width=width, seed=seed)
   start = time.perf_counter()
-  result = range_test_lib.range_test(
+  result = range_test(
       model, models.cross_entropy_loss, train,
       start_lr=1e-3, end_lr=10.0, num_steps=num_steps, ramp="exp",
       optimizer=functools.partial(optax.sgd, momentum=0.9), batch_size=64,

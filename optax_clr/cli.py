@@ -781,11 +781,11 @@ def range_test_cmd(ctx, data, model, width, batch_size, val_fraction,
           min_lr=min_lr, max_lr=max_lr, num_steps=steps, optimizer=factory,
           batch_size=batch_size, val_data=val, seed=seed, progress=bar)
   else:
-    from optax_clr import range_test as range_test_lib
+    from optax_clr.range_test import range_test as run_range_test
     click.echo(f"range test: {ramp} ramp {start_lr:g} -> {end_lr:g} over "
                f"{steps} steps")
     with ProgressBar("range test", enabled) as bar:
-      result = range_test_lib.range_test(
+      result = run_range_test(
           net, models.cross_entropy_loss, train, start_lr=start_lr,
           end_lr=end_lr, num_steps=steps, ramp=ramp, optimizer=factory,
           batch_size=batch_size, smoothing=smoothing,
@@ -1278,7 +1278,7 @@ def demo_cmd(ctx, quick, epochs, width, seed, out, no_progress):
   from optax_clr import models
   from optax_clr import parallel as parallel_lib
   from optax_clr import plotting
-  from optax_clr import range_test as range_test_lib
+  from optax_clr.range_test import range_test as run_range_test
 
   cfg = DemoSettings(quick)
   if epochs is not None:
@@ -1304,7 +1304,7 @@ def demo_cmd(ctx, quick, epochs, width, seed, out, no_progress):
              f"{cfg.end_lr:g} over {cfg.range_steps} steps")
   t0 = time.perf_counter()
   with ProgressBar("range test", enabled) as bar:
-    rt = range_test_lib.range_test(
+    rt = run_range_test(
         net,
         models.cross_entropy_loss, train, start_lr=cfg.start_lr,
         end_lr=cfg.end_lr,
