@@ -11,11 +11,13 @@ no traceback.
 """
 
 import gzip
+import json
 import pathlib
 import pickle
 import re
 import struct
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -373,8 +375,9 @@ def malformed_mnist_case(tmp_path):
 @pytest.mark.parametrize("args, pattern",
                          [*CLI_CASES.values(), (None, r"train-images")],
                          ids=[*CLI_CASES.keys(), "range-test-truncated-mnist"])
-def test_cli_bad_input_is_one_line_without_traceback(capsys, tmp_path, args,
-                                                     pattern):
+def test_cli_bad_input_is_one_line_without_traceback(capsys, monkeypatch,
+                                                     tmp_path, args, pattern):
+  monkeypatch.setenv("OPTAX_CLR_CACHE_DIR", "")  # keep jax's config global
   if args is None:
     args = malformed_mnist_case(tmp_path)
   out_dir = tmp_path / "out"
@@ -399,3 +402,126 @@ def test_gzipped_mnist_with_bad_magic_names_the_file(tmp_path):
   write_idx(d / "train-labels-idx1-ubyte", 2049, (1,), bytes(1))
   with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz"):
     data_lib.load_mnist(d)
+
+
+# ----------------------------------------------------------------------------
+# Faults: a NaN/inf loss at any step. The poison is data (0, NaN or inf added
+# to the loss), so one compiled program serves every case and the clean run.
+
+STEPS, CHUNK = 20, 5
+# first step, last of a chunk, first of the next (boundary), middle, last
+POISON_STEPS = [0, CHUNK - 1, CHUNK, 12, STEPS - 1]
+
+
+def poisoned_loss(p, batch):
+  loss = loss_fn(p, batch)
+  # Only the copies whose (constant, gradient-free) tag is above the batch's
+  # threshold are poisoned; plain params have no tag and are always poisoned.
+  hit = p["tag"] > batch["threshold"] if "tag" in p else True
+  return loss + jnp.where(hit, batch["poison"], 0.0), {}
+
+
+def poisoned_batches(step, value, threshold=0.0):
+  data = arrays(STEPS * 8)
+  return [{"x": data["x"][i * 8:(i + 1) * 8],
+           "y": data["y"][i * 8:(i + 1) * 8],
+           "poison": np.float32(value if i == step else 0.0),
+           "threshold": np.float32(threshold)} for i in range(STEPS)]
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("step", POISON_STEPS)
+def test_nonfinite_loss_at_any_step_ends_the_range_test_cleanly(step, value):
+  run = lambda batches: optax_clr.range_test(  # noqa: E731
+      params(), poisoned_loss, batches, start_lr=1e-3, end_lr=1.0,
+      num_steps=STEPS, steps_per_chunk=CHUNK, diverge_threshold=None)
+  clean = run(poisoned_batches(step, 0.0))
+  result = run(poisoned_batches(step, value))
+  assert clean.stop_reason == "completed" and clean.num_steps == STEPS
+  assert result.stop_reason == "nonfinite"
+  assert result.num_steps == step + 1  # the bad step is the last one kept
+  assert not np.isfinite(result.losses[step])
+  # Everything before it is exactly the clean run.
+  np.testing.assert_array_equal(result.lrs, clean.lrs[:step + 1])
+  np.testing.assert_array_equal(result.losses[:step], clean.losses[:step])
+  np.testing.assert_array_equal(result.smoothed_losses[:step],
+                                clean.smoothed_losses[:step])
+  if step > 0:  # a suggestion can still be asked for without crashing
+    result.suggest()
+
+
+K = 4
+
+
+def tagged_init(key):
+  return {**params(), "tag": jax.random.uniform(key)}
+
+
+def sweep_tags(seed=0):
+  keys = jax.random.split(jax.random.key(seed), K)
+  return np.array([float(jax.random.uniform(k)) for k in keys])
+
+
+@pytest.mark.parametrize("step", POISON_STEPS)
+def test_nonfinite_loss_marks_only_that_lr_diverged_in_a_sweep(step):
+  tags = sweep_tags()
+  victim = int(np.argmax(tags))
+  threshold = float(np.sort(tags)[-2])  # only the largest tag is above it
+  val = {**arrays(16), "poison": np.float32(0.0),
+         "threshold": np.float32(threshold)}
+  run = lambda batches: optax_clr.parallel_range_test(  # noqa: E731
+      tagged_init(jax.random.key(0)), poisoned_loss, batches,
+      lrs=[0.01, 0.03, 0.1, 0.3], num_steps=STEPS, steps_per_chunk=CHUNK,
+      init="independent", model_init=tagged_init, diverge_threshold=None,
+      val_data=val, seed=0)
+  clean = run(poisoned_batches(step, 0.0, threshold))
+  result = run(poisoned_batches(step, np.nan, threshold))
+  assert not clean.diverged.any()
+  expected = np.arange(K) == victim
+  np.testing.assert_array_equal(result.diverged, expected)
+  np.testing.assert_array_equal(result.diverged_at,
+                                np.where(expected, step, -1))
+  assert np.isnan(result.losses[victim, step:]).all()
+  np.testing.assert_array_equal(result.losses[victim, :step],
+                                clean.losses[victim, :step])
+  assert np.isnan(result.eval_metrics["loss"][victim])
+  # Every other LR keeps its whole result, bit for bit.
+  others = ~expected
+  np.testing.assert_array_equal(result.losses[others], clean.losses[others])
+  np.testing.assert_array_equal(result.final_loss[others],
+                                clean.final_loss[others])
+  np.testing.assert_array_equal(result.mean_loss[others],
+                                clean.mean_loss[others])
+  np.testing.assert_array_equal(result.eval_metrics["loss"][others],
+                                clean.eval_metrics["loss"][others])
+
+
+# ----------------------------------------------------------------------------
+# Resume through the CLI: interrupted after epoch 1, resumed to epoch 2, it
+# must equal the uninterrupted run bit for bit.
+
+
+@pytest.mark.slow  # three CLI training runs, each compiled anew
+def test_cli_train_resumed_from_a_checkpoint_equals_an_uninterrupted_run(
+    capsys, monkeypatch, tmp_path):
+  monkeypatch.setenv("OPTAX_CLR_CACHE_DIR", "")
+  common = ["train", "--width", "2", "--batch-size", "64", "--no-progress",
+            "--policy", "triangular2", "--base-lr", "0.01", "--max-lr", "0.1",
+            "--step-size", "1"]
+  ckpt = tmp_path / "ckpt"
+  runs = [
+      [*common, "--epochs", "2", "--out", tmp_path / "whole"],
+      [*common, "--epochs", "1", "--checkpoint-dir", ckpt, "--out",
+       tmp_path / "part1"],
+      [*common, "--epochs", "2", "--checkpoint-dir", ckpt, "--out",
+       tmp_path / "part2"],
+  ]
+  for args in runs:
+    code = cli.main([str(a) for a in args])
+    assert code == 0, capsys.readouterr().err
+  whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+  resumed = json.loads((tmp_path / "part2" / "results.json").read_text())
+  assert len(resumed["loss"]) == 2 * 22  # 1438 // 64 steps per epoch
+  for key in ("steps", "loss", "lr", "momentum", "eval_steps",
+              "eval_metrics"):
+    assert resumed[key] == whole[key], key
