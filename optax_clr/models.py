@@ -382,8 +382,9 @@ def make_model(name: str, *, num_classes: int, in_channels: int,
                       width=width, rngs=nnx.Rngs(params=seed))
 
 
-def cross_entropy_loss(model: nnx.Module,
-                       batch: dict[str, Array]) -> tuple[Array, dict[str, Array]]:
+def cross_entropy_loss(
+    model: nnx.Module, batch: dict[str, Array]
+) -> tuple[Array, dict[str, Array]]:
   """Mean softmax cross-entropy and accuracy of ``model`` on ``batch``.
 
   loss = mean_b [logsumexp(logits_b) - logits_b[label_b]]

@@ -279,7 +279,8 @@ def test_mnist_corrupt_gzip_and_missing_file(tmp_path):
   with pytest.raises(ValueError, match="train-labels-idx1-ubyte.gz: corrupt "
                      "gzip"):
     data.load_mnist(tmp_path)
-  with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte\[\.gz\]"):
+  with pytest.raises(FileNotFoundError,
+                     match=r"t10k-images-idx3-ubyte\[\.gz\]"):
     data.load_mnist(tmp_path, split="test")
 
 
