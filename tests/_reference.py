@@ -163,3 +163,16 @@ def evaluate(schedule: Callable[..., object], steps) -> np.ndarray:
     assert values.dtype == jnp.float32, values.dtype
     out.append(np.asarray(values, np.float64))
   return np.concatenate(out)[:n] if out else np.zeros(0)
+
+
+def config_id(value) -> str:
+  """A test id that is the same in every process (pytest-xdist needs that).
+
+  ``str`` of a dict holding a function includes its address, which differs
+  between worker processes.
+  """
+  if callable(value):
+    return getattr(value, "__name__", type(value).__name__)
+  if isinstance(value, dict):
+    return ",".join(f"{k}={config_id(v)}" for k, v in value.items())
+  return str(value)

@@ -24,7 +24,7 @@ CYCLE_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("config", CYCLE_CONFIGS, ids=str)
+@pytest.mark.parametrize("config", CYCLE_CONFIGS, ids=ref.config_id)
 def test_cyclic_momentum_matches_float64_reference(config):
   steps = np.arange(100)
   ours = ref.evaluate(mom.cyclic_momentum_schedule(0.7, 0.95, **config),
@@ -33,7 +33,7 @@ def test_cyclic_momentum_matches_float64_reference(config):
   np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-6 * 0.95)
 
 
-@pytest.mark.parametrize("config", CYCLE_CONFIGS, ids=str)
+@pytest.mark.parametrize("config", CYCLE_CONFIGS, ids=ref.config_id)
 def test_cyclic_momentum_is_the_reflection_of_the_learning_rate(config):
   # (max_m - m(t)) / (max_m - base_m) == (lr(t) - base) / (max - base).
   steps = np.arange(100)
@@ -71,7 +71,7 @@ ONE_CYCLE_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("config", ONE_CYCLE_CONFIGS, ids=str)
+@pytest.mark.parametrize("config", ONE_CYCLE_CONFIGS, ids=ref.config_id)
 def test_one_cycle_momentum_matches_float64_reference(config):
   k = dict(config)
   n = k.pop("total_steps")

@@ -14,7 +14,7 @@ import optax
 import pytest
 from flax import nnx
 
-from optax_clr import range_test as rt
+from optax_clr import _engine
 from optax_clr.range_test import range_test, ramp_lrs
 
 N = 64
@@ -337,8 +337,8 @@ def test_one_compiled_program_serves_different_ramps():
     range_test(make_params(), loss_fn, batch_list(5), start_lr=start,
                end_lr=end, num_steps=5, steps_per_chunk=5,
                optimizer=optax.adam)
-  engine = rt._engine.get_engine(None, loss_fn, optax.adam, None, None,
-                                 rt._engine.default_unroll())
+  engine = _engine.get_engine(None, loss_fn, optax.adam, None, None,
+                                 _engine.default_unroll())
   (program,) = [p for k, p in engine.programs.items() if k[0] == "range_test"]
   assert program._cache_size() == 1
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import _reference
 from optax_clr import momentum as mom
 from optax_clr import schedules as sch
 
@@ -172,7 +173,7 @@ CASES = [
 
 @pytest.mark.parametrize(
     "factory, kwargs, error, match", CASES,
-    ids=[f"{c[0].__name__}-{next(iter(set(c[1]) - set(CYC) - set(ONE)), '')}"
+    ids=[f"{c[0].__name__}-{min(set(c[1]) - set(CYC) - set(ONE), default='')}"
          f"-{i}" for i, c in enumerate(CASES)])
 def test_invalid_hyperparameter_is_rejected_with_a_precise_message(
     factory, kwargs, error, match):
@@ -192,7 +193,7 @@ def test_invalid_hyperparameter_is_rejected_with_a_precise_message(
     (cyc_mom, dict(base_momentum=0.0, max_momentum=1.0)),
     (one_mom, dict(total_steps=2, pct_start=0.99, base_momentum=0.9,
                    max_momentum=0.9)),
-], ids=str)
+], ids=_reference.config_id)
 def test_edge_values_inside_the_allowed_ranges_are_accepted(factory, kwargs):
   schedule = factory(**kwargs)
   assert np.isfinite(float(schedule(1)))

@@ -253,7 +253,7 @@ def test_adjacent_steps_differ_by_at_most_the_steepest_slope(waveform, up,
 @pytest.mark.parametrize("config", [
     dict(mode="triangular2"), dict(mode="exp_range", gamma=0.995),
     dict(mode="exp_range", gamma=0.995, decay_bounds=True),
-    dict(mode="triangular2", waveform="cosine")], ids=str)
+    dict(mode="triangular2", waveform="cosine")], ids=ref.config_id)
 def test_amplitude_per_cycle_is_non_increasing(config):
   up, down = 6, 10
   schedule = sch.cyclic_schedule(0.1, 1.0, up, down, **config)
@@ -299,7 +299,7 @@ def _max_huge_error(schedule_values, config, steps, top):
   return float(np.max(np.abs(schedule_values - expected)) / top)
 
 
-@pytest.mark.parametrize("config", HUGE_CONFIGS, ids=str)
+@pytest.mark.parametrize("config", HUGE_CONFIGS, ids=ref.config_id)
 def test_float32_is_exact_up_to_int32_max(config):
   total = _cycle_length(config)
   steps = _huge_steps(total, config["step_size_up"])
@@ -376,7 +376,7 @@ def _ref_one_cycle_kwargs(config):
   return k.pop("max_value"), k.pop("total_steps"), k
 
 
-@pytest.mark.parametrize("config", ONE_CYCLE_CONFIGS, ids=str)
+@pytest.mark.parametrize("config", ONE_CYCLE_CONFIGS, ids=ref.config_id)
 def test_one_cycle_matches_float64_reference(config):
   top, n, rest = _ref_one_cycle_kwargs(config)
   steps = np.arange(n + 5)  # includes steps past the end
