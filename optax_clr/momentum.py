@@ -25,8 +25,12 @@ from optax_clr import schedules as _schedules
 
 
 def _check_momentum_bounds(base_momentum, max_momentum) -> None:
-  b = _checks.check_number("base_momentum", base_momentum, low=0.0, high=1.0)
-  m = _checks.check_number("max_momentum", max_momentum, low=0.0, high=1.0)
+  # Momentum 1 never forgets a gradient (the buffer grows without bound); the
+  # optimizer helpers reject it too, so the schedule must not produce it.
+  b = _checks.check_number("base_momentum", base_momentum, low=0.0, high=1.0,
+                           high_inclusive=False)
+  m = _checks.check_number("max_momentum", max_momentum, low=0.0, high=1.0,
+                           high_inclusive=False)
   _checks.check_order("base_momentum", b, "max_momentum", m)
 
 
@@ -56,8 +60,8 @@ def cyclic_momentum_schedule(
   Value checks are skipped for hyperparameters that are JAX tracers.
 
   Args:
-    base_momentum: momentum at the learning-rate peak, in [0, 1].
-    max_momentum: momentum at the cycle boundaries, in [``base_momentum``, 1].
+    base_momentum: momentum at the learning-rate peak, in [0, 1).
+    max_momentum: momentum at the cycle boundaries, in [``base_momentum``, 1).
     step_size_up: integer steps from the cycle start to the peak.
     step_size_down: integer steps from the peak to the cycle end (``None``:
       same as up).
@@ -120,8 +124,8 @@ def one_cycle_momentum_schedule(
     pct_start: fraction of the steps in the first phase, in (0, 1); see
       :func:`one_cycle_schedule` for the constraint on phase ends.
     anneal_strategy: ``"cos"`` or ``"linear"``.
-    base_momentum: momentum at the learning-rate peak, in [0, 1].
-    max_momentum: momentum at the start and end, in [``base_momentum``, 1].
+    base_momentum: momentum at the learning-rate peak, in [0, 1).
+    max_momentum: momentum at the start and end, in [``base_momentum``, 1).
     three_phase: use the three-phase schedule.
 
   Returns:

@@ -140,14 +140,16 @@ CASES = [
      r"\(2 \* total_steps\) = 0.505; got pct_start=0.6, total_steps=100"),
     # momentum bounds
     (cyc_mom, dict(base_momentum=-0.1), ValueError,
-     r"base_momentum must be in \[0, 1\], got -0.1"),
+     r"base_momentum must be in \[0, 1\), got -0.1"),
+    (cyc_mom, dict(max_momentum=1.0), ValueError,
+     r"max_momentum must be in \[0, 1\), got 1.0"),
     (cyc_mom, dict(max_momentum=1.1), ValueError,
-     r"max_momentum must be in \[0, 1\], got 1.1"),
+     r"max_momentum must be in \[0, 1\), got 1.1"),
     (cyc_mom, dict(base_momentum=0.95, max_momentum=0.9), ValueError,
      r"base_momentum must be <= max_momentum, got base_momentum=0.95, "
      r"max_momentum=0.9"),
     (cyc_mom, dict(max_momentum=math.nan), ValueError,
-     r"max_momentum must be a finite number in \[0, 1\], got nan"),
+     r"max_momentum must be a finite number in \[0, 1\), got nan"),
     (cyc_mom, dict(step_size_up=0), ValueError,
      r"step_size_up must be an integer >= 1, got 0"),
     (cyc_mom, dict(mode="exp"), ValueError, r"mode must be one of"),
@@ -165,7 +167,7 @@ CASES = [
      r"base_momentum must be <= max_momentum, got base_momentum=0.96, "
      r"max_momentum=0.95"),
     (one_mom, dict(total_steps=100, max_momentum=1.5), ValueError,
-     r"max_momentum must be in \[0, 1\], got 1.5"),
+     r"max_momentum must be in \[0, 1\), got 1.5"),
     (one_mom, dict(total_steps=4, pct_start=0.2), ValueError,
      r"pct_start \* total_steps must be > 1"),
 ]
@@ -190,7 +192,7 @@ def test_invalid_hyperparameter_is_rejected_with_a_precise_message(
     (one_cycle, dict(max_value=1.0, total_steps=2, pct_start=0.51)),
     (one_cycle, dict(max_value=1.0, total_steps=100, pct_start=0.5,
                      three_phase=True)),
-    (cyc_mom, dict(base_momentum=0.0, max_momentum=1.0)),
+    (cyc_mom, dict(base_momentum=0.0, max_momentum=0.999)),
     (one_mom, dict(total_steps=2, pct_start=0.99, base_momentum=0.9,
                    max_momentum=0.9)),
 ], ids=_reference.config_id)
