@@ -761,9 +761,11 @@ def range_test_cmd(ctx, data, model, width, batch_size, val_fraction,
   if not parallel and start_lr >= end_lr:
     raise _usage(f"--start-lr must be < --end-lr, got --start-lr="
                  f"{start_lr:g}, --end-lr={end_lr:g}")
-  run = Run(ctx, out)
+  # Data first: a bad --data or --batch-size must not leave an output
+  # directory behind.
   dataset, train, val = load_data(data, val_fraction, seed)
   _check_batch(train, batch_size)
+  run = Run(ctx, out)
   net = build_model(model, dataset, width, seed)
   from optax_clr import models
   factory = optimizer_factory(optimizer, momentum)
@@ -1055,9 +1057,11 @@ def train_cmd(ctx, data, model, width, batch_size, val_fraction, policy,
   _check_momentum_bounds(base_momentum, max_momentum, policy)
   base_lr, max_lr, lr, source = _resolve_bounds(policy, base_lr, max_lr, lr,
                                                 bounds_from)
-  run = Run(ctx, out)
+  # Data first: a bad --data or --batch-size must not leave an output
+  # directory behind.
   dataset, train, val = load_data(data, val_fraction, seed)
   _check_batch(train, batch_size)
+  run = Run(ctx, out)
   steps_per_epoch = train.num_batches(batch_size)
   total = epochs * steps_per_epoch
   up = max(1, round(step_size * steps_per_epoch))

@@ -611,3 +611,11 @@ def test_one_cycle_takes_only_max_lr_from_a_range_test(tmp_path):
   base, top, _, _ = cli._resolve_bounds("one-cycle", None, None, None,
                                         str(tmp_path / "rt.json"))
   assert base is None and top == pytest.approx(suggested.max_lr)
+
+
+def test_bad_data_spec_leaves_no_output_directory(tmp_path):
+  out = tmp_path / "never"
+  code = cli.main(["range-test", "--data", "digits:/nonexistent",
+                   "--out", str(out), "--no-progress"])
+  assert code == 1
+  assert not out.exists()
