@@ -39,7 +39,14 @@ def _version(module: str) -> str | None:
     mod = __import__(module)
   except Exception:  # noqa: BLE001 - a missing peer is reported, not fatal
     return None
-  return getattr(mod, "__version__", "unknown")
+  version = getattr(mod, "__version__", None)
+  if version is None:  # e.g. torch_lr_finder has no __version__
+    import importlib.metadata
+    try:
+      version = importlib.metadata.version(module.replace("_", "-"))
+    except importlib.metadata.PackageNotFoundError:
+      version = "unknown"
+  return str(version)
 
 
 def machine_info() -> dict[str, Any]:
