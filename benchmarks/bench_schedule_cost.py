@@ -10,7 +10,7 @@
     Python loop. PyTorch is timed over ``--torch-steps`` steps (default
     100,000) and extrapolated linearly to n.
 
-  python benchmarks/bench_schedule_cost.py [--steps 300] [--repeats 7]
+  python benchmarks/bench_schedule_cost.py [--steps 200] [--repeats 11]
 """
 
 from __future__ import annotations
