@@ -86,6 +86,7 @@ from flax import nnx
 from flax import serialization
 
 from optax_clr import _checks
+from optax_clr import _engine
 from optax_clr import optimizers as _optimizers
 
 __all__ = ["TrainHistory", "train", "CHECKPOINT_NAME", "EPOCH_LOOPS"]
@@ -315,24 +316,9 @@ class TrainHistory:
 # Compiled step, epoch and evaluation.
 
 
-def _cast_floats(tree: Any, dtype: Any) -> Any:
-  if dtype is None:
-    return tree
-  return jax.tree.map(
-      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
-      else x, tree)
-
-
 def _loss_and_aux(out: Any, who: str) -> tuple[jax.Array, Mapping[str, Any]]:
   """Accepts ``loss`` or ``(loss, aux_dict)`` from a loss/eval function."""
-  if isinstance(out, tuple):
-    if len(out) != 2 or not isinstance(out[1], Mapping):
-      raise TypeError(
-          f"{who} must return a scalar loss or (loss, aux_dict), got a tuple "
-          f"of {len(out)} items")
-    loss, aux = out
-  else:
-    loss, aux = out, {}
+  loss, aux = _engine.split_loss_output(out, who)
   if jnp.ndim(loss) != 0:
     raise ValueError(
         f"{who} must return a scalar loss, got shape {jnp.shape(loss)}")
@@ -356,9 +342,9 @@ def _train_step(graphdef, loss_fn, optimizer, compute_dtype, hyper_keys,
   def objective(p):
     # copy=True: fresh Variables belong to this trace, so the forward pass
     # may update them (e.g. BatchNorm statistics).
-    model = nnx.merge(graphdef, _cast_floats(p, compute_dtype), rest,
+    model = nnx.merge(graphdef, _engine.cast_floating(p, compute_dtype), rest,
                       copy=True)
-    loss, _ = _loss_and_aux(loss_fn(model, _cast_floats(batch, compute_dtype)),
+    loss, _ = _loss_and_aux(loss_fn(model, _engine.cast_floating(batch, compute_dtype)),
                             "loss_fn")
     # State other than the parameters (e.g. RNG counters, running statistics)
     # may be updated by the forward pass; carry it to the next step.
@@ -395,10 +381,10 @@ def _indexed_step(graphdef, loss_fn, optimizer, compute_dtype, hyper_keys,
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _evaluate(graphdef, eval_fn, compute_dtype, params, rest, batch):
-  model = nnx.merge(graphdef, _cast_floats(params, compute_dtype), rest,
+  model = nnx.merge(graphdef, _engine.cast_floating(params, compute_dtype), rest,
                     copy=True)
   loss, aux = _loss_and_aux(
-      eval_fn(model, _cast_floats(batch, compute_dtype)), "eval_fn")
+      eval_fn(model, _engine.cast_floating(batch, compute_dtype)), "eval_fn")
   metrics = {"loss": loss}
   for name, value in aux.items():
     if jnp.ndim(value) != 0:
@@ -607,21 +593,6 @@ def _check_batch_size(batch_size: Any, train_data: Any) -> int:
   return batch_size
 
 
-def _check_compute_dtype(compute_dtype: Any) -> Any:
-  if compute_dtype is None:
-    return None
-  try:
-    dtype = jnp.dtype(compute_dtype)
-  except TypeError as e:
-    raise TypeError(
-        f"compute_dtype must be a floating dtype or None, got "
-        f"{compute_dtype!r}") from e
-  if not jnp.issubdtype(dtype, jnp.floating):
-    raise ValueError(
-        f"compute_dtype must be a floating dtype or None, got {dtype}")
-  return dtype
-
-
 def _hyper_keys(opt_state: Any) -> tuple[str | None, str | None]:
   """Names of the injected LR and momentum, None where there is none."""
   try:
@@ -745,7 +716,7 @@ def train(
     raise TypeError(f"resume must be a bool, got {resume!r}")
   if progress is not None:
     _checks.check_callable("progress", progress)
-  compute_dtype = _check_compute_dtype(compute_dtype)
+  compute_dtype = _engine.check_compute_dtype(compute_dtype)
   if run_config is not None and not isinstance(run_config, Mapping):
     raise TypeError(
         f"run_config must be a mapping or None, got "
