@@ -547,6 +547,19 @@ def test_range_test_example_plots_the_curve(capsys, tmp_path):
       result.suggest().base_lr is None)
 
 
+def test_adapt_existing_training_example_needs_no_model_changes(capsys):
+  # A dict batch with two inputs, a regression loss, a generator of batches,
+  # accumulation and bf16, in both range tests.
+  result, sweep = run_example("adapt_existing_training", "--quick")
+  assert 2 <= result.num_steps <= 20
+  assert result.config["accumulation_steps"] == 4
+  assert "mae" in result.eval_metrics
+  assert sweep.lrs.shape == (8,) and "mae" in sweep.eval_metrics
+  assert np.isfinite(sweep.mean_loss[~sweep.diverged]).all()
+  out = capsys.readouterr().out
+  assert out.startswith("classic:") and "parallel on" in out
+
+
 @pytest.mark.slow  # ~10 s of compilation; the demo test covers the same path
 def test_clr_vs_fixed_example_trains_three_runs(capsys, tmp_path):
   histories = run_example("clr_vs_fixed", "--quick", "--out",
