@@ -3,6 +3,7 @@ contract, NNX state handling."""
 
 import functools
 
+import _toy
 import chex
 import jax
 import jax.numpy as jnp
@@ -14,24 +15,12 @@ from flax import nnx
 from optax_clr import _engine
 
 
-def regression_loss(params, batch):
-  """A dict batch with two inputs and a regression target."""
-  pred = batch["x1"] @ params["w1"] + batch["x2"] @ params["w2"] + params["b"]
-  err = pred - batch["y"]
-  return jnp.mean(err ** 2), {"mae": jnp.mean(jnp.abs(err))}
-
-
-def make_params():
-  return {"w1": jnp.array([0.1, -0.2, 0.3]), "w2": jnp.array([0.5, 0.0]),
-          "b": jnp.array(0.1)}
+regression_loss = _toy.regression_loss
+make_params = _toy.make_params
 
 
 def make_batch(n, seed=0):
-  rng = np.random.default_rng(seed)
-  x1 = rng.normal(size=(n, 3)).astype(np.float32)
-  x2 = rng.normal(size=(n, 2)).astype(np.float32)
-  y = (x1 @ [1.0, 2.0, -1.0] + x2 @ [0.5, -0.5] + 0.3).astype(np.float32)
-  return {"x1": x1, "x2": x2, "y": y}
+  return _toy.make_data(n, seed)
 
 
 def engine(loss_fn=regression_loss, optimizer=_engine.default_optimizer,

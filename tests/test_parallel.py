@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import _toy
 import chex
 import jax
 import jax.numpy as jnp
@@ -22,23 +23,14 @@ N = 64
 BATCH = 8
 
 
-def loss_fn(params, batch):
-  pred = batch["x1"] @ params["w1"] + batch["x2"] @ params["w2"] + params["b"]
-  err = pred - batch["y"]
-  return jnp.mean(err ** 2), {"mae": jnp.mean(jnp.abs(err))}
-
-
-def make_params(scale=1.0):
-  return {"w1": scale * jnp.array([0.1, -0.2, 0.3]),
-          "w2": scale * jnp.array([0.5, 0.0]), "b": scale * jnp.array(0.1)}
+loss_fn = _toy.regression_loss
+make_params = _toy.make_params
+MLP = _toy.MLP
+mlp_loss = _toy.mlp_loss
 
 
 def make_data(n=N, seed=0):
-  rng = np.random.default_rng(seed)
-  x1 = rng.normal(size=(n, 3)).astype(np.float32)
-  x2 = rng.normal(size=(n, 2)).astype(np.float32)
-  y = (x1 @ [1.0, 2.0, -1.0] + x2 @ [0.5, -0.5] + 0.3).astype(np.float32)
-  return {"x1": x1, "x2": x2, "y": y}
+  return _toy.make_data(n, seed)
 
 
 def batch_list(count, seed=0):
@@ -259,22 +251,6 @@ def test_independent_init_uses_model_init_per_copy():
   shared = parallel_range_test(make_params(), loss_fn, batches, lrs=LRS[:3],
                                num_steps=4)
   assert len(np.unique(shared.losses[:, 0])) == 1
-
-
-class MLP(nnx.Module):
-
-  def __init__(self, rngs):
-    self.l1 = nnx.Linear(5, 8, rngs=rngs)
-    self.l2 = nnx.Linear(8, 1, rngs=rngs)
-
-  def __call__(self, x):
-    return self.l2(jax.nn.relu(self.l1(x)))[:, 0]
-
-
-def mlp_loss(model, batch):
-  x = jnp.concatenate([batch["x1"], batch["x2"]], -1)
-  err = model(x) - batch["y"]
-  return jnp.mean(err ** 2), {"mae": jnp.mean(jnp.abs(err))}
 
 
 def test_nnx_model_sweep_with_validation_leaves_the_model_unchanged():

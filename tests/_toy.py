@@ -1,0 +1,48 @@
+"""Tiny models and data shared by the engine, range-test and sweep tests.
+
+A dict batch with two inputs and a regression target (no ``(inputs, labels)``
+and no classification head), as a plain params pytree and as an NNX module.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+
+def regression_loss(params, batch):
+  """Mean squared error of a linear model on two inputs, with the MAE."""
+  pred = batch["x1"] @ params["w1"] + batch["x2"] @ params["w2"] + params["b"]
+  err = pred - batch["y"]
+  return jnp.mean(err ** 2), {"mae": jnp.mean(jnp.abs(err))}
+
+
+def make_params(scale=1.0):
+  return {"w1": scale * jnp.array([0.1, -0.2, 0.3]),
+          "w2": scale * jnp.array([0.5, 0.0]), "b": scale * jnp.array(0.1)}
+
+
+def make_data(n, seed=0):
+  """``n`` examples of y = x1 . [1, 2, -1] + x2 . [0.5, -0.5] + 0.3."""
+  rng = np.random.default_rng(seed)
+  x1 = rng.normal(size=(n, 3)).astype(np.float32)
+  x2 = rng.normal(size=(n, 2)).astype(np.float32)
+  y = (x1 @ [1.0, 2.0, -1.0] + x2 @ [0.5, -0.5] + 0.3).astype(np.float32)
+  return {"x1": x1, "x2": x2, "y": y}
+
+
+class MLP(nnx.Module):
+  """The same regression as an NNX module on the concatenated inputs."""
+
+  def __init__(self, rngs):
+    self.l1 = nnx.Linear(5, 8, rngs=rngs)
+    self.l2 = nnx.Linear(8, 1, rngs=rngs)
+
+  def __call__(self, x):
+    return self.l2(jax.nn.relu(self.l1(x)))[:, 0]
+
+
+def mlp_loss(model, batch):
+  x = jnp.concatenate([batch["x1"], batch["x2"]], -1)
+  err = model(x) - batch["y"]
+  return jnp.mean(err ** 2), {"mae": jnp.mean(jnp.abs(err))}
