@@ -8,11 +8,7 @@ side. Both are frozen, hold read-only NumPy arrays, and convert to strict JSON
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
-import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +16,11 @@ from typing import Any
 import numpy as np
 
 from optax_clr import _checks
+from optax_clr._serialize import check_type as _check_type
+from optax_clr._serialize import dump_json as _dump_json
+from optax_clr._serialize import jsonable as _jsonable
+from optax_clr._serialize import load_json as _load_json
+from optax_clr._serialize import write_csv as _write_csv
 from optax_clr import suggestions as _sg
 
 STOP_REASONS = ("completed", "diverged", "nonfinite", "data_exhausted")
@@ -68,26 +69,6 @@ def _metrics(value: Any, n: int, of: str) -> dict[str, np.ndarray]:
   return out
 
 
-def _jsonable(value: Any, where: str) -> Any:
-  """Strict-JSON form of ``value``: lists for arrays, None for NaN/inf."""
-  if isinstance(value, np.ndarray):
-    return _jsonable(value.tolist(), where)
-  if isinstance(value, np.generic):
-    return _jsonable(value.item(), where)
-  if isinstance(value, float):
-    return value if math.isfinite(value) else None
-  if value is None or isinstance(value, (str, bool, int)):
-    return value
-  if isinstance(value, Mapping):
-    return {str(k): _jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_jsonable(v, where) for v in value]
-  if isinstance(value, (np.dtype, type)):
-    return str(value)
-  raise TypeError(
-      f"{where} is not JSON-able: {type(value).__name__} {value!r}")
-
-
 def _arrays_equal(a: np.ndarray, b: np.ndarray) -> bool:
   return a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
 
@@ -95,54 +76,6 @@ def _arrays_equal(a: np.ndarray, b: np.ndarray) -> bool:
 def _metrics_equal(a: Mapping[str, np.ndarray],
                    b: Mapping[str, np.ndarray]) -> bool:
   return a.keys() == b.keys() and all(_arrays_equal(a[k], b[k]) for k in a)
-
-
-def _load_json(source: str | os.PathLike[str]) -> Any:
-  """Parses JSON text, or the file at ``source`` when it is not JSON text."""
-  if isinstance(source, str) and source.lstrip().startswith("{"):
-    return json.loads(source)
-  with open(source, encoding="utf-8") as f:
-    return json.load(f)
-
-
-def _dump_json(data: dict[str, Any], path: str | os.PathLike[str] | None,
-               indent: int | None) -> str:
-  text = json.dumps(data, allow_nan=False, indent=indent)
-  if path is not None:
-    with open(path, "w", encoding="utf-8") as f:
-      f.write(text + "\n")
-  return text
-
-
-def _check_type(cls: type, data: Mapping[str, Any]) -> None:
-  kind = data.get("type", cls.__name__)
-  if kind != cls.__name__:
-    raise ValueError(f"expected a {cls.__name__}, got type {kind!r}")
-
-
-def _cell(value: Any) -> str:
-  """A CSV cell: full float precision, 'nan'/'inf' kept, None left blank."""
-  if value is None:
-    return ""
-  if isinstance(value, (bool, np.bool_)):
-    return str(bool(value))
-  if isinstance(value, (int, np.integer)):
-    return str(int(value))
-  return repr(float(value))
-
-
-def _write_csv(header: list[str], rows: list[list[Any]],
-               path: str | os.PathLike[str] | None) -> str:
-  buf = io.StringIO()
-  writer = csv.writer(buf, lineterminator="\n")
-  writer.writerow(header)
-  for row in rows:
-    writer.writerow([_cell(v) for v in row])
-  text = buf.getvalue()
-  if path is not None:
-    with open(path, "w", encoding="utf-8", newline="") as f:
-      f.write(text)
-  return text
 
 
 def _nan_from(x: np.ndarray, first: int | None) -> np.ndarray:

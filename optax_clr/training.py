@@ -64,13 +64,10 @@ different configuration is refused with the list of differing keys.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
 import hashlib
-import io
 import json
-import math
 import os
 import pathlib
 import tempfile
@@ -87,6 +84,7 @@ from flax import serialization
 
 from optax_clr import _checks
 from optax_clr import _engine
+from optax_clr import _serialize
 from optax_clr import optimizers as _optimizers
 
 __all__ = ["TrainHistory", "train", "CHECKPOINT_NAME", "EPOCH_LOOPS"]
@@ -137,21 +135,7 @@ def _int_array(name: str, value: Any, n: int | None = None) -> np.ndarray:
   return arr
 
 
-def _jsonable(value: Any) -> Any:
-  """Strict JSON: arrays become lists, NaN and inf become None."""
-  if isinstance(value, np.ndarray):
-    return _jsonable(value.tolist())
-  if isinstance(value, np.generic):
-    return _jsonable(value.item())
-  if isinstance(value, float):
-    return value if math.isfinite(value) else None
-  if value is None or isinstance(value, (str, bool, int)):
-    return value
-  if isinstance(value, Mapping):
-    return {str(k): _jsonable(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_jsonable(v) for v in value]
-  raise TypeError(f"not JSON-able: {type(value).__name__} {value!r}")
+_jsonable = _serialize.jsonable
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -252,9 +236,7 @@ class TrainHistory:
   @classmethod
   def from_dict(cls, data: Mapping[str, Any]) -> TrainHistory:
     """Rebuilds a history from :meth:`to_dict` output."""
-    kind = data.get("type", cls.__name__)
-    if kind != cls.__name__:
-      raise ValueError(f"expected a {cls.__name__}, got type {kind!r}")
+    _serialize.check_type(cls, data)
     fields = [f.name for f in dataclasses.fields(cls)]
     missing = [f for f in fields if f not in data]
     if missing:
@@ -264,18 +246,12 @@ class TrainHistory:
   def to_json(self, path: str | os.PathLike[str] | None = None, *,
               indent: int | None = None) -> str:
     """Strict JSON text (NaN as null); also written to ``path`` if given."""
-    text = json.dumps(self.to_dict(), allow_nan=False, indent=indent)
-    if path is not None:
-      pathlib.Path(path).write_text(text + "\n", encoding="utf-8")
-    return text
+    return _serialize.dump_json(self.to_dict(), path, indent)
 
   @classmethod
   def from_json(cls, source: str | os.PathLike[str]) -> TrainHistory:
     """Reads :meth:`to_json` output: JSON text or the path of a file."""
-    if isinstance(source, str) and source.lstrip().startswith("{"):
-      return cls.from_dict(json.loads(source))
-    return cls.from_dict(
-        json.loads(pathlib.Path(source).read_text(encoding="utf-8")))
+    return cls.from_dict(_serialize.load_json(source))
 
   def to_csv(self, path: str | os.PathLike[str] | None = None) -> str:
     """One row per step; evaluation columns filled on each epoch's last step.
@@ -289,27 +265,19 @@ class TrainHistory:
     """
     names = sorted(self.eval_metrics)
     row_of_eval = {int(s) - 1: i for i, s in enumerate(self.eval_steps)}
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["step", "loss", "lr", "momentum", "wall_time"]
-                    + [f"eval_{k}" for k in names])
-    cell = lambda x: repr(float(x))  # noqa: E731  (full precision, 'nan')
+    rows = []
     for k in range(len(self)):
       step = int(self.steps[k])
-      row = [str(step), cell(self.loss[k]), cell(self.lr[k]),
-             cell(self.momentum[k])]
+      row = [step, self.loss[k], self.lr[k], self.momentum[k]]
       i = row_of_eval.get(step)
       if i is None:
-        row += [""] * (1 + len(names))
+        row += [None] * (1 + len(names))
       else:
-        row += [cell(self.wall_time[i])] + [
-            cell(self.eval_metrics[m][i]) for m in names]
-      writer.writerow(row)
-    text = buf.getvalue()
-    if path is not None:
-      with open(path, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    return text
+        row += [self.wall_time[i]] + [self.eval_metrics[m][i] for m in names]
+      rows.append(row)
+    return _serialize.write_csv(
+        ["step", "loss", "lr", "momentum", "wall_time"]
+        + [f"eval_{k}" for k in names], rows, path)
 
 
 # ----------------------------------------------------------------------------
