@@ -680,7 +680,7 @@ def _check_batch(train, batch_size: int) -> None:
 def cli():
   """Cyclical learning rates and LR range tests for JAX/optax.
 
-  Start with `optax-clr demo` (about two minutes on a laptop CPU).
+  Start with `optax-clr demo` (under a minute on a laptop CPU).
 
   \b
   Environment:
