@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-import _toy
 import chex
 import jax
 import jax.numpy as jnp
@@ -19,44 +18,9 @@ from optax_clr import parallel
 from optax_clr.parallel import auto_group_size, parallel_range_test
 from optax_clr.schedules import cyclic_schedule
 
-N = 64
-BATCH = 8
-
-
-loss_fn = _toy.regression_loss
-make_params = _toy.make_params
-MLP = _toy.MLP
-mlp_loss = _toy.mlp_loss
-
-
-def make_data(n=N, seed=0):
-  return _toy.make_data(n, seed)
-
-
-def batch_list(count, seed=0):
-  data = make_data(seed=seed)
-  per_epoch = N // BATCH
-  return [jax.tree.map(lambda x: x[(i % per_epoch) * BATCH:
-                                   (i % per_epoch + 1) * BATCH], data)
-          for i in range(count)]
-
-
-def single_run(lr_at, batches, params=None, momentum=0.9):
-  """One plain-Python SGD+momentum run; ``lr_at(t)`` is step t's LR."""
-  params = jax.tree.map(np.asarray, make_params() if params is None
-                        else params)
-  trace = jax.tree.map(np.zeros_like, params)
-  grad_fn = jax.jit(jax.value_and_grad(lambda p, b: loss_fn(p, b)[0]))
-  losses = []
-  for t, batch in enumerate(batches):
-    loss, grads = grad_fn(params, batch)
-    losses.append(float(loss))
-    if not np.isfinite(loss):
-      break
-    trace = jax.tree.map(lambda m, g: g + momentum * m, trace, grads)
-    params = jax.tree.map(lambda p, m: p - np.float32(lr_at(t)) * m, params,
-                          trace)
-  return np.array(losses), params
+from _toy import BATCH, MLP, N, batch_list, make_data, make_params, mlp_loss
+from _toy import regression_loss as loss_fn
+from _toy import sgd_momentum_run as single_run
 
 
 LRS = np.array([1e-3, 3e-3, 1e-2, 3e-2, 0.1])

@@ -18,40 +18,14 @@ from flax import nnx
 from optax_clr import _engine
 from optax_clr.range_test import range_test, ramp_lrs
 
-N = 64
-BATCH = 8
-
-
-loss_fn = _toy.regression_loss
-make_params = _toy.make_params
-MLP = _toy.MLP
-mlp_loss = _toy.mlp_loss
-
-
-def make_data(n=N, seed=0):
-  return _toy.make_data(n, seed)
-
-
-def batch_list(count, data=None, start=0):
-  data = make_data() if data is None else data
-  per_epoch = N // BATCH
-  return [jax.tree.map(lambda x: x[(i % per_epoch) * BATCH:
-                                   (i % per_epoch + 1) * BATCH], data)
-          for i in range(start, start + count)]
+from _toy import BATCH, MLP, N, batch_list, make_data, make_params, mlp_loss
+from _toy import regression_loss as loss_fn
 
 
 def reference_losses(lrs, batches, momentum=0.9):
-  """Plain Python SGD with momentum: trace = g + m trace; p -= lr trace."""
-  params = jax.tree.map(np.asarray, make_params())
-  trace = jax.tree.map(np.zeros_like, params)
-  grad_fn = jax.jit(jax.value_and_grad(lambda p, b: loss_fn(p, b)[0]))
-  losses = []
-  for lr, batch in zip(lrs, batches):
-    loss, grads = grad_fn(params, batch)
-    losses.append(float(loss))
-    trace = jax.tree.map(lambda t, g: g + momentum * t, trace, grads)
-    params = jax.tree.map(lambda p, t: p - np.float32(lr) * t, params, trace)
-  return np.array(losses)
+  """Plain Python SGD with momentum, step t at ``lrs[t]``."""
+  return _toy.sgd_momentum_run(lrs.__getitem__, batches,
+                               momentum=momentum)[0]
 
 
 def sampled_batches(data, num, batch_size, seed):
