@@ -9,6 +9,8 @@ largest value of the schedule); one-cycle values meet ``rtol=1e-6`` alone.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import math
 import pathlib
@@ -37,13 +39,6 @@ JNP_SCALE_FNS = {
     "pow_iter": lambda x: jnp.exp(x * math.log(0.999)),
     "inv_sqrt_iter": lambda x: 1.0 / jnp.sqrt(1.0 + x / 50.0),
 }
-TORCH_SCALE_FNS = {
-    "sin_cycle": lambda x: 0.5 * (1.0 + math.sin(x * math.pi / 2.0)),
-    "inv_cycle": lambda x: 1.0 / x,
-    "pow_iter": lambda x: 0.999 ** x,
-    "inv_sqrt_iter": lambda x: 1.0 / math.sqrt(1.0 + x / 50.0),
-}
-
 _CYCLIC_DEFAULTS = dict(step_size_up=2000, step_size_down=None,
                         mode="triangular", gamma=1.0, scale_fn=None,
                         scale_mode="cycle", base_momentum=0.8,
@@ -136,17 +131,23 @@ def test_one_cycle_matches_pytorch_fixture(record):
 # --- live comparison against torch on fresh random configurations ---------
 
 
+@functools.cache
+def _generator():
+  """The fixture's generator script, imported only when torch is installed:
+  the one place that drives torch's schedulers and defines the torch-side
+  ``scale_fn`` lambdas."""
+  pytest.importorskip("torch")
+  path = GOLDEN.parent / "make_pytorch_golden.py"
+  spec = importlib.util.spec_from_file_location("make_pytorch_golden", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def _torch_run(make_scheduler, num_steps):
-  torch = pytest.importorskip("torch")
-  param = torch.nn.Parameter(torch.zeros(1))
-  opt = torch.optim.SGD([param], lr=0.1, momentum=0.9)
-  sched = make_scheduler(torch, opt)
-  lrs, moms = [], []
-  for _ in range(num_steps):
-    lrs.append(float(sched.get_last_lr()[0]))
-    moms.append(float(opt.param_groups[0]["momentum"]))
-    opt.step()
-    sched.step()
+  gen = _generator()
+  lrs, moms = gen.run_scheduler(
+      lambda opt: make_scheduler(gen.torch, opt), num_steps)
   return np.array(lrs), np.array(moms)
 
 
@@ -187,7 +188,8 @@ def test_cyclic_matches_live_pytorch_on_random_configs(seed):
   num_steps = 400
   torch_kwargs = dict(kwargs)
   if "scale_fn" in torch_kwargs:
-    torch_kwargs["scale_fn"] = TORCH_SCALE_FNS[torch_kwargs["scale_fn"]]
+    torch_kwargs["scale_fn"] = _generator().SCALE_FNS[
+        torch_kwargs["scale_fn"]]
   lrs, moms = _torch_run(
       lambda torch, opt: torch.optim.lr_scheduler.CyclicLR(opt,
                                                            **torch_kwargs),

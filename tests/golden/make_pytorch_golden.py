@@ -120,7 +120,11 @@ def _stored_steps(n: int, boundaries: list[float]) -> list[int]:
   return sorted(t for t in keep if 0 <= t < n)
 
 
-def _run(make_scheduler, num_steps: int) -> tuple[list[float], list[float]]:
+def run_scheduler(make_scheduler,
+                  num_steps: int) -> tuple[list[float], list[float]]:
+  """LR and momentum before each of ``num_steps`` SGD steps under
+  ``make_scheduler(optimizer)``; the live parity test drives torch with it too.
+  """
   param = torch.nn.Parameter(torch.zeros(1))
   opt = torch.optim.SGD([param], lr=0.1, momentum=0.9)
   sched = make_scheduler(opt)
@@ -138,7 +142,7 @@ def cyclic_record(cfg: dict) -> dict:
   torch_kwargs = dict(kwargs)
   if "scale_fn" in torch_kwargs:
     torch_kwargs["scale_fn"] = SCALE_FNS[torch_kwargs["scale_fn"]]
-  lrs, moms = _run(
+  lrs, moms = run_scheduler(
       lambda opt: torch.optim.lr_scheduler.CyclicLR(opt, **torch_kwargs),
       cfg["num_steps"])
   steps = _stored_steps(cfg["num_steps"], _boundaries(cfg, "cyclic"))
@@ -150,7 +154,7 @@ def cyclic_record(cfg: dict) -> dict:
 def one_cycle_record(cfg: dict) -> dict:
   kwargs = {k: v for k, v in cfg.items() if k != "name"}
   n = cfg["total_steps"]
-  lrs, moms = _run(
+  lrs, moms = run_scheduler(
       lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, **kwargs), n)
   steps = _stored_steps(n, _boundaries(dict(cfg, num_steps=n), "one_cycle"))
   return dict(name=cfg["name"], kwargs=kwargs, steps=steps,
