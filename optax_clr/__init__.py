@@ -2,8 +2,11 @@
 
 Schedules are pure functions of the step count (``optax.Schedule``); the
 optimizer helpers cycle LR and momentum through ``optax.inject_hyperparams``;
-the range tests run as compiled JAX, the parallel one as K vmapped model copies
-sharded over every device.
+the range tests, the sweep and training run on one compiled engine, the
+sweep as K vmapped model copies sharded over every device.
+
+The public API is flat (``optax_clr.range_test``, ``optax_clr.cyclic_sgd``,
+...); the subpackages hold the implementation, one idea per module.
 """
 
 from optax_clr.data import Dataset
@@ -12,45 +15,56 @@ from optax_clr.data import load_dataset
 from optax_clr.data import load_digits
 from optax_clr.data import load_mnist
 from optax_clr.data import load_npz
+from optax_clr.drivers import multi_seed_range_test
+from optax_clr.drivers import parallel_range_test
+from optax_clr.drivers import range_test
+from optax_clr.drivers import train
 from optax_clr.models import CNN
 from optax_clr.models import cross_entropy_loss
 from optax_clr.models import Im2ColConv
 from optax_clr.models import make_model
 from optax_clr.models import ResNet
-from optax_clr.momentum import cyclic_momentum_schedule
-from optax_clr.momentum import one_cycle_momentum_schedule
 from optax_clr.optimizers import cyclic_adam
 from optax_clr.optimizers import cyclic_adamw
 from optax_clr.optimizers import cyclic_optimizer
 from optax_clr.optimizers import cyclic_sgd
+from optax_clr.optimizers import find_hyperparams
 from optax_clr.optimizers import get_hyperparams
 from optax_clr.optimizers import get_step
 from optax_clr.optimizers import set_hyperparams
-from optax_clr.parallel import parallel_range_test
-from optax_clr.range_test import range_test
+from optax_clr.results import load_results
+from optax_clr.results import MultiSeedRangeTestResult
 from optax_clr.results import ParallelSweepResult
 from optax_clr.results import RangeTestResult
+from optax_clr.results import RunSummary
+from optax_clr.results import TrainHistory
+from optax_clr.schedules import cyclic_momentum_schedule
 from optax_clr.schedules import cyclic_schedule
 from optax_clr.schedules import exp_range_schedule
+from optax_clr.schedules import one_cycle_momentum_schedule
 from optax_clr.schedules import one_cycle_schedule
+from optax_clr.schedules import policy_schedules
 from optax_clr.schedules import triangular2_schedule
 from optax_clr.schedules import triangular_schedule
+from optax_clr.suggestions import SeedSuggestions
 from optax_clr.suggestions import Suggestion
 from optax_clr.suggestions import Suggestions
 from optax_clr.suggestions import suggest
-from optax_clr.training import train
-from optax_clr.training import TrainHistory
+from optax_clr.suggestions import SweepSuggestions
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "CNN", "Dataset", "Im2ColConv", "ParallelSweepResult", "RangeTestResult",
-    "ResNet", "Suggestion", "Suggestions", "TrainHistory",
-    "cross_entropy_loss", "cyclic_adam", "cyclic_adamw",
+    "CNN", "Dataset", "Im2ColConv", "MultiSeedRangeTestResult",
+    "ParallelSweepResult", "RangeTestResult", "ResNet", "RunSummary",
+    "SeedSuggestions", "Suggestion", "Suggestions", "SweepSuggestions",
+    "TrainHistory", "cross_entropy_loss", "cyclic_adam", "cyclic_adamw",
     "cyclic_momentum_schedule", "cyclic_optimizer", "cyclic_schedule",
-    "cyclic_sgd", "exp_range_schedule", "get_hyperparams", "get_step",
-    "load_cifar10", "load_dataset", "load_digits", "load_mnist", "load_npz",
-    "make_model", "one_cycle_momentum_schedule", "one_cycle_schedule",
-    "parallel_range_test", "range_test", "set_hyperparams", "suggest",
-    "train", "triangular2_schedule", "triangular_schedule",
+    "cyclic_sgd", "exp_range_schedule", "find_hyperparams",
+    "get_hyperparams", "get_step", "load_cifar10", "load_dataset",
+    "load_digits", "load_mnist", "load_npz", "load_results", "make_model",
+    "multi_seed_range_test", "one_cycle_momentum_schedule",
+    "one_cycle_schedule", "parallel_range_test", "policy_schedules",
+    "range_test", "set_hyperparams", "suggest", "train",
+    "triangular2_schedule", "triangular_schedule",
 ]

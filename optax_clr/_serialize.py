@@ -1,25 +1,40 @@
-"""Strict JSON and CSV for result objects (range tests, sweeps, training).
+"""Strict JSON, CSV and atomic file writes, shared by every result and the
+CLI.
 
-NaN/inf become ``null`` in JSON (strict JSON has no NaN) and are read back as
-NaN; CSV keeps full float precision and leaves missing cells blank.
+* JSON: NaN/inf become ``null`` (strict JSON has no NaN) and are read back
+  as NaN; NumPy arrays and scalars become lists and numbers. Anything else
+  is an error naming where it is (never a silent ``str(value)``).
+* CSV: full float precision (``repr``), ``nan``/``inf`` kept, missing cells
+  blank.
+* Every file is written to a temporary file in the same directory and then
+  renamed over the target (``os.replace``): a crash or an interrupt never
+  leaves a torn file, and a reader sees the old or the new file whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
-from collections.abc import Mapping
+import pathlib
+import tempfile
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
+
+PathLike = str | os.PathLike[str]
 
 
 def jsonable(value: Any, where: str = "value") -> Any:
   """Strict-JSON form of ``value``: lists for arrays, None for NaN/inf."""
   if isinstance(value, np.ndarray):
+    if value.dtype.kind in "OUSV":
+      raise TypeError(f"{where} is not JSON-able: an array of dtype "
+                      f"{value.dtype}")
     return jsonable(value.tolist(), where)
   if isinstance(value, np.generic):
     return jsonable(value.item(), where)
@@ -33,24 +48,77 @@ def jsonable(value: Any, where: str = "value") -> Any:
     return [jsonable(v, where) for v in value]
   if isinstance(value, (np.dtype, type)):
     return str(value)
+  if isinstance(value, pathlib.PurePath):
+    return str(value)
   raise TypeError(
-      f"{where} is not JSON-able: {type(value).__name__} {value!r}")
+      f"{where} is not JSON-able: {type(value).__name__} {value!r}"[:200])
 
 
-def load_json(source: str | os.PathLike[str]) -> Any:
-  """Parses JSON text, or the file at ``source`` when it is not JSON text."""
-  if isinstance(source, str) and source.lstrip().startswith("{"):
-    return json.loads(source)
-  with open(source, encoding="utf-8") as f:
-    return json.load(f)
+@contextlib.contextmanager
+def atomic_open(path: PathLike, mode: str = "w") -> Iterator[Any]:
+  """Opens a temporary file next to ``path``; renames it over ``path`` when
+  the block succeeds, deletes it otherwise."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                             suffix=".tmp")
+  kwargs = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+  try:
+    with os.fdopen(fd, mode, **kwargs) as f:
+      yield f
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.unlink(tmp)
+    raise
 
 
-def dump_json(data: dict[str, Any], path: str | os.PathLike[str] | None,
-               indent: int | None) -> str:
+def write_text(path: PathLike, text: str) -> None:
+  """Writes ``text`` to ``path`` atomically."""
+  with atomic_open(path) as f:
+    f.write(text)
+
+
+def write_bytes(path: PathLike, data: bytes) -> None:
+  """Writes ``data`` to ``path`` atomically."""
+  with atomic_open(path, "wb") as f:
+    f.write(data)
+
+
+def load_json(source: PathLike) -> Any:
+  """Parses JSON text, or the file at ``source`` when it is not JSON text.
+
+  Raises:
+    ValueError: naming the file, for text that is not UTF-8, not JSON, or
+      nested too deeply to read.
+    OSError: the file cannot be read.
+  """
+  if isinstance(source, str) and source.lstrip().startswith(("{", "[")):
+    name, text = "JSON text", source
+  else:
+    name = os.fspath(source)
+    raw = pathlib.Path(source).read_bytes()
+    try:
+      text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise ValueError(f"{name}: not a JSON file (not UTF-8 text: byte "
+                       f"{e.start} is {raw[e.start]:#04x})") from e
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{name}: invalid JSON ({e.msg} at line {e.lineno} "
+                     f"column {e.colno})") from e
+  except RecursionError as e:
+    raise ValueError(f"{name}: JSON nested too deeply to read") from e
+
+
+def dump_json(data: Any, path: PathLike | None, indent: int | None) -> str:
+  """Strict JSON text of ``data``; also written atomically to ``path``."""
   text = json.dumps(data, allow_nan=False, indent=indent)
   if path is not None:
-    with open(path, "w", encoding="utf-8") as f:
-      f.write(text + "\n")
+    write_text(path, text + "\n")
   return text
 
 
@@ -68,11 +136,14 @@ def cell(value: Any) -> str:
     return str(bool(value))
   if isinstance(value, (int, np.integer)):
     return str(int(value))
+  if isinstance(value, str):
+    return value
   return repr(float(value))
 
 
 def write_csv(header: list[str], rows: list[list[Any]],
-               path: str | os.PathLike[str] | None) -> str:
+              path: PathLike | None) -> str:
+  """CSV text of ``rows``; also written atomically to ``path``."""
   buf = io.StringIO()
   writer = csv.writer(buf, lineterminator="\n")
   writer.writerow(header)
@@ -80,6 +151,5 @@ def write_csv(header: list[str], rows: list[list[Any]],
     writer.writerow([cell(v) for v in row])
   text = buf.getvalue()
   if path is not None:
-    with open(path, "w", encoding="utf-8", newline="") as f:
-      f.write(text)
+    write_text(path, text)
   return text

@@ -35,6 +35,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from optax_clr import _checks
+from optax_clr.engine import _feed
 
 PathLike = str | os.PathLike
 
@@ -181,7 +182,7 @@ class Dataset:
     # itself, not at the first next().
     epoch = 0
     while epochs is None or epoch < epochs:
-      order = np.random.default_rng((seed, epoch)).permutation(len(self))
+      order = _feed.epoch_order(seed, epoch, len(self))
       for b in range(per_epoch):
         index = order[b * batch_size:(b + 1) * batch_size]
         yield {"image": self.images[index], "label": self.labels[index]}

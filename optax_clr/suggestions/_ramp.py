@@ -23,18 +23,17 @@ Rules shared by every suggester:
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
 
 from optax_clr import _checks
+from optax_clr.suggestions._types import Suggestion
+from optax_clr.suggestions._types import Suggestions
 
 # Two points give a single slope and hence no choice; three is the fewest with
 # which "steepest" or "longest descent" can mean anything.
 MIN_POINTS = 3
-
-_DERIVATIVES = ("log_lr", "index", "raw_lr", "none")
 
 # CLR loss rule: max_lr = LR at the minimum loss / _MAX_DIVISOR. The minimum of
 # a smoothed range-test loss already sits where training is on the edge of
@@ -42,76 +41,6 @@ _DERIVATIVES = ("log_lr", "index", "raw_lr", "none")
 _MAX_DIVISOR = 3.0
 # Smith (2017, sec. 3.3): with only max_lr known, base_lr = max_lr / 3 or / 4.
 _BASE_DIVISOR = 4.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Suggestion:
-  """One suggested learning rate.
-
-  Attributes:
-    method: name of the rule, e.g. ``"steepest"``, ``"minimum"``, ``"valley"``,
-      ``"accuracy_base"``, ``"accuracy_max"``.
-    lr: the suggested learning rate, or None when no suggestion can be made.
-    index: index of the point the suggestion is read from, into the arrays as
-      passed in (before skipping and dropping); None when ``lr`` is None.
-    derivative: what the rule differentiates against: ``"log_lr"``,
-      ``"index"``, ``"raw_lr"`` or ``"none"``.
-    reason: why ``lr`` is None, or a note on how it was obtained.
-  """
-
-  method: str
-  lr: float | None
-  index: int | None
-  derivative: str
-  reason: str | None = None
-
-  def __post_init__(self):
-    _checks.check_choice("derivative", self.derivative, _DERIVATIVES)
-    # Plain Python scalars keep the object hashable and JSON-able.
-    if self.lr is not None:
-      object.__setattr__(self, "lr", float(self.lr))
-    if self.index is not None:
-      object.__setattr__(self, "index", int(self.index))
-
-  def to_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class Suggestions:
-  """All suggestions for one range test, and the CLR bounds derived from them.
-
-  Attributes:
-    steepest, minimum, valley: loss-based suggestions.
-    accuracy_base, accuracy_max: Smith's accuracy-based bounds, or None when no
-      accuracies were given.
-    base_lr, max_lr: the pair for a cyclic schedule (None when none can be
-      made); ``base_lr < max_lr`` whenever both are set.
-    rule: how ``base_lr`` and ``max_lr`` were chosen, with the numbers.
-  """
-
-  steepest: Suggestion
-  minimum: Suggestion
-  valley: Suggestion
-  accuracy_base: Suggestion | None
-  accuracy_max: Suggestion | None
-  base_lr: float | None
-  max_lr: float | None
-  rule: str
-
-  def to_dict(self) -> dict[str, Any]:
-    def sub(s):
-      return None if s is None else s.to_dict()
-    return {
-        "steepest": sub(self.steepest),
-        "minimum": sub(self.minimum),
-        "valley": sub(self.valley),
-        "accuracy_base": sub(self.accuracy_base),
-        "accuracy_max": sub(self.accuracy_max),
-        "base_lr": self.base_lr,
-        "max_lr": self.max_lr,
-        "rule": self.rule,
-    }
 
 
 # ----------------------------------------------------------------------------
@@ -128,8 +57,8 @@ def _as_1d(name: str, value: Any) -> np.ndarray:
   return arr
 
 
-def _validate(lrs: Any, values: Any, values_name: str,
-              lrs_name: str = "lrs") -> tuple[np.ndarray, np.ndarray]:
+def validate_curve(lrs: Any, values: Any, values_name: str,
+                   lrs_name: str = "lrs") -> tuple[np.ndarray, np.ndarray]:
   """Returns float64 copies of ``lrs`` and ``values`` after checking them."""
   lrs = _as_1d(lrs_name, lrs)
   values = _as_1d(values_name, values)
@@ -199,36 +128,67 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 # Loss-based suggestions.
 
 
+def _descent(y: np.ndarray, min_drop: float, first: int, last: int
+             ) -> tuple[int, int, str | None]:
+  """``(i_min, onset, why)`` of the usable curve ``y`` (points first..last).
+
+  ``i_min`` is the minimum (first on ties); ``onset`` the last point before it
+  that is still within a tenth of the total fall ``y[0] - y[i_min]`` of the
+  starting level, i.e. where the real descent begins. ``why`` is set when the
+  fall is not more than ``min_drop`` (no signal).
+  """
+  i_min = int(np.argmin(y))
+  drop = float(y[0] - y[i_min])
+  if not drop > 0 or not drop >= min_drop:
+    if not drop > 0:
+      return i_min, 0, (f"no decrease: the loss never falls below its value "
+                        f"at point {first} ({y[0]:.4g}) over points "
+                        f"{first}..{last}")
+    return i_min, 0, (f"not enough signal: the loss falls by only "
+                      f"{drop:.3g} over points {first}..{last}, not more "
+                      f"than the {min_drop:.3g} required")
+  high = np.flatnonzero(y[:i_min + 1] >= y[0] - 0.1 * drop)
+  return i_min, int(high[-1]), None
+
+
 def steepest(lrs: Any, losses: Any, *, skip_start: int | None = None,
-             skip_end: int = 5) -> Suggestion:
+             skip_end: int = 5, min_drop: float = 0.0) -> Suggestion:
   """LR at the steepest descent of the loss w.r.t. log10(LR).
 
   ``i* = argmin_i g_i`` with ``g = np.gradient(loss, log10(lr))`` (central
-  differences inside, one-sided at the ends), over the points left after
-  skipping and dropping (see the module docstring); the suggestion is
-  ``lrs[i*]``. fastai's ``steep`` takes forward differences w.r.t. ln(LR) and
-  returns the left point of the steepest segment; the base of the logarithm
-  does not move the argmin, and central differences centre it on a point
-  instead of a segment.
+  differences inside, one-sided at the ends), searched from the onset of the
+  descent to the minimum of the points left after skipping and dropping (see
+  the module docstring); the suggestion is ``lrs[i*]``. The onset is the last
+  point before the minimum whose loss is within a tenth of the total fall of
+  the starting level: noise on the flat start of a ramp, where the loss has
+  not moved yet, is never the answer (Lightning #1767). fastai's ``steep``
+  takes forward differences w.r.t. ln(LR) and returns the left point of the
+  steepest segment; the base of the logarithm does not move the argmin, and
+  central differences centre it on a point instead of a segment.
 
   Args:
     lrs: [n] strictly increasing learning rates.
     losses: [n] (smoothed) losses; pass the smoothed curve of a ramp test.
     skip_start: points dropped at the start; default ``n // 10`` (fastai).
     skip_end: points dropped at the end (fastai and torch-lr-finder: 5).
+    min_drop: the loss must fall by more than this below its starting level
+      (e.g. a few times its noise), else there is no signal.
 
   Returns:
     A Suggestion with ``derivative="log_lr"``; ``lr`` is None when fewer than
-    MIN_POINTS points are usable, or when no value is below its predecessor or
-    no slope is negative.
+    MIN_POINTS points are usable, or when the loss does not fall (by more
+    than ``min_drop``).
   """
-  lrs, losses = _validate(lrs, losses, "losses")
+  lrs, losses = validate_curve(lrs, losses, "losses")
   start, stop, why = _usable_range(losses, skip_start, skip_end)
   if why is not None:
     return Suggestion("steepest", None, None, "log_lr", why)
   y = losses[start:stop]
   grad = np.gradient(y, np.log10(lrs[start:stop]))
-  i = int(np.argmin(grad))
+  i_min, onset, why = _descent(y, min_drop, start, stop - 1)
+  if why is not None:
+    return Suggestion("steepest", None, None, "log_lr", why)
+  i = onset + int(np.argmin(grad[onset:i_min + 1]))
   # Uneven log spacing leaves rounding-level slopes on an exactly flat curve,
   # so "decreasing" is decided on the values themselves.
   if not (grad[i] < 0 and np.any(np.diff(y) < 0)):
@@ -238,12 +198,13 @@ def steepest(lrs: Any, losses: Any, *, skip_start: int | None = None,
         f"(least slope {grad[i]:.3g} per decade of LR)")
   return Suggestion(
       "steepest", lrs[start + i], start + i, "log_lr",
-      f"min d(loss)/d(log10 lr) = {grad[i]:.4g} over points "
-      f"{start}..{stop - 1}")
+      f"min d(loss)/d(log10 lr) = {grad[i]:.4g} over the descent, points "
+      f"{start + onset}..{start + i_min}")
 
 
 def minimum(lrs: Any, losses: Any, *, factor: float = 10.0,
-            skip_start: int | None = None, skip_end: int = 5) -> Suggestion:
+            skip_start: int | None = None, skip_end: int = 5,
+            min_drop: float = 0.0) -> Suggestion:
   """LR at the minimum loss divided by ``factor`` (fastai's ``minimum``).
 
   ``i* = argmin_i loss_i`` over the usable points (first one on ties); the
@@ -256,24 +217,22 @@ def minimum(lrs: Any, losses: Any, *, factor: float = 10.0,
     factor: divisor, >= 1 (fastai: 10).
     skip_start: points dropped at the start; default ``n // 10``.
     skip_end: points dropped at the end.
+    min_drop: the loss must fall by more than this (see :func:`steepest`).
 
   Returns:
     A Suggestion with ``derivative="none"``; ``lr`` is None when fewer than
-    MIN_POINTS points are usable or the loss never falls below its first
-    usable value.
+    MIN_POINTS points are usable or the loss never falls (by more than
+    ``min_drop``) below its first usable value.
   """
   factor = _checks.check_number("factor", factor, low=1.0)
-  lrs, losses = _validate(lrs, losses, "losses")
+  lrs, losses = validate_curve(lrs, losses, "losses")
   start, stop, why = _usable_range(losses, skip_start, skip_end)
   if why is not None:
     return Suggestion("minimum", None, None, "none", why)
   y = losses[start:stop]
-  i = int(np.argmin(y))
-  if not y[i] < y[0]:
-    return Suggestion(
-        "minimum", None, None, "none",
-        f"no decrease: the loss never falls below its value at point {start} "
-        f"({y[0]:.4g}) over points {start}..{stop - 1}")
+  i, _, why = _descent(y, min_drop, start, stop - 1)
+  if why is not None:
+    return Suggestion("minimum", None, None, "none", why)
   return Suggestion(
       "minimum", lrs[start + i] / factor, start + i, "none",
       f"lr = lrs[{start + i}] / {factor:g}, the LR at the minimum loss "
@@ -295,7 +254,7 @@ def _longest_decreasing(y: np.ndarray) -> np.ndarray:
 
 
 def valley(lrs: Any, losses: Any, *, skip_start: int | None = None,
-           skip_end: int = 5) -> Suggestion:
+           skip_end: int = 5, min_drop: float = 0.0) -> Suggestion:
   """fastai's ``valley``: a point about halfway down the longest descent.
 
   Follows ``valley`` in fastai's ``fastai/callback/schedule.py``:
@@ -316,15 +275,20 @@ def valley(lrs: Any, losses: Any, *, skip_start: int | None = None,
     losses: [n] (smoothed) losses.
     skip_start: points dropped at the start; default ``n // 10``.
     skip_end: points dropped at the end.
+    min_drop: the loss must fall by more than this (see :func:`steepest`).
 
   Returns:
     A Suggestion with ``derivative="index"`` (positions, not LR values, set
     the point).
   """
-  lrs, losses = _validate(lrs, losses, "losses")
+  lrs, losses = validate_curve(lrs, losses, "losses")
   start, stop, why = _usable_range(losses, skip_start, skip_end)
   if why is not None:
     return Suggestion("valley", None, None, "index", why)
+  if min_drop > 0:
+    _, _, why = _descent(losses[start:stop], min_drop, start, stop - 1)
+    if why is not None:
+      return Suggestion("valley", None, None, "index", why)
   lds = _longest_decreasing(losses[start:stop])
   max_end = int(np.argmax(lds))
   if lds[max_end] < 2:
@@ -382,7 +346,7 @@ def accuracy_bounds(lrs: Any, accuracies: Any, *, margin: float = 0.1,
   window = _checks.check_int("window", window, low=1)
   if window % 2 == 0:
     raise ValueError(f"window must be an odd integer >= 1, got {window}")
-  lrs, acc = _validate(lrs, accuracies, "accuracies")
+  lrs, acc = validate_curve(lrs, accuracies, "accuracies")
 
   def none(why):
     return (Suggestion("accuracy_base", None, None, "none", why),
@@ -459,7 +423,7 @@ def _clr_pair(lrs: np.ndarray, steep: Suggestion, mini: Suggestion,
 def suggest(lrs: Any, losses: Any, accuracies: Any = None, *,
             accuracy_lrs: Any = None, skip_start: int | None = None,
             skip_end: int = 5, factor: float = 10.0, margin: float = 0.1,
-            window: int = 3) -> Suggestions:
+            window: int = 3, min_drop: float = 0.0) -> Suggestions:
   """Every suggestion for one range test, plus a (base_lr, max_lr) pair.
 
   The pair follows :func:`clr_bounds`.
@@ -472,12 +436,14 @@ def suggest(lrs: Any, losses: Any, accuracies: Any = None, *,
     skip_start, skip_end: see :func:`steepest` (loss suggestions only).
     factor: divisor of :func:`minimum`.
     margin, window: see :func:`accuracy_bounds`.
+    min_drop: the fall of the loss required for a signal (see
+      :func:`steepest`); :func:`suggest_ramp` derives it from the noise.
 
   Returns:
     A Suggestions; its accuracy fields are None without ``accuracies``.
   """
-  lrs_arr, _ = _validate(lrs, losses, "losses")
-  kw = dict(skip_start=skip_start, skip_end=skip_end)
+  lrs_arr, _ = validate_curve(lrs, losses, "losses")
+  kw = dict(skip_start=skip_start, skip_end=skip_end, min_drop=min_drop)
   steep = steepest(lrs, losses, **kw)
   mini = minimum(lrs, losses, factor=factor, **kw)
   vall = valley(lrs, losses, **kw)
@@ -520,3 +486,97 @@ def clr_bounds(lrs: Any, losses: Any, accuracies: Any = None, *,
               skip_start=skip_start, skip_end=skip_end, margin=margin,
               window=window)
   return s.base_lr, s.max_lr, s.rule
+
+
+# ----------------------------------------------------------------------------
+# A ramp's default rule: noise-aware signal threshold.
+
+# The loss must fall by at least this fraction of its starting level...
+MIN_DECREASE = 0.05
+# ... and by more than this many standard deviations of the smoothed loss.
+NOISE_FACTOR = 3.0
+
+
+def signal_threshold(losses: Any, smoothed: Any, smoothing: float, *,
+                     min_decrease: float = MIN_DECREASE,
+                     noise_factor: float = NOISE_FACTOR,
+                     skip_start: int | None = None) -> float:
+  """The fall of the smoothed loss that counts as a signal.
+
+  ``max(min_decrease * |level|, noise_factor * sigma_s)``: ``level`` is the
+  smoothed loss at the first usable point, ``sigma_s`` the noise left in the
+  smoothed curve, ``sigma_raw * sqrt(a / (2 - a))`` for an EMA of factor
+  ``a`` on white noise, with ``sigma_raw`` a robust (MAD) estimate from the
+  step-to-step differences of the raw loss (insensitive to the trend).
+
+  Args:
+    losses: [n] raw losses of the ramp.
+    smoothed: [n] their bias-corrected EMA.
+    smoothing: the EMA factor ``a`` in (0, 1].
+    min_decrease, noise_factor: see above.
+    skip_start: points skipped at the start (default ``n // 10``).
+
+  Returns:
+    The threshold (0 when the curve is too short to estimate it).
+  """
+  raw = np.asarray(losses, np.float64)
+  smooth = np.asarray(smoothed, np.float64)
+  start = raw.size // 10 if skip_start is None else int(skip_start)
+  finite = np.flatnonzero(~np.isfinite(raw) | ~np.isfinite(smooth))
+  stop = int(finite[0]) if finite.size else raw.size
+  if stop - start < MIN_POINTS:
+    return 0.0
+  diffs = np.diff(raw[start:stop])
+  sigma_raw = 1.4826 * float(np.median(np.abs(diffs))) / np.sqrt(2.0)
+  a = float(smoothing)
+  sigma_s = sigma_raw * np.sqrt(a / (2.0 - a))
+  level = abs(float(smooth[start]))
+  return float(max(min_decrease * level, noise_factor * sigma_s))
+
+
+def suggest_ramp(lrs: Any, losses: Any, smoothed: Any, *,
+                 smoothing: float, accuracies: Any = None,
+                 accuracy_lrs: Any = None, stop_reason: str = "completed",
+                 min_decrease: float = MIN_DECREASE,
+                 noise_factor: float = NOISE_FACTOR,
+                 **kwargs: Any) -> Suggestions:
+  """The default suggestions of a recorded ramp (what ``suggest()`` of a
+  range-test result gives).
+
+  :func:`suggest` on the smoothed loss (NaN where the raw loss is not
+  finite, so a divergent tail is dropped), with ``min_drop`` from
+  :func:`signal_threshold`. Without a signal every loss suggestion is None
+  and its reason says how much longer a ramp would give one.
+
+  Args:
+    lrs, losses, smoothed: the ramp's LRs, raw and smoothed losses.
+    smoothing: the EMA factor used by the ramp.
+    accuracies, accuracy_lrs: validation accuracies and their LRs.
+    stop_reason: why the ramp ended (for the advice).
+    min_decrease, noise_factor: see :func:`signal_threshold`.
+    **kwargs: forwarded to :func:`suggest` (``skip_start``, ``skip_end``,
+      ``factor``, ``margin``, ``window``).
+  """
+  raw = np.asarray(losses, np.float64)
+  curve = np.where(np.isfinite(raw), np.asarray(smoothed, np.float64),
+                   np.nan)
+  min_drop = kwargs.pop("min_drop", None)
+  if min_drop is None:
+    min_drop = signal_threshold(raw, curve, smoothing,
+                                min_decrease=min_decrease,
+                                noise_factor=noise_factor,
+                                skip_start=kwargs.get("skip_start"))
+  s = suggest(lrs, curve, accuracies, accuracy_lrs=accuracy_lrs,
+              min_drop=min_drop, **kwargs)
+  if s.minimum.lr is not None or "too short" in (s.minimum.reason or ""):
+    return s
+  n = raw.size
+  advice = (f"; run {n} more steps (a ramp of {2 * n} steps gives the loss "
+            "twice as long per decade of LR)")
+  if stop_reason == "completed":
+    advice += ", or raise end_lr if the loss never turned up"
+  fix = lambda x: None if x is None else Suggestion(  # noqa: E731
+      x.method, x.lr, x.index, x.derivative, (x.reason or "") + advice)
+  return Suggestions(fix(s.steepest), fix(s.minimum), fix(s.valley),
+                     s.accuracy_base, s.accuracy_max, s.base_lr, s.max_lr,
+                     s.rule + advice)

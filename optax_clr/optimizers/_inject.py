@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import inspect
 import numbers
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -50,25 +49,12 @@ import optax
 
 from optax_clr import _checks
 
-__all__ = [
-    "cyclic_optimizer",
-    "cyclic_sgd",
-    "cyclic_adam",
-    "cyclic_adamw",
-    "get_hyperparams",
-    "get_step",
-    "set_hyperparams",
-]
+__all__ = ["cyclic_optimizer", "cyclic_sgd", "cyclic_adam", "cyclic_adamw"]
 
 ScalarOrSchedule = chex.Numeric | optax.Schedule
 
 # Tried in this order when ``momentum_name`` is not given.
-_MOMENTUM_NAMES = ("momentum", "b1")
-
-_INJECT_STATES = (
-    optax.schedules.InjectStatefulHyperparamsState,
-    optax.schedules.InjectHyperparamsState,
-)
+MOMENTUM_NAMES = ("momentum", "b1")
 
 _NAMED_KINDS = (
     inspect.Parameter.POSITIONAL_OR_KEYWORD,
@@ -96,18 +82,6 @@ def _factory_parameters(
         f"(e.g. optax.sgd), got {factory!r}") from e
   return {name: p for name, p in signature.parameters.items()
           if p.kind in _NAMED_KINDS}
-
-
-def _is_numeric(value: Any) -> bool:
-  """True for values inject_hyperparams stores in the state (not bools)."""
-  if isinstance(value, (bool, np.bool_)):
-    return False
-  if isinstance(value, numbers.Number):
-    return True
-  if isinstance(value, (jax.Array, np.ndarray, np.generic)):
-    return (jnp.issubdtype(value.dtype, jnp.number)
-            and not jnp.issubdtype(value.dtype, jnp.complexfloating))
-  return False
 
 
 def _as_injectable(value: Any) -> Any:
@@ -160,7 +134,7 @@ def _check_hyperparam(
   if callable(value):
     _check_schedule(name, value)
     return value
-  if not _is_numeric(value) and _checks.is_concrete(value):
+  if not _checks.is_real_number(value) and _checks.is_concrete(value):
     raise TypeError(
         f"{name} must be a number or a schedule (a callable of the step "
         f"count), got {type(value).__name__} {value!r}")
@@ -200,12 +174,12 @@ def _resolve_momentum_name(
     return momentum_name
   if momentum is None:
     return None
-  for candidate in _MOMENTUM_NAMES:
+  for candidate in MOMENTUM_NAMES:
     if candidate in parameters:
       return candidate
   raise ValueError(
       f"momentum_name: {factory_name} has no parameter named "
-      f"{' or '.join(repr(n) for n in _MOMENTUM_NAMES)}; pass "
+      f"{' or '.join(repr(n) for n in MOMENTUM_NAMES)}; pass "
       f"momentum_name= to say which of {sorted(parameters)} the momentum is")
 
 
@@ -239,7 +213,7 @@ def _inject(
     if name in scheduled:
       continue
     value = hyperparams.get(name, p.default)
-    if not _is_numeric(value) and _checks.is_concrete(value):
+    if not _checks.is_real_number(value) and _checks.is_concrete(value):
       static.append(name)
   injected = optax.inject_hyperparams(factory, static_args=static)
   return injected(**{k: _as_injectable(v) for k, v in hyperparams.items()})
@@ -420,122 +394,3 @@ def cyclic_adamw(
   args["weight_decay"] = _check_hyperparam("weight_decay", weight_decay,
                                            low=0.0)
   return _inject(optax.adamw, _factory_parameters(optax.adamw), args, args)
-
-
-# ----------------------------------------------------------------------------
-# Reading and writing the injected hyperparameters.
-# ----------------------------------------------------------------------------
-
-
-def _is_inject_state(x: Any) -> bool:
-  return isinstance(x, _INJECT_STATES)
-
-
-def _find_inject_state(opt_state: Any) -> Any:
-  """The unique InjectHyperparamsState inside ``opt_state``."""
-  found = [x for x in jax.tree.leaves(opt_state, is_leaf=_is_inject_state)
-           if _is_inject_state(x)]
-  if not found:
-    raise ValueError(
-        "opt_state contains no optax InjectHyperparamsState; build the "
-        "optimizer with cyclic_optimizer/cyclic_sgd/... or "
-        "optax.inject_hyperparams")
-  if len(found) > 1:
-    raise ValueError(
-        f"opt_state contains {len(found)} InjectHyperparamsStates; pass the "
-        f"part of the state that holds the one you want")
-  return found[0]
-
-
-def _unwrap(x: Any) -> Any:
-  # flax.nnx.Optimizer keeps each state leaf in an nnx Variable. Only look for
-  # nnx if it has been imported: otherwise the state cannot hold Variables.
-  nnx = sys.modules.get("flax.nnx")
-  if nnx is not None and isinstance(x, nnx.Variable):
-    return x.get_value()
-  return x
-
-
-def get_hyperparams(opt_state: Any) -> dict[str, jax.Array]:
-  """The injected hyperparameters held in an optimizer state.
-
-  Finds the ``InjectHyperparamsState`` anywhere inside ``opt_state`` (e.g.
-  inside ``optax.chain(clip, cyclic_sgd(...))`` or a ``flax.nnx.Optimizer``'s
-  ``opt_state``). After ``k >= 1`` updates, each scheduled value is
-  ``schedule(k - 1)``: the value the last update used. Right after ``init`` it
-  is ``schedule(0)``, the value the first update will use. Works under
-  ``jit``; on a stack of states (``vmap``) each value has the stack's leading
-  axis.
-
-  Args:
-    opt_state: an optimizer state that contains exactly one
-      ``InjectHyperparamsState``.
-
-  Returns:
-    A new dict from hyperparameter name (e.g. ``"learning_rate"``,
-    ``"momentum"``, ``"b1"``) to its current value.
-  """
-  state = _find_inject_state(opt_state)
-  return {name: _unwrap(value) for name, value in state.hyperparams.items()}
-
-
-def get_step(opt_state: Any) -> jax.Array:
-  """The number of updates applied so far (int32, saturating).
-
-  Args:
-    opt_state: an optimizer state that contains exactly one
-      ``InjectHyperparamsState``.
-
-  Returns:
-    The int32 update count ``k``; the next update uses ``schedule(k)``.
-  """
-  return _unwrap(_find_inject_state(opt_state).count)
-
-
-def set_hyperparams(opt_state: Any, **values: chex.Numeric) -> Any:
-  """Returns ``opt_state`` with non-scheduled injected hyperparameters replaced.
-
-  The compiled update reads these values from the state, so changing them
-  does not recompile, and under ``jax.vmap`` each copy of the state may hold
-  its own value (a learning-rate sweep). Each value is cast to the stored
-  dtype. Scheduled hyperparameters are recomputed from their step counter on
-  every update, so setting them would have no effect; that is an error.
-
-  Args:
-    opt_state: an optimizer state that contains exactly one
-      ``InjectHyperparamsState`` (a plain pytree, not nnx Variables).
-    **values: new values, e.g. ``learning_rate=0.1``; may be traced.
-
-  Returns:
-    A new state; ``opt_state`` is not modified.
-  """
-  state = _find_inject_state(opt_state)
-  scheduled = set(getattr(state, "hyperparams_states", {}))
-  for name, value in values.items():
-    if name not in state.hyperparams:
-      raise ValueError(
-          f"{name} is not an injected hyperparameter; the state holds "
-          f"{sorted(state.hyperparams)}")
-    if name in scheduled:
-      raise ValueError(
-          f"{name} follows a schedule, which overrides any value set in the "
-          f"state; build the optimizer with a number for {name} to set it")
-    if _unwrap(state.hyperparams[name]) is not state.hyperparams[name]:
-      raise TypeError(
-          f"{name} is stored in an nnx Variable; set it with "
-          f"Variable.set_value instead")
-    if not _is_numeric(value) and _checks.is_concrete(value):
-      raise TypeError(
-          f"{name} must be a number, got {type(value).__name__} {value!r}")
-
-  def replace(x: Any) -> Any:
-    if not _is_inject_state(x):
-      return x
-    hyperparams = dict(x.hyperparams)
-    for name, value in values.items():
-      old = jnp.asarray(hyperparams[name])
-      hyperparams[name] = jnp.broadcast_to(
-          jnp.asarray(value, dtype=old.dtype), old.shape)
-    return x._replace(hyperparams=hyperparams)
-
-  return jax.tree.map(replace, opt_state, is_leaf=_is_inject_state)

@@ -1,4 +1,4 @@
-"""Host-side data feeding for the compiled range tests.
+"""Host-side data feeding for every driver.
 
 Training data come in one of two forms:
 
@@ -6,11 +6,15 @@ Training data come in one of two forms:
   several inputs, a tuple, a :class:`optax_clr.data.Dataset` through its
   ``as_batch()``). Batches are drawn on the host with NumPy: each epoch visits
   the examples in the permutation ``np.random.default_rng((seed, epoch))``
-  and drops the incomplete last batch -- the same batches as
+  (:func:`epoch_order`) and drops the incomplete last batch -- the same
+  batches in the range tests, the sweep, ``train`` and
   ``Dataset.batches(batch_size, seed=seed)``.
 * an iterable of batches (a list, a generator, a ``tf.data`` or PyTorch
   loader...): any pytree of NumPy/JAX arrays per batch, all with the same
   structure and shapes. It is consumed lazily and only as far as needed.
+
+Leaves may be typed PRNG keys (``jax.random.key``); they stay JAX arrays on
+the host side and are stacked with ``jnp.stack``.
 
 The compiled programs take CHUNKS of ``steps`` training steps stacked on the
 host, leaves ``[steps, accumulation, *batch_leaf_shape]``, plus a
@@ -28,6 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from optax_clr import _checks
@@ -67,14 +72,34 @@ def as_arrays(data: Any) -> Any:
   return data
 
 
+def epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
+  """The order in which epoch ``epoch`` visits the examples: the one rule
+  shared by every driver and ``Dataset.batches``."""
+  return np.random.default_rng((seed, epoch)).permutation(num_examples)
+
+
+def is_key(x: Any) -> bool:
+  return hasattr(x, "dtype") and jax.dtypes.issubdtype(
+      x.dtype, jax.dtypes.prng_key)
+
+
+def stack(xs: list[Any]) -> Any:
+  """``np.stack``, or ``jnp.stack`` for typed PRNG keys."""
+  return jnp.stack(xs) if is_key(xs[0]) else np.stack(xs)
+
+
 def to_numpy(batch: PyTree, name: str) -> PyTree:
-  """A pytree of NumPy arrays; raises TypeError naming ``name`` otherwise."""
+  """A pytree of NumPy arrays (typed keys stay JAX arrays); raises
+  TypeError naming ``name`` otherwise."""
   def convert(x):
+    if is_key(x):
+      return x
     if isinstance(x, (np.ndarray, np.generic, numbers.Number)) or (
         hasattr(x, "shape") and hasattr(x, "dtype")):
       arr = np.asarray(x)
-      if arr.dtype == object:
-        raise TypeError(f"{name} holds an object array")
+      if arr.dtype == object or arr.dtype.kind in "USV":
+        raise TypeError(f"{name} holds an array of dtype {arr.dtype}; "
+                        "batches must hold numbers")
       return arr
     raise TypeError(
         f"{name} must be a pytree of arrays, got a leaf of type "
@@ -112,7 +137,7 @@ def _pad(micro: list[PyTree], steps: int, accumulation: int) -> PyTree:
   num_valid = len(micro) // accumulation
   last = micro[(num_valid - 1) * accumulation:num_valid * accumulation]
   micro = micro[:num_valid * accumulation] + last * (steps - num_valid)
-  stacked = jax.tree.map(lambda *xs: np.stack(xs), *micro)
+  stacked = jax.tree.map(lambda *xs: stack(list(xs)), *micro)
   return jax.tree.map(
       lambda x: x.reshape((steps, accumulation) + x.shape[1:]), stacked)
 
@@ -163,8 +188,17 @@ class ArrayFeed:
     self._order = self._permutation(0)
 
   def _permutation(self, epoch: int) -> np.ndarray:
-    return np.random.default_rng((self.seed, epoch)).permutation(
-        self.num_examples)
+    return epoch_order(self.seed, epoch, self.num_examples)
+
+  @property
+  def position(self) -> tuple[int, int]:
+    """``(epoch, batch within the epoch)`` of the next batch."""
+    return self._epoch, self._pos
+
+  def seek(self, epoch: int, batch: int = 0) -> None:
+    """Continues from batch ``batch`` of epoch ``epoch`` (a resumed run)."""
+    self._epoch, self._pos = epoch, batch
+    self._order = self._permutation(epoch)
 
   def first_batch(self) -> PyTree:
     index = self._permutation(0)[:self.batch_size]
@@ -333,6 +367,10 @@ def load_validation(val_data: Any, val_batches: int,
   val_data = as_arrays(val_data)
   if is_single_pytree(val_data):
     batch = to_numpy(val_data, name)
+    sizes = {np.shape(x)[0] if np.ndim(x) else None
+             for x in jax.tree.leaves(batch)}
+    if 0 in sizes:
+      raise ValueError(f"{name} is empty (0 examples)")
     return jax.tree.map(lambda x: x[None], batch)
   if not isinstance(val_data, Iterable):
     raise TypeError(
@@ -354,4 +392,4 @@ def load_validation(val_data: Any, val_batches: int,
           f"{name}: validation batches must all have the same shapes; got "
           f"{_describe(batches[0])} and "
           f"{[_describe(b) for b in batches if _signature(b) != sig][0]}")
-  return jax.tree.map(lambda *xs: np.stack(xs), *keep)
+  return jax.tree.map(lambda *xs: stack(list(xs)), *keep)

@@ -1,0 +1,20 @@
+"""The drivers: three entry points over the one engine.
+
+* :func:`range_test` / :func:`multi_seed_range_test` (:mod:`._range_test`):
+  the LR ramped over the steps of one copy, or of S copies (one per seed).
+* :func:`parallel_range_test` (:mod:`._sweep`): K copies at fixed LRs.
+* :func:`train` (:mod:`._training`): one copy following the optimizer's
+  schedules, with evaluation and checkpoints.
+
+:mod:`._setup` holds what every driver does first; :mod:`._population` the
+layout and running of K copies over a mesh.
+"""
+
+from optax_clr.drivers._range_test import multi_seed_range_test
+from optax_clr.drivers._range_test import ramp_lrs
+from optax_clr.drivers._range_test import range_test
+from optax_clr.drivers._sweep import parallel_range_test
+from optax_clr.drivers._training import train
+
+__all__ = ["multi_seed_range_test", "parallel_range_test", "ramp_lrs",
+           "range_test", "train"]

@@ -1,0 +1,23 @@
+"""Optimizers whose learning rate and momentum follow schedules, and access
+to the hyperparameters inside any optimizer state.
+
+* :mod:`._inject`: ``cyclic_optimizer`` (any optax factory), ``cyclic_sgd``,
+  ``cyclic_adam``, ``cyclic_adamw``, built on ``optax.inject_hyperparams``.
+* :mod:`._hyperparams`: ``get_hyperparams``, ``get_step``,
+  ``set_hyperparams``, ``find_hyperparams`` for plain optax states, chains
+  with several injected states (by path) and ``flax.nnx.Optimizer`` state.
+"""
+
+from optax_clr.optimizers._hyperparams import find_hyperparams
+from optax_clr.optimizers._hyperparams import get_hyperparams
+from optax_clr.optimizers._hyperparams import get_step
+from optax_clr.optimizers._hyperparams import set_hyperparams
+from optax_clr.optimizers._inject import cyclic_adam
+from optax_clr.optimizers._inject import cyclic_adamw
+from optax_clr.optimizers._inject import cyclic_optimizer
+from optax_clr.optimizers._inject import cyclic_sgd
+from optax_clr.optimizers._inject import MOMENTUM_NAMES
+
+__all__ = ["MOMENTUM_NAMES", "cyclic_adam", "cyclic_adamw",
+           "cyclic_optimizer", "cyclic_sgd", "find_hyperparams",
+           "get_hyperparams", "get_step", "set_hyperparams"]

@@ -1,0 +1,23 @@
+"""Results of the range tests, the sweep and training, and their files.
+
+Every result shares one base (:mod:`._base`): typed read-only arrays, strict
+JSON with ``type`` and ``format_version``, CSV, ``plot()`` returning a
+matplotlib Figure. :func:`load_results` reads any of them (or a run
+directory's ``results.json``).
+"""
+
+from optax_clr.results._base import FORMAT_VERSION
+from optax_clr.results._base import Result
+from optax_clr.results._load import load_results
+from optax_clr.results._load import RESULT_TYPES
+from optax_clr.results._load import RunSummary
+from optax_clr.results._range_test import MultiSeedRangeTestResult
+from optax_clr.results._range_test import RangeTestResult
+from optax_clr.results._range_test import STOP_REASONS
+from optax_clr.results._sweep import ParallelSweepResult
+from optax_clr.results._training import TrainHistory
+
+__all__ = ["FORMAT_VERSION", "MultiSeedRangeTestResult",
+           "ParallelSweepResult", "RESULT_TYPES", "RangeTestResult",
+           "Result", "RunSummary", "STOP_REASONS", "TrainHistory",
+           "load_results"]

@@ -1,0 +1,123 @@
+"""Reading any results file, or the results of a run directory.
+
+Every command of the CLI writes ``results.json`` into its run directory:
+a typed result (``RangeTestResult``, ``MultiSeedRangeTestResult``,
+``ParallelSweepResult``, ``TrainHistory``) or, for commands that produce
+several (``demo``, ``train --auto-bounds``), a :class:`RunSummary` that names
+the files of its parts and the bounds the run chose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+from optax_clr import _serialize
+from optax_clr.results._base import FORMAT_VERSION
+from optax_clr.results._base import Result
+from optax_clr.results._range_test import MultiSeedRangeTestResult
+from optax_clr.results._range_test import RangeTestResult
+from optax_clr.results._sweep import ParallelSweepResult
+from optax_clr.results._training import TrainHistory
+
+RESULT_TYPES: dict[str, type[Result]] = {
+    cls.__name__: cls for cls in (RangeTestResult, MultiSeedRangeTestResult,
+                                  ParallelSweepResult, TrainHistory)}
+RESULTS_NAME = "results.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+  """The ``results.json`` of a command with several results.
+
+  Attributes:
+    command: the command that wrote it (``"demo"``, ...).
+    parts: part name -> file name in the same directory, e.g.
+      ``{"range_test": "range_test.json", "sweep": "sweep.json"}``.
+    bounds: what the run chose: ``base_lr``, ``max_lr`` (CLR), ``lr`` (the
+      best fixed LR), ``policy``, ``source`` (how).
+    summary: anything else worth keeping (JSON-able).
+  """
+
+  command: str
+  parts: dict[str, str]
+  bounds: dict[str, Any]
+  summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def to_dict(self) -> dict[str, Any]:
+    return _serialize.jsonable({
+        "type": "RunSummary", "format_version": FORMAT_VERSION,
+        "command": self.command, "parts": self.parts, "bounds": self.bounds,
+        "summary": self.summary})
+
+  def to_json(self, path: str | os.PathLike[str] | None = None, *,
+              indent: int | None = 2) -> str:
+    return _serialize.dump_json(self.to_dict(), path, indent)
+
+  @classmethod
+  def from_dict(cls, data: Mapping[str, Any]) -> RunSummary:
+    for key, kind in (("command", str), ("parts", Mapping),
+                      ("bounds", Mapping)):
+      if not isinstance(data.get(key), kind):
+        raise ValueError(f"RunSummary.{key} must be a "
+                         f"{'string' if kind is str else 'JSON object'}")
+    return cls(data["command"], dict(data["parts"]), dict(data["bounds"]),
+               dict(data.get("summary") or {}))
+
+
+def _resolve(source: str | os.PathLike[str]) -> pathlib.Path:
+  path = pathlib.Path(source).expanduser()
+  if path.is_dir():
+    candidate = path / RESULTS_NAME
+    if not candidate.exists():
+      raise ValueError(f"{path}: a directory without {RESULTS_NAME} (not an "
+                       "optax-clr run directory)")
+    return candidate
+  return path
+
+
+def load_results(source: str | os.PathLike[str], *,
+                 part: str | None = None) -> Result | RunSummary:
+  """Reads a results file, or ``results.json`` of a run directory.
+
+  Args:
+    source: a ``.json`` file written by ``to_json`` or the CLI, or a run
+      directory.
+    part: for a :class:`RunSummary`, the name of the part to read instead
+      (e.g. ``"range_test"``).
+
+  Returns:
+    The typed result, or the :class:`RunSummary`.
+
+  Raises:
+    ValueError: one line naming the file and what is wrong with it.
+    OSError: it cannot be read.
+  """
+  path = _resolve(source)
+  data = _serialize.load_json(path)
+  if not isinstance(data, Mapping):
+    raise ValueError(f"{path}: not an optax-clr results file (a JSON "
+                     f"{type(data).__name__}, expected an object)")
+  kind = data.get("type")
+  try:
+    if kind == "RunSummary":
+      summary = RunSummary.from_dict(data)
+      if part is None:
+        return summary
+      if part not in summary.parts:
+        raise ValueError(f"has no part {part!r}; its parts are "
+                         f"{sorted(summary.parts)}")
+      return load_results(path.parent / summary.parts[part])
+    if kind not in RESULT_TYPES:
+      raise ValueError(
+          f"not an optax-clr results file (\"type\" is {kind!r}; expected "
+          f"one of {', '.join(sorted(RESULT_TYPES))} or RunSummary)")
+    return RESULT_TYPES[kind].from_dict(data)
+  except (TypeError, ValueError, KeyError, IndexError, RecursionError) as e:
+    text = " ".join(str(e).split())
+    if text.startswith(str(path)):
+      raise ValueError(text) from e
+    raise ValueError(f"{path}: {text}") from e

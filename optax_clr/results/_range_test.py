@@ -1,0 +1,236 @@
+"""Results of classic LR range tests: one ramp, or S ramps over seeds."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+
+from optax_clr import suggestions as _sg
+from optax_clr.results._base import Column
+from optax_clr.results._base import Result
+from optax_clr.results._base import summary
+
+STOP_REASONS = ("completed", "diverged", "nonfinite", "data_exhausted",
+                "interrupted")
+DIVERGED = ("diverged", "nonfinite")
+
+
+def _check_eval_steps(steps: np.ndarray) -> None:
+  if steps.size and (steps[0] < 0 or np.any(np.diff(steps) <= 0)):
+    raise ValueError(
+        f"eval_steps must be >= 0 and strictly increasing, got {steps}")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RangeTestResult(Result):
+  """A classic LR range test: one run whose LR increases every step.
+
+  Attributes:
+    lrs: [n] LR used at each recorded step (positive, strictly increasing).
+    losses: [n] raw training loss per step; the last may be NaN/inf.
+    smoothed_losses: [n] bias-corrected EMA of the loss.
+    stop_reason: ``"completed"``, ``"diverged"``, ``"nonfinite"``,
+      ``"data_exhausted"`` or ``"interrupted"`` (Ctrl-C: the steps run so
+      far are kept).
+    eval_steps: [m] steps (row indices of ``lrs``) at which validation
+      metrics were evaluated, strictly increasing; may be empty.
+    eval_lrs: [m] LR at each evaluation (strictly increasing).
+    eval_metrics: name -> [m] metric, e.g. ``{"accuracy": ..., "loss": ...}``.
+    config: JSON-able arguments of the run.
+  """
+
+  lrs: np.ndarray
+  losses: np.ndarray
+  smoothed_losses: np.ndarray
+  stop_reason: str
+  eval_steps: np.ndarray = ()
+  eval_lrs: np.ndarray = ()
+  eval_metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  config: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  COLUMNS: ClassVar = (
+      Column("lrs", np.float64, ("n",)),
+      Column("losses", np.float64, ("n",)),
+      Column("smoothed_losses", np.float64, ("n",)),
+      Column("eval_steps", np.int64, ("m",)),
+      Column("eval_lrs", np.float64, ("m",)),
+  )
+  METRICS: ClassVar = {"eval_metrics": ("m",)}
+  CHOICES: ClassVar = {"stop_reason": STOP_REASONS}
+
+  def _check(self) -> None:
+    _sg.validate_curve(self.lrs, self.losses, "losses")
+    if self.eval_lrs.size:
+      _sg.validate_curve(self.eval_lrs, self.eval_lrs, "eval_lrs",
+                         "eval_lrs")
+    _check_eval_steps(self.eval_steps)
+
+  @property
+  def num_steps(self) -> int:
+    """Number of recorded steps."""
+    return int(self.lrs.size)
+
+  @property
+  def diverged(self) -> bool:
+    """True when the test stopped on divergence or a non-finite loss."""
+    return self.stop_reason in DIVERGED
+
+  def __repr__(self) -> str:
+    return (f"RangeTestResult(num_steps={self.num_steps}, "
+            f"lrs={summary(self.lrs)}, stop_reason={self.stop_reason!r}, "
+            f"eval_metrics={sorted(self.eval_metrics)})")
+
+  def suggest(self, **kwargs: Any) -> _sg.Suggestions:
+    """Suggestions from the smoothed loss (and accuracy bounds if
+    evaluated), with the noise-aware signal rule of
+    :func:`optax_clr.suggestions.suggest_ramp`.
+
+    Args:
+      **kwargs: forwarded to :func:`~optax_clr.suggestions.suggest_ramp`
+        (``skip_start``, ``skip_end``, ``factor``, ``margin``, ``window``,
+        ``min_decrease``, ``noise_factor``, ``min_drop``).
+    """
+    acc = self.eval_metrics.get("accuracy")
+    return _sg.suggest_ramp(
+        self.lrs, self.losses, self.smoothed_losses,
+        smoothing=float(self.config.get("smoothing", 0.05)),
+        accuracies=acc, accuracy_lrs=None if acc is None else self.eval_lrs,
+        stop_reason=self.stop_reason, **kwargs)
+
+  def _derived(self, suggestions: bool) -> dict[str, Any]:
+    data = {"num_steps": self.num_steps, "diverged": self.diverged}
+    if suggestions:
+      data["suggestions"] = self.suggest().to_dict()
+    return data
+
+  def _csv(self):
+    """One row per recorded step: ``step, lr, loss, smoothed_loss,
+    eval_<metric>...``; evaluation columns blank except at ``eval_steps``
+    (an evaluation past the recorded steps gets its own row)."""
+    names = list(self.eval_metrics)
+    header = ["step", "lr", "loss", "smoothed_loss"] + [
+        f"eval_{k}" for k in names]
+    rows = [[i, self.lrs[i], self.losses[i], self.smoothed_losses[i]]
+            + [None] * len(names) for i in range(self.num_steps)]
+    for j, step in enumerate(self.eval_steps):
+      values = [self.eval_metrics[k][j] for k in names]
+      if step < self.num_steps:
+        rows[step][4:] = values
+      else:
+        rows.append([int(step), self.eval_lrs[j], None, None] + values)
+    return header, rows
+
+  def _plot(self, ax: Any, **kwargs: Any) -> Any:
+    from optax_clr import plotting  # matplotlib only when plotting
+    return plotting.plot_range_test(self, ax, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MultiSeedRangeTestResult(Result):
+  """S classic range tests over the same LR ramp, one per seed.
+
+  Each seed trains its own copy of the model on its own data order (and,
+  with ``init="independent"``, its own initial weights); each stops on its
+  own. Steps a seed did not record are NaN.
+
+  Attributes:
+    seeds: [s] the seeds.
+    lrs: [n] the ramp's LR at each step (shared by every seed).
+    losses: [s, n] raw loss of each seed's steps.
+    smoothed_losses: [s, n] their bias-corrected EMAs.
+    num_recorded: [s] how many steps each seed recorded.
+    stop_reasons: each seed's stop reason (see :class:`RangeTestResult`).
+    eval_steps: [m] evaluation steps; eval_lrs: [m] their LRs.
+    eval_metrics: name -> [s, m] validation metrics (NaN after a stop).
+    config: JSON-able arguments of the run.
+  """
+
+  seeds: np.ndarray
+  lrs: np.ndarray
+  losses: np.ndarray
+  smoothed_losses: np.ndarray
+  num_recorded: np.ndarray
+  stop_reasons: tuple[str, ...]
+  eval_steps: np.ndarray = ()
+  eval_lrs: np.ndarray = ()
+  eval_metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  config: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  COLUMNS: ClassVar = (
+      Column("seeds", np.int64, ("s",)),
+      Column("lrs", np.float64, ("n",)),
+      Column("losses", np.float64, ("s", "n")),
+      Column("smoothed_losses", np.float64, ("s", "n")),
+      Column("num_recorded", np.int64, ("s",)),
+      Column("eval_steps", np.int64, ("m",)),
+      Column("eval_lrs", np.float64, ("m",)),
+  )
+  METRICS: ClassVar = {"eval_metrics": ("s", "m")}
+
+  def _check(self) -> None:
+    if isinstance(self.stop_reasons, str) or not hasattr(
+        self.stop_reasons, "__len__"):
+      raise TypeError("stop_reasons must be a list of str, one per seed")
+    reasons = tuple(self.stop_reasons)
+    if len(reasons) != self.seeds.size:
+      raise ValueError(
+          f"stop_reasons must have one entry per seed ({self.seeds.size}), "
+          f"got {len(reasons)}")
+    for i, r in enumerate(reasons):
+      if r not in STOP_REASONS:
+        raise ValueError(f"stop_reasons[{i}] must be one of "
+                         f"{', '.join(map(repr, STOP_REASONS))}; got {r!r}")
+    object.__setattr__(self, "stop_reasons", reasons)
+    _sg.validate_curve(self.lrs, self.lrs, "lrs")
+    if np.any(self.num_recorded < 0) or np.any(
+        self.num_recorded > self.lrs.size):
+      raise ValueError(f"num_recorded must be in [0, {self.lrs.size}], got "
+                       f"{self.num_recorded}")
+    _check_eval_steps(self.eval_steps)
+
+  @property
+  def num_seeds(self) -> int:
+    return int(self.seeds.size)
+
+  def __repr__(self) -> str:
+    return (f"MultiSeedRangeTestResult(seeds={self.num_seeds}, "
+            f"num_steps={self.lrs.size}, lrs={summary(self.lrs)}, "
+            f"stop_reasons={list(self.stop_reasons)})")
+
+  def run(self, i: int) -> RangeTestResult:
+    """Seed ``i``'s ramp as a :class:`RangeTestResult`."""
+    n = int(self.num_recorded[i])
+    keep = self.eval_steps < n
+    return RangeTestResult(
+        lrs=self.lrs[:n], losses=self.losses[i, :n],
+        smoothed_losses=self.smoothed_losses[i, :n],
+        stop_reason=self.stop_reasons[i], eval_steps=self.eval_steps[keep],
+        eval_lrs=self.eval_lrs[keep],
+        eval_metrics={k: v[i][keep] for k, v in self.eval_metrics.items()},
+        config={**self.config, "seed": int(self.seeds[i])})
+
+  @property
+  def runs(self) -> tuple[RangeTestResult, ...]:
+    return tuple(self.run(i) for i in range(self.num_seeds))
+
+  def suggest(self, **kwargs: Any) -> _sg.SeedSuggestions:
+    """Each seed's suggestions, and their medians and spreads."""
+    return _sg.aggregate([r.suggest(**kwargs) for r in self.runs])
+
+  def _derived(self, suggestions: bool) -> dict[str, Any]:
+    return {"suggestions": self.suggest().to_dict()} if suggestions else {}
+
+  def _csv(self):
+    """One row per step: ``step, lr, loss[seed]..., smoothed[seed]...``."""
+    seeds = [int(s) for s in self.seeds]
+    header = (["step", "lr"] + [f"loss[{s}]" for s in seeds]
+              + [f"smoothed_loss[{s}]" for s in seeds])
+    rows = [[i, self.lrs[i]] + list(self.losses[:, i])
+            + list(self.smoothed_losses[:, i]) for i in range(self.lrs.size)]
+    return header, rows
+
+  def _plot(self, ax: Any, **kwargs: Any) -> Any:
+    from optax_clr import plotting
+    return plotting.plot_multi_seed(self, ax, **kwargs)

@@ -1,0 +1,319 @@
+"""Cyclical schedules (Smith 2017): the LR between two bounds, and the
+momentum that moves inversely to it.
+
+The momentum schedule is the reflection of the LR schedule built from the
+same cycle arguments and shares its profile (:mod:`._profile`), so the two
+stay in lockstep step for step. Feed the momentum to ``optax.sgd``'s
+``momentum`` or ``optax.adam``'s ``b1`` through ``optax.inject_hyperparams``
+(:func:`optax_clr.cyclic_sgd`, :func:`optax_clr.cyclic_adam`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from optax_clr import _checks
+from optax_clr.schedules import _profile
+from optax_clr.schedules._aliases import pytorch_names
+
+
+@pytorch_names
+def cyclic_schedule(
+    base_value: chex.Numeric,
+    max_value: chex.Numeric,
+    step_size_up: chex.Numeric = 2000,
+    step_size_down: chex.Numeric | None = None,
+    mode: str = "triangular",
+    gamma: chex.Numeric = 1.0,
+    scale_fn: Callable[[chex.Numeric], chex.Numeric] | None = None,
+    scale_mode: str = "cycle",
+    waveform: str = "triangular",
+    decay_bounds: bool = False,
+) -> optax.Schedule:
+  r"""Cyclical learning rate (CLR) between ``base_value`` and ``max_value``.
+
+  With ``total = step_size_up + step_size_down`` and step ``t``, the cycle
+  number (from 1) is ``cycle = t // total + 1`` and the offset in the cycle is
+  ``r = t % total``; the linear position is
+
+  .. math::
+    u = r / \mathrm{up} \;\; (r \le \mathrm{up}), \qquad
+    u = (\mathrm{total} - r) / \mathrm{down} \;\; (\text{otherwise}),
+
+  which equals PyTorch's ``sf`` (computed there from
+  ``x = 1 + t/total - cycle``). The waveform maps ``u`` to
+  ``shape``: ``u`` (triangular), ``(1 - cos(pi u)) / 2`` (cosine, a Hann
+  window) or ``1 - (1 - u)**2`` (welch, parabolic); each is 0 at the cycle
+  boundaries, 1 at the peak, and mirrored on the falling half. Then
+
+  .. math::
+    \mathrm{lr}(t) = \mathrm{base} + (\max - \mathrm{base}) \cdot
+    \mathrm{shape}(t) \cdot \mathrm{scale}(t)
+
+  with ``scale = 1`` (``"triangular"``), ``1 / 2**(cycle - 1)``
+  (``"triangular2"``: the amplitude halves every cycle) or ``gamma**t``
+  (``"exp_range"``). With ``decay_bounds=True`` (``"exp_range"`` only) the
+  paper's form is used instead, where both bounds decay:
+  ``lr(t) = gamma**t * (base + (max - base) * shape(t))``.
+
+  With ``waveform="triangular"`` the values are those of PyTorch's
+  ``CyclicLR`` (to float32 rounding). Cycle index and offset are computed with
+  integer arithmetic, so they are exact for every step up to ``2**31 - 1``;
+  ``gamma**t`` is computed as ``exp(t * log(gamma))`` with ``log(gamma)``
+  taken in float64 when ``gamma`` is concrete.
+
+  Steps may be Python/NumPy integers, (traced) integer arrays or floats
+  (rounded down); negative steps count as step 0. Values are float32 (float64
+  under ``jax_enable_x64`` unless the bounds are float32 arrays). Value checks are skipped for hyperparameters that
+  are JAX tracers (e.g. under ``jax.vmap`` over ``max_value`` or over integer
+  step sizes); only their dtype is checked.
+
+  Args:
+    base_value: lower bound of the cycle (>= 0).
+    max_value: upper bound of the cycle (>= ``base_value``).
+    step_size_up: integer number of steps from ``base_value`` to the peak.
+    step_size_down: integer number of steps from the peak back to
+      ``base_value``; ``None`` means equal to ``step_size_up``. Their sum must
+      fit an int32.
+    mode: one of ``"triangular"``, ``"triangular2"``, ``"exp_range"``; ignored
+      when ``scale_fn`` is given.
+    gamma: decay factor of ``"exp_range"`` per step, in (0, 1].
+    scale_fn: optional jittable amplitude scaling, overriding ``mode``. It is
+      called with the cycle number (1, 2, ...) or the step as a float array of
+      the schedule's dtype (not an int, so ``2.0 ** -x`` or ``x * x`` behave
+      as with PyTorch's Python numbers) and must return a scalar; use
+      ``jax.numpy`` inside it.
+    scale_mode: ``"cycle"`` (``scale_fn(cycle)``) or ``"iterations"``
+      (``scale_fn(t)``); only used with ``scale_fn``.
+    waveform: shape of each half cycle, ``"triangular"``, ``"cosine"`` or
+      ``"welch"``.
+    decay_bounds: with ``mode="exp_range"``, decay both bounds (the paper's
+      form) instead of only the amplitude (PyTorch/Keras, the default).
+
+  Returns:
+    schedule
+      A function that maps step counts to values.
+
+  Raises:
+    ValueError, TypeError: for invalid concrete hyperparameters; the message
+      names the argument, its value and the allowed range.
+
+  References:
+    Smith, `Cyclical Learning Rates for Training Neural Networks
+    <https://arxiv.org/abs/1506.01186>`_, 2017 (WACV).
+
+    PyTorch, `torch.optim.lr_scheduler.CyclicLR
+    <https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.CyclicLR.html>`_.
+  """
+  b = _checks.check_number("base_value", base_value, low=0.0)
+  m = _checks.check_number("max_value", max_value, low=0.0)
+  _checks.check_order("base_value", b, "max_value", m)
+  profile = _profile.cyclic_profile(step_size_up, step_size_down, mode, gamma,
+                            scale_fn, scale_mode, waveform)
+  _checks.check_bool("decay_bounds", decay_bounds)
+  if decay_bounds and (mode != "exp_range" or scale_fn is not None):
+    raise ValueError(
+        "decay_bounds=True is only defined for mode='exp_range' without "
+        f"scale_fn, got mode={mode!r}, "
+        f"scale_fn={'set' if scale_fn is not None else None}")
+  dtype = _profile.float_dtype(base_value, max_value)
+
+  def schedule(count: chex.Numeric) -> jax.Array:
+    shape, scale = profile(count, dtype)
+    base = jnp.asarray(base_value).astype(dtype)
+    top = jnp.asarray(max_value).astype(dtype)
+    if decay_bounds:
+      return scale * (base + (top - base) * shape)
+    return base + (top - base) * shape * scale
+
+  return schedule
+
+
+@pytorch_names
+def triangular_schedule(
+    base_value: chex.Numeric,
+    max_value: chex.Numeric,
+    step_size_up: chex.Numeric = 2000,
+    step_size_down: chex.Numeric | None = None,
+    waveform: str = "triangular",
+) -> optax.Schedule:
+  """Triangular CLR: constant amplitude between ``base_value`` and ``max_value``.
+
+  ``lr(t) = base + (max - base) * shape(t)``; see :func:`cyclic_schedule`
+  (``mode="triangular"``) for the formula, arguments and step conventions.
+
+  Args:
+    base_value: lower bound (>= 0).
+    max_value: upper bound (>= ``base_value``).
+    step_size_up: integer steps from base to peak.
+    step_size_down: integer steps from peak to base (``None``: same as up).
+    waveform: ``"triangular"``, ``"cosine"`` or ``"welch"``.
+
+  Returns:
+    schedule
+      A function that maps step counts to values.
+
+  References:
+    Smith, `Cyclical Learning Rates for Training Neural Networks
+    <https://arxiv.org/abs/1506.01186>`_, 2017.
+  """
+  return cyclic_schedule(base_value, max_value, step_size_up, step_size_down,
+                         mode="triangular", waveform=waveform)
+
+
+@pytorch_names
+def triangular2_schedule(
+    base_value: chex.Numeric,
+    max_value: chex.Numeric,
+    step_size_up: chex.Numeric = 2000,
+    step_size_down: chex.Numeric | None = None,
+    waveform: str = "triangular",
+) -> optax.Schedule:
+  """Triangular2 CLR: the amplitude halves after every cycle.
+
+  ``lr(t) = base + (max - base) * shape(t) / 2**(cycle - 1)``; see
+  :func:`cyclic_schedule` (``mode="triangular2"``).
+
+  Args:
+    base_value: lower bound (>= 0).
+    max_value: upper bound of the first cycle (>= ``base_value``).
+    step_size_up: integer steps from base to peak.
+    step_size_down: integer steps from peak to base (``None``: same as up).
+    waveform: ``"triangular"``, ``"cosine"`` or ``"welch"``.
+
+  Returns:
+    schedule
+      A function that maps step counts to values.
+
+  References:
+    Smith, `Cyclical Learning Rates for Training Neural Networks
+    <https://arxiv.org/abs/1506.01186>`_, 2017.
+  """
+  return cyclic_schedule(base_value, max_value, step_size_up, step_size_down,
+                         mode="triangular2", waveform=waveform)
+
+
+@pytorch_names
+def exp_range_schedule(
+    base_value: chex.Numeric,
+    max_value: chex.Numeric,
+    step_size_up: chex.Numeric = 2000,
+    step_size_down: chex.Numeric | None = None,
+    gamma: chex.Numeric = 1.0,
+    decay_bounds: bool = False,
+    waveform: str = "triangular",
+) -> optax.Schedule:
+  """Exp-range CLR: the amplitude (or both bounds) decays as ``gamma**t``.
+
+  ``lr(t) = base + (max - base) * shape(t) * gamma**t`` (PyTorch/Keras), or
+  with ``decay_bounds=True`` the paper's
+  ``lr(t) = gamma**t * (base + (max - base) * shape(t))``; see
+  :func:`cyclic_schedule` (``mode="exp_range"``). ``gamma=1`` (the default,
+  as in PyTorch) gives the triangular policy; values such as 0.99994 are
+  typical.
+
+  Args:
+    base_value: lower bound (>= 0).
+    max_value: upper bound at step 0 (>= ``base_value``).
+    step_size_up: integer steps from base to peak.
+    step_size_down: integer steps from peak to base (``None``: same as up).
+    gamma: per-step decay factor in (0, 1].
+    decay_bounds: decay both bounds instead of only the amplitude.
+    waveform: ``"triangular"``, ``"cosine"`` or ``"welch"``.
+
+  Returns:
+    schedule
+      A function that maps step counts to values.
+
+  References:
+    Smith, `Cyclical Learning Rates for Training Neural Networks
+    <https://arxiv.org/abs/1506.01186>`_, 2017.
+  """
+  return cyclic_schedule(base_value, max_value, step_size_up, step_size_down,
+                         mode="exp_range", gamma=gamma, waveform=waveform,
+                         decay_bounds=decay_bounds)
+
+
+def check_momentum_bounds(base_momentum, max_momentum) -> None:
+  # Momentum 1 never forgets a gradient (the buffer grows without bound); the
+  # optimizer helpers reject it too, so the schedule must not produce it.
+  b = _checks.check_number("base_momentum", base_momentum, low=0.0, high=1.0,
+                           high_inclusive=False)
+  m = _checks.check_number("max_momentum", max_momentum, low=0.0, high=1.0,
+                           high_inclusive=False)
+  _checks.check_order("base_momentum", b, "max_momentum", m)
+
+
+def cyclic_momentum_schedule(
+    base_momentum: chex.Numeric = 0.8,
+    max_momentum: chex.Numeric = 0.9,
+    step_size_up: chex.Numeric = 2000,
+    step_size_down: chex.Numeric | None = None,
+    mode: str = "triangular",
+    gamma: chex.Numeric = 1.0,
+    scale_fn: Callable[[chex.Numeric], chex.Numeric] | None = None,
+    scale_mode: str = "cycle",
+    waveform: str = "triangular",
+) -> optax.Schedule:
+  r"""Cyclical momentum, the mirror image of :func:`cyclic_schedule`.
+
+  .. math::
+    m(t) = \max_m - (\max_m - \mathrm{base}_m) \cdot \mathrm{shape}(t) \cdot
+    \mathrm{scale}(t)
+
+  with the same ``shape`` (waveform of the linear position in the cycle) and
+  ``scale`` (``mode`` or ``scale_fn``) as the learning rate built from the same
+  cycle arguments, so momentum starts at ``max_momentum`` and reaches
+  ``base_momentum`` when the learning rate peaks. These are the momentum
+  values PyTorch's ``CyclicLR`` sets with ``cycle_momentum=True``.
+
+  Value checks are skipped for hyperparameters that are JAX tracers.
+
+  Args:
+    base_momentum: momentum at the learning-rate peak, in [0, 1).
+    max_momentum: momentum at the cycle boundaries, in [``base_momentum``, 1).
+    step_size_up: integer steps from the cycle start to the peak.
+    step_size_down: integer steps from the peak to the cycle end (``None``:
+      same as up).
+    mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
+    gamma: per-step decay of ``"exp_range"``, in (0, 1].
+    scale_fn: optional jittable amplitude scaling overriding ``mode``; called
+      with the cycle number or the step as a float array.
+    scale_mode: ``"cycle"`` or ``"iterations"`` (argument of ``scale_fn``).
+    waveform: ``"triangular"``, ``"cosine"`` or ``"welch"``.
+
+  Returns:
+    schedule
+      A function that maps step counts to momentum values.
+
+  References:
+    Smith, `Cyclical Learning Rates for Training Neural Networks
+    <https://arxiv.org/abs/1506.01186>`_, 2017.
+
+    Smith & Topin, `Super-Convergence <https://arxiv.org/abs/1708.07120>`_,
+    2017.
+
+    PyTorch, `torch.optim.lr_scheduler.CyclicLR
+    <https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.CyclicLR.html>`_.
+  """
+  check_momentum_bounds(base_momentum, max_momentum)
+  profile = _profile.cyclic_profile(
+      step_size_up, step_size_down, mode, gamma, scale_fn, scale_mode,
+      waveform)
+  dtype = _profile.float_dtype(
+      base_momentum, max_momentum)
+
+  def schedule(count: chex.Numeric) -> jax.Array:
+    shape, scale = profile(count, dtype)
+    base = jnp.asarray(base_momentum).astype(dtype)
+    top = jnp.asarray(max_momentum).astype(dtype)
+    return top - (top - base) * shape * scale
+
+  return schedule
+
+

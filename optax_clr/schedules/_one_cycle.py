@@ -1,0 +1,170 @@
+"""The one-cycle policy (Smith & Topin 2017), LR and momentum, matching
+PyTorch's ``OneCycleLR``.
+
+Both share the phase machinery of :mod:`._profile`: the momentum is annealed
+over the same phases as the LR, inversely to it.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from optax_clr import _checks
+from optax_clr.schedules import _profile
+from optax_clr.schedules._aliases import pytorch_names
+from optax_clr.schedules._cyclic import check_momentum_bounds
+
+
+@pytorch_names
+def one_cycle_schedule(
+    max_value: chex.Numeric,
+    total_steps: chex.Numeric,
+    pct_start: chex.Numeric = 0.3,
+    anneal_strategy: str = "cos",
+    div_factor: chex.Numeric = 25.0,
+    final_div_factor: chex.Numeric = 1e4,
+    three_phase: bool = False,
+) -> optax.Schedule:
+  r"""The one-cycle policy, matching PyTorch's ``OneCycleLR``.
+
+  With ``initial = max_value / div_factor`` and
+  ``minimum = initial / final_div_factor``, the value is annealed
+
+  * two phases: ``initial -> max_value`` over steps ``[0, e1]`` and
+    ``max_value -> minimum`` over ``[e1, total_steps - 1]``;
+  * three phases: ``initial -> max_value`` over ``[0, e1]``,
+    ``max_value -> initial`` over ``[e1, e2]`` and ``initial -> minimum``
+    over ``[e2, total_steps - 1]``;
+
+  with PyTorch's (float) phase ends ``e1 = pct_start * total_steps - 1`` and
+  ``e2 = 2 * pct_start * total_steps - 2``. Within a phase from step ``s`` to
+  ``e`` with ``pct = (t - s) / (e - s)``:
+
+  .. math::
+    \mathrm{cos}: \; \mathrm{end} + \frac{\mathrm{start} - \mathrm{end}}{2}
+    (1 + \cos(\pi \cdot \mathrm{pct})), \qquad
+    \mathrm{linear}: \; (\mathrm{end} - \mathrm{start}) \cdot \mathrm{pct}
+    + \mathrm{start}.
+
+  The peak is at step ``pct_start * total_steps - 1`` (PyTorch), not at
+  ``int(pct_start * total_steps)`` as in ``optax.cosine_onecycle_schedule``.
+  Steps beyond ``total_steps - 1`` hold the final value ``minimum`` (PyTorch
+  extrapolates one step and then raises, which a jitted schedule cannot do).
+
+  Steps may be integers, integer arrays or floats (rounded down); negative
+  steps count as step 0. Values are float32 (float64 under
+  ``jax_enable_x64`` unless ``max_value`` is a float32 array). Value checks are skipped for hyperparameters that are JAX tracers;
+  then the phase ends are computed in the schedule's float dtype instead of
+  float64.
+
+  Args:
+    max_value: peak value (>= 0).
+    total_steps: integer number of steps in the cycle (>= 2).
+    pct_start: fraction of the steps spent increasing, in (0, 1). The phase
+      ends must increase strictly from step 0: ``pct_start * total_steps > 1``
+      and, with ``three_phase``, ``pct_start < (total_steps + 1) /
+      (2 * total_steps)``.
+    anneal_strategy: ``"cos"`` or ``"linear"``.
+    div_factor: ``initial = max_value / div_factor`` (> 0).
+    final_div_factor: ``minimum = initial / final_div_factor`` (> 0).
+    three_phase: add a symmetric annealing back to ``initial`` before the
+      final annealing to ``minimum`` (fastai's original schedule).
+
+  Returns:
+    schedule
+      A function that maps step counts to values.
+
+  Raises:
+    ValueError, TypeError: for invalid concrete hyperparameters; the message
+      names the argument, its value and the allowed range.
+
+  References:
+    Smith & Topin, `Super-Convergence: Very Fast Training of Neural Networks
+    Using Large Learning Rates <https://arxiv.org/abs/1708.07120>`_, 2017.
+
+    PyTorch, `torch.optim.lr_scheduler.OneCycleLR
+    <https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.OneCycleLR.html>`_.
+  """
+  top = _checks.check_number("max_value", max_value, low=0.0)
+  profile = _profile.one_cycle_profile(total_steps, pct_start,
+                                       anneal_strategy, three_phase)
+  div = _checks.check_number("div_factor", div_factor, low=0.0,
+                             low_inclusive=False)
+  final_div = _checks.check_number("final_div_factor", final_div_factor,
+                                   low=0.0, low_inclusive=False)
+  if None not in (top, div, final_div):
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+      initial = np.float32(top) / np.float32(div)
+      lowest = initial / np.float32(final_div)
+    if not np.isfinite(initial) or not np.isfinite(lowest):
+      raise ValueError(
+          f"div_factor={div!r}: the initial value max_value / div_factor = "
+          f"{top / div:.4g} overflows float32; use div_factor >= "
+          f"{top / _checks.FLOAT32_MAX:.3g}")
+  dtype = _profile.float_dtype(max_value, div_factor, final_div_factor)
+
+  def schedule(count: chex.Numeric) -> jax.Array:
+    top = jnp.asarray(max_value).astype(dtype)
+    initial = top / jnp.asarray(div_factor).astype(dtype)
+    minimum = initial / jnp.asarray(final_div_factor).astype(dtype)
+    knots = ([initial, top, initial, minimum] if three_phase
+             else [initial, top, minimum])
+    return profile(count, knots, dtype)
+
+  return schedule
+
+
+def one_cycle_momentum_schedule(
+    total_steps: chex.Numeric,
+    pct_start: chex.Numeric = 0.3,
+    anneal_strategy: str = "cos",
+    base_momentum: chex.Numeric = 0.85,
+    max_momentum: chex.Numeric = 0.95,
+    three_phase: bool = False,
+) -> optax.Schedule:
+  """One-cycle momentum, matching PyTorch's ``OneCycleLR`` momentum.
+
+  Annealed over the same phases as :func:`one_cycle_schedule`, inversely to
+  the learning rate: ``max_momentum -> base_momentum -> max_momentum``, or
+  with ``three_phase`` ``max -> base -> max`` and then held at ``max`` during
+  the final annealing. Steps beyond ``total_steps - 1`` hold the final value.
+
+  Value checks are skipped for hyperparameters that are JAX tracers.
+
+  Args:
+    total_steps: integer number of steps in the cycle (>= 2).
+    pct_start: fraction of the steps in the first phase, in (0, 1); see
+      :func:`one_cycle_schedule` for the constraint on phase ends.
+    anneal_strategy: ``"cos"`` or ``"linear"``.
+    base_momentum: momentum at the learning-rate peak, in [0, 1).
+    max_momentum: momentum at the start and end, in [``base_momentum``, 1).
+    three_phase: use the three-phase schedule.
+
+  Returns:
+    schedule
+      A function that maps step counts to momentum values.
+
+  References:
+    Smith & Topin, `Super-Convergence: Very Fast Training of Neural Networks
+    Using Large Learning Rates <https://arxiv.org/abs/1708.07120>`_, 2017.
+
+    PyTorch, `torch.optim.lr_scheduler.OneCycleLR
+    <https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.OneCycleLR.html>`_.
+  """
+  profile = _profile.one_cycle_profile(
+      total_steps, pct_start, anneal_strategy, three_phase)
+  check_momentum_bounds(base_momentum, max_momentum)
+  dtype = _profile.float_dtype(
+      base_momentum, max_momentum)
+
+  def schedule(count: chex.Numeric) -> jax.Array:
+    base = jnp.asarray(base_momentum).astype(dtype)
+    top = jnp.asarray(max_momentum).astype(dtype)
+    knots = [top, base, top, top] if three_phase else [top, base, top]
+    return profile(count, knots, dtype)
+
+  return schedule

@@ -1,0 +1,41 @@
+"""Learning-rate suggestions: rules for a ramp, for a sweep, over seeds.
+
+* :mod:`._ramp` -- a classic range test's curve: ``steepest``, ``minimum``,
+  ``valley`` (fastai), Smith's ``accuracy_bounds``, the CLR pair
+  (``clr_bounds``), and ``suggest_ramp``, the noise-aware default.
+* :mod:`._sweep` -- finished runs at fixed LRs: run status (``classify``),
+  best LR, stable range and CLR bounds (``suggest_sweep``).
+* :mod:`._seeds` -- the same over S seeds: medians and spreads
+  (``aggregate``).
+"""
+
+from optax_clr.suggestions._ramp import accuracy_bounds
+from optax_clr.suggestions._ramp import clr_bounds
+from optax_clr.suggestions._ramp import MIN_POINTS
+from optax_clr.suggestions._ramp import minimum
+from optax_clr.suggestions._ramp import signal_threshold
+from optax_clr.suggestions._ramp import steepest
+from optax_clr.suggestions._ramp import suggest
+from optax_clr.suggestions._ramp import suggest_ramp
+from optax_clr.suggestions._ramp import valley
+from optax_clr.suggestions._ramp import validate_curve
+from optax_clr.suggestions._seeds import aggregate
+from optax_clr.suggestions._sweep import classify
+from optax_clr.suggestions._sweep import DIVERGE_THRESHOLD
+from optax_clr.suggestions._sweep import STATUSES
+from optax_clr.suggestions._sweep import suggest_sweep
+from optax_clr.suggestions._sweep import TOLERANCE
+from optax_clr.suggestions._sweep import windowed_mean
+from optax_clr.suggestions._types import SeedSuggestions
+from optax_clr.suggestions._types import Spread
+from optax_clr.suggestions._types import Suggestion
+from optax_clr.suggestions._types import Suggestions
+from optax_clr.suggestions._types import SweepSuggestions
+
+__all__ = [
+    "DIVERGE_THRESHOLD", "MIN_POINTS", "STATUSES", "TOLERANCE", "SeedSuggestions", "Spread", "Suggestion",
+    "Suggestions", "SweepSuggestions", "accuracy_bounds", "aggregate",
+    "classify", "clr_bounds", "minimum", "signal_threshold", "steepest",
+    "suggest", "suggest_ramp", "suggest_sweep", "valley", "validate_curve",
+    "windowed_mean",
+]

@@ -1,0 +1,220 @@
+"""Rules native to a sweep of fixed learning rates.
+
+In a sweep every point is a finished run at one LR, not a step of a ramp:
+the corrections a ramp needs for its lag (``minimum / 10``, ``max = LR at
+the minimum / 3``) do not apply. Instead:
+
+1. **Status** of every run (:func:`classify`), from its per-step losses and
+   (if evaluated) its validation metrics before and after training:
+
+   * ``"nonfinite"``: a loss was NaN or inf;
+   * ``"diverged"``: its final windowed loss exceeds ``diverge_threshold``
+     times its initial loss;
+   * ``"spiked"``: some step's loss exceeded ``spike_threshold`` times the
+     initial loss, even if it came back (a run that survived a blow-up by
+     luck sits at the edge of stability, where float32 rounding or the
+     device count decides whether it trains);
+   * ``"stalled"``: it ends no better than it started -- the final windowed
+     loss (and the validation loss) fell by less than ``min_improvement``
+     of the initial one, or the validation accuracy rose by less than
+     ``min_improvement`` (a run at chance level);
+   * ``"trained"``: everything else. Only these are *stable*; the others
+     are excluded from every suggestion and marked in plots and CSV.
+
+2. **Best LR** (:func:`suggest_sweep`): the stable run with the best score
+   -- the highest final validation accuracy, else the lowest final
+   validation loss, else the lowest final windowed training loss -- after
+   averaging each run's score with its neighbours on the LR grid (unstable
+   neighbours count as no improvement), so that the answer never hinges on
+   a single run at the edge of stability.
+
+3. **CLR bounds** from the stable range around the best LR: with
+   ``q_i`` the fraction of the best run's improvement (over the initial
+   score) that run ``i`` achieved, ``max_lr`` is the largest stable LR with
+   ``q >= 1 - tolerance`` (never below the best LR), and ``base_lr`` the
+   smallest stable LR with ``q >= 0.5``, kept within ``[max_lr / 10,
+   max_lr / 3]`` (Smith 2017: base = max/3 to max/4 when only max is known).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from optax_clr import _checks
+from optax_clr.suggestions._types import Suggestion
+from optax_clr.suggestions._types import SweepSuggestions
+
+STATUSES = ("trained", "stalled", "spiked", "diverged", "nonfinite")
+
+DEFAULT_WINDOW = 10
+DIVERGE_THRESHOLD = 4.0
+SPIKE_THRESHOLD = 4.0
+MIN_IMPROVEMENT = 0.02
+TOLERANCE = 0.1
+
+
+def windowed_mean(losses: Any, window: int) -> np.ndarray:
+  """``[K, N] -> [K, N]``: at each step, the mean of the finite losses among
+  the last ``min(window, t + 1)`` steps (NaN if none is finite).
+
+  Each window is summed on its own (never as a difference of cumulative
+  sums, which loses every digit after a loss of 1e17).
+  """
+  x = np.asarray(losses, np.float64)
+  window = _checks.check_int("window", window, low=1, high=None)
+  k, n = x.shape
+  pad = np.full((k, window - 1), np.nan)
+  padded = np.concatenate([pad, x], axis=1)
+  views = np.lib.stride_tricks.sliding_window_view(padded, window, axis=1)
+  finite = np.isfinite(views)
+  count = finite.sum(-1)
+  with np.errstate(invalid="ignore", over="ignore"):
+    total = np.where(finite, views, 0.0).sum(-1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def classify(losses: Any, mean_loss: Any, *,
+             initial_metrics: Mapping[str, Any] | None = None,
+             final_metrics: Mapping[str, Any] | None = None,
+             diverge_threshold: float | None = DIVERGE_THRESHOLD,
+             spike_threshold: float | None = SPIKE_THRESHOLD,
+             min_improvement: float = MIN_IMPROVEMENT) -> np.ndarray:
+  """The status of each run (see the module docstring).
+
+  Args:
+    losses: [K, N] per-step training losses.
+    mean_loss: [K] final windowed mean loss.
+    initial_metrics, final_metrics: validation metrics (name -> [K]) before
+      and after training, if evaluated.
+    diverge_threshold, spike_threshold: multiples of the initial loss (None
+      disables the check).
+    min_improvement: the least relative fall of the loss (and absolute rise
+      of an accuracy) that counts as training.
+
+  Returns:
+    [K] array of status strings, one of :data:`STATUSES`.
+  """
+  x = np.asarray(losses, np.float64)
+  final = np.asarray(mean_loss, np.float64)
+  k = x.shape[0]
+  initial = x[:, 0] if x.shape[1] else np.full(k, np.nan)
+  status = np.full(k, "trained", dtype=object)
+  with np.errstate(invalid="ignore", over="ignore"):
+    scale = np.abs(initial)
+    stalled = ~(final < initial - min_improvement * scale)
+    init_m = dict(initial_metrics or {})
+    fin_m = dict(final_metrics or {})
+    if "loss" in init_m and "loss" in fin_m:
+      a, b = np.asarray(init_m["loss"]), np.asarray(fin_m["loss"])
+      stalled |= ~(b < a - min_improvement * np.abs(a))
+    if "accuracy" in init_m and "accuracy" in fin_m:
+      a, b = np.asarray(init_m["accuracy"]), np.asarray(fin_m["accuracy"])
+      stalled |= ~(b >= a + min_improvement)
+    status[stalled] = "stalled"
+    if spike_threshold is not None:
+      peak = np.nanmax(np.where(np.isfinite(x), x, -np.inf), axis=1)
+      status[peak > spike_threshold * scale] = "spiked"
+    if diverge_threshold is not None:
+      status[final > diverge_threshold * scale] = "diverged"
+  status[~np.all(np.isfinite(x), axis=1)] = "nonfinite"
+  return status.astype(str)
+
+
+def _score(mean_loss: np.ndarray, final_metrics: Mapping[str, Any],
+           initial_metrics: Mapping[str, Any], initial_loss: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray, str, bool]:
+  """``(score, initial score, what, higher_is_better)``."""
+  if "accuracy" in final_metrics:
+    init = initial_metrics.get("accuracy")
+    init = np.full(mean_loss.shape, np.nan) if init is None else init
+    return (np.asarray(final_metrics["accuracy"], np.float64),
+            np.asarray(init, np.float64), "final validation accuracy", True)
+  if "loss" in final_metrics:
+    init = initial_metrics.get("loss", initial_loss)
+    return (np.asarray(final_metrics["loss"], np.float64),
+            np.asarray(init, np.float64), "final validation loss", False)
+  return mean_loss, initial_loss, "final windowed training loss", False
+
+
+def _neighbour_score(score: np.ndarray, stable: np.ndarray,
+                     none: np.ndarray) -> np.ndarray:
+  """Each run's score averaged with its grid neighbours (unstable ones
+  count as ``none``: no improvement); plain scores below 5 runs."""
+  if score.size < 5:
+    return score
+  value = np.where(stable, score, none)
+  out = np.empty_like(value)
+  for i in range(value.size):
+    lo, hi = max(0, i - 1), min(value.size, i + 2)
+    out[i] = np.mean(value[lo:hi])
+  return out
+
+
+def suggest_sweep(lrs: Any, status: Any, mean_loss: Any, initial_loss: Any,
+                  *, final_metrics: Mapping[str, Any] | None = None,
+                  initial_metrics: Mapping[str, Any] | None = None,
+                  tolerance: float = TOLERANCE) -> SweepSuggestions:
+  """Best LR, stable range and CLR bounds of a sweep (module docstring).
+
+  Args:
+    lrs: [K] strictly increasing LRs.
+    status: [K] run statuses (:func:`classify`).
+    mean_loss: [K] final windowed training loss.
+    initial_loss: [K] each run's first loss (before any update).
+    final_metrics, initial_metrics: validation metrics after and before
+      training (name -> [K]), if evaluated.
+    tolerance: ``max_lr`` keeps ``q >= 1 - tolerance``, in (0, 1).
+
+  Returns:
+    A :class:`SweepSuggestions`; everything None (with the reason) when no
+    run trained.
+  """
+  lrs = _checks.check_real_array("lrs", lrs, ndim=1, positive=True)
+  tolerance = _checks.check_number("tolerance", tolerance, low=0.0, high=1.0,
+                                   low_inclusive=False, high_inclusive=False)
+  status = np.asarray(status).astype(str)
+  stable = status == "trained"
+  counts = {s: int((status == s).sum()) for s in STATUSES if (
+      status == s).any()}
+  summary = ", ".join(f"{v} {k}" for k, v in counts.items())
+  if not stable.any():
+    why = (f"no stable run among {lrs.size} ({summary}); widen the LR "
+           "range (lower min_lr if all diverged, raise max_lr or num_steps "
+           "if all stalled)")
+    return SweepSuggestions(Suggestion("best", None, None, "none", why),
+                            None, None, None, None, why)
+  score, init, what, higher = _score(
+      np.asarray(mean_loss, np.float64), dict(final_metrics or {}),
+      dict(initial_metrics or {}), np.asarray(initial_loss, np.float64))
+  sign = 1.0 if higher else -1.0
+  gain = sign * (score - init)  # improvement over the initial score
+  gain = np.where(np.isfinite(gain), gain, -np.inf)
+  worst = (np.nanmin if higher else np.nanmax)(score[stable])
+  none = np.where(np.isfinite(init), init, worst)
+  smoothed = sign * _neighbour_score(score, stable, none)
+  smoothed = np.where(stable & np.isfinite(smoothed), smoothed, -np.inf)
+  best = int(np.flatnonzero(smoothed == smoothed.max())[0])
+  lo = hi = best
+  while lo > 0 and stable[lo - 1]:
+    lo -= 1
+  while hi < lrs.size - 1 and stable[hi + 1]:
+    hi += 1
+  q = gain / gain[best] if gain[best] > 0 else np.where(
+      np.arange(lrs.size) == best, 1.0, 0.0)
+  top = max(i for i in range(best, hi + 1) if q[i] >= 1 - tolerance)
+  half = min((i for i in range(lo, best + 1) if q[i] >= 0.5), default=best)
+  max_lr = float(lrs[top])
+  base_lr = float(np.clip(lrs[half], max_lr / 10.0, max_lr / 3.0))
+  best_s = Suggestion(
+      "best", lrs[best], best, "none",
+      f"best {what} ({score[best]:.4g}, averaged with its grid neighbours) "
+      f"of {int(stable.sum())} stable runs ({summary})")
+  rule = (f"sweep rule: max_lr = {max_lr:.4g}, the largest stable LR within "
+          f"{tolerance:g} of the best run's improvement (q = {q[top]:.3f}); "
+          f"base_lr = {base_lr:.4g}: the smallest stable LR with half of it "
+          f"({lrs[half]:.4g}), kept within [max_lr/10, max_lr/3]")
+  return SweepSuggestions(best_s, float(lrs[lo]), float(lrs[hi]), base_lr,
+                          max_lr, rule)
