@@ -9,12 +9,15 @@ The public API is flat (``optax_clr.range_test``, ``optax_clr.cyclic_sgd``,
 ...); the subpackages hold the implementation, one idea per module.
 """
 
+from optax_clr._cache import enable_compilation_cache
 from optax_clr.data import Dataset
 from optax_clr.data import load_cifar10
 from optax_clr.data import load_dataset
 from optax_clr.data import load_digits
 from optax_clr.data import load_mnist
 from optax_clr.data import load_npz
+from optax_clr.drivers import BoundsChoice
+from optax_clr.drivers import find_bounds
 from optax_clr.drivers import multi_seed_range_test
 from optax_clr.drivers import parallel_range_test
 from optax_clr.drivers import range_test
@@ -32,6 +35,7 @@ from optax_clr.optimizers import find_hyperparams
 from optax_clr.optimizers import get_hyperparams
 from optax_clr.optimizers import get_step
 from optax_clr.optimizers import set_hyperparams
+from optax_clr.results import bounds_of
 from optax_clr.results import load_results
 from optax_clr.results import MultiSeedRangeTestResult
 from optax_clr.results import ParallelSweepResult
@@ -55,12 +59,12 @@ from optax_clr.suggestions import SweepSuggestions
 __version__ = "0.2.0"
 
 __all__ = [
-    "CNN", "Dataset", "Im2ColConv", "MultiSeedRangeTestResult",
+    "BoundsChoice", "CNN", "Dataset", "Im2ColConv", "MultiSeedRangeTestResult",
     "ParallelSweepResult", "RangeTestResult", "ResNet", "RunSummary",
     "SeedSuggestions", "Suggestion", "Suggestions", "SweepSuggestions",
-    "TrainHistory", "cross_entropy_loss", "cyclic_adam", "cyclic_adamw",
+    "TrainHistory", "bounds_of", "cross_entropy_loss", "cyclic_adam", "cyclic_adamw",
     "cyclic_momentum_schedule", "cyclic_optimizer", "cyclic_schedule",
-    "cyclic_sgd", "exp_range_schedule", "find_hyperparams",
+    "cyclic_sgd", "enable_compilation_cache", "exp_range_schedule", "find_bounds", "find_hyperparams",
     "get_hyperparams", "get_step", "load_cifar10", "load_dataset",
     "load_digits", "load_mnist", "load_npz", "load_results", "make_model",
     "multi_seed_range_test", "one_cycle_momentum_schedule",

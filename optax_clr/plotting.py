@@ -1,14 +1,24 @@
-"""Plots of range tests, LR sweeps, schedules and training runs.
+"""Plots of range tests, sweeps, schedules and training runs.
 
 Figures are built on :class:`matplotlib.figure.Figure` with the
-object-oriented API, never through ``pyplot``: no GUI backend or global figure
-state is involved, so the functions work headless and in threads. matplotlib
-is imported inside the functions, so importing this module is cheap; jax is
-imported only by :func:`plot_schedules`, to evaluate schedules vectorised.
+object-oriented API, never through ``pyplot``: no GUI backend or global
+figure state is involved, so the functions work headless and in threads.
+matplotlib is imported inside the functions; jax only by
+:func:`plot_schedules`. Every function returns the ``Figure`` (and saves it
+to ``path`` as PNG when given).
+
+Plots explain themselves: every marker's legend label says what the value is
+(``"minimum 0.22 -> minimum/10 = 0.022"``), markers that coincide share one
+label instead of hiding each other, sweeps mark the best fixed LR, the stable
+range and every unstable run by its status, the bounds a run actually used
+can be drawn (``bounds=``), every figure has a title, the loss axis is
+logarithmic when the loss spans more than a decade (``log_loss=``), and
+legends sit outside the axes.
 
 Artists carry a ``gid`` naming what they show (``"raw_loss"``,
 ``"smoothed_loss"``, ``"accuracy"``, ``"suggestion:steepest"``,
-``"clr:base_lr"``, ``"diverged"``, ...), so callers and tests can find them.
+``"bound:base_lr"``, ``"best_lr"``, ``"stable_range"``, ``"status:spiked"``,
+...), so callers and tests can find them.
 """
 
 from __future__ import annotations
@@ -19,12 +29,22 @@ from typing import Any
 
 import numpy as np
 
-_SUGGESTION_STYLE = {
-    "steepest": dict(marker="v", color="tab:red"),
-    "minimum": dict(marker="s", color="tab:purple"),
-    "valley": dict(marker="o", color="tab:green"),
-}
 _PathLike = str | os.PathLike[str] | None
+# Loss suggestions, largest marker first so that coinciding ones stay
+# visible (and share one label).
+_POINTS = (
+    ("valley", dict(marker="o", color="tab:green", markersize=11)),
+    ("minimum", dict(marker="s", color="tab:purple", markersize=9)),
+    ("steepest", dict(marker="v", color="tab:red", markersize=7)),
+)
+_STATUS_STYLE = {
+    "stalled": dict(marker="s", color="0.5"),
+    "spiked": dict(marker="^", color="tab:orange"),
+    "diverged": dict(marker="x", color="red"),
+    "nonfinite": dict(marker="x", color="darkred"),
+}
+# Markers closer than this (in decades of LR) count as the same point.
+_SAME_POINT = 0.02
 
 
 def _figure(figsize: tuple[float, float]) -> Any:
@@ -32,8 +52,8 @@ def _figure(figsize: tuple[float, float]) -> Any:
   return Figure(figsize=figsize, layout="constrained")
 
 
-def _axes(ax: Any, figsize: tuple[float, float] = (7.0, 4.5)) -> tuple[Any,
-                                                                       Any]:
+def _axes(ax: Any, figsize: tuple[float, float] = (8.5, 4.5)
+          ) -> tuple[Any, Any]:
   if ax is None:
     fig = _figure(figsize)
     ax = fig.add_subplot()
@@ -42,7 +62,9 @@ def _axes(ax: Any, figsize: tuple[float, float] = (7.0, 4.5)) -> tuple[Any,
 
 def _save(fig: Any, path: _PathLike) -> None:
   if path is not None:
-    fig.savefig(path, dpi=100, format="png")
+    from optax_clr import _serialize
+    with _serialize.atomic_open(path, "wb") as f:
+      fig.savefig(f, dpi=100, format="png")
 
 
 def _finite_or_nan(x: Any) -> np.ndarray:
@@ -51,93 +73,129 @@ def _finite_or_nan(x: Any) -> np.ndarray:
   return x
 
 
-def _resolve_suggestions(result: Any, suggestions: Any) -> Any:
-  """``True`` -> ``result.suggest()``; a Suggestions object is used as is."""
-  if suggestions is True:
-    return result.suggest()
-  if not suggestions:
-    return None
-  return suggestions
+def _log_wanted(values: np.ndarray, log_loss: bool | None) -> bool:
+  """Log scale when asked, or (None) when the positive loss spans more than
+  a decade."""
+  if log_loss is not None:
+    return bool(log_loss)
+  v = values[np.isfinite(values)]
+  return bool(v.size and v.min() > 0 and v.max() / v.min() > 10.0)
 
 
-def _limit_y(ax: Any, curve: np.ndarray) -> None:
-  """Y range from the start of the curve down to its minimum, plus a margin.
+def _legend(ax: Any, *extra_axes: Any) -> None:
+  """One legend for the axes (and twins), outside, right of the data."""
+  handles, labels = ax.get_legend_handles_labels()
+  for other in extra_axes:
+    if other is not None:
+      h, lab = other.get_legend_handles_labels()
+      handles, labels = handles + h, labels + lab
+  if handles:
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.08, 1.0),
+              fontsize="small", borderaxespad=0.0)
 
-  A range test ends with the loss shooting up; scaling to that tail would
-  squash the part that matters, so the top is at most the first value plus
-  the drop from it to the minimum.
-  """
+
+def _limit_y(ax: Any, curve: np.ndarray, log: bool) -> None:
+  """Y range from the start of the curve down to its minimum, plus a margin
+  (a range test ends with the loss shooting up: scaling to that tail would
+  squash the part that matters)."""
   finite = curve[np.isfinite(curve)]
   if finite.size < 2:
     return
   lo, hi, first = finite.min(), finite.max(), finite[0]
   if first > lo:
     hi = min(hi, first + (first - lo))
-  span = hi - lo
-  if span > 0:
+  if log and lo > 0:
+    ax.set_ylim(lo / 1.2, hi * 1.2)
+  elif hi > lo:
+    span = hi - lo
     ax.set_ylim(lo - 0.05 * span, hi + 0.05 * span)
 
 
-def _mark_suggestions(ax: Any, lrs: np.ndarray, curve: np.ndarray,
-                      sugg: Any) -> None:
-  """Markers on ``curve`` at the loss suggestions, vlines at the CLR pair."""
+def _point_label(name: str, s: Any, lrs: np.ndarray) -> str:
+  if name == "minimum" and s.index is not None:
+    at = float(lrs[s.index])
+    return f"minimum {at:.2g} -> minimum/10 = {s.lr:.2g}"
+  return f"{name} {s.lr:.2g}"
+
+
+def _mark_points(ax: Any, lrs: np.ndarray, curve: np.ndarray,
+                 sugg: Any) -> None:
+  """Markers on the curve at the loss suggestions, where they were read."""
   keep = np.isfinite(curve)
+  if not keep.any():
+    return
   log_lrs, ys = np.log10(lrs[keep]), curve[keep]
-  for name, style in _SUGGESTION_STYLE.items():
-    s = getattr(sugg, name)
-    if s is None or s.lr is None or ys.size == 0:
+  points = []
+  for name, style in _POINTS:
+    s = getattr(sugg, name, None)
+    if s is None or s.lr is None or s.index is None:
       continue
-    y = np.interp(np.log10(s.lr), log_lrs, ys)
-    ax.plot([s.lr], [y], linestyle="none", markersize=9, zorder=5,
-            label=f"{name}: {s.lr:.2g}", gid=f"suggestion:{name}", **style)
-  for name, lr, style in (("base_lr", sugg.base_lr, ":"),
-                          ("max_lr", sugg.max_lr, "--")):
+    at = float(lrs[s.index])  # minimum: its marker sits at the minimum
+    points.append((name, s, at, style))
+  done: set[str] = set()
+  for name, s, at, style in points:
+    same = [p for p in points if abs(np.log10(p[2]) - np.log10(at))
+            < _SAME_POINT]
+    label = " = ".join(_point_label(p[0], p[1], lrs) for p in same)
+    gid = "+".join(p[0] for p in same)
+    y = float(np.interp(np.log10(at), log_lrs, ys))
+    ax.plot([at], [y], linestyle="none", zorder=5, markeredgecolor="k",
+            label=None if gid in done else label,
+            gid=f"suggestion:{name}", **style)
+    done.add(gid)
+
+
+def _mark_bounds(ax: Any, base: float | None, top: float | None,
+                 used: bool) -> None:
+  what = "used" if used else "suggested"
+  for name, lr, style in (("base_lr", base, ":"), ("max_lr", top, "--")):
     if lr is not None:
-      ax.axvline(lr, color="0.4", linestyle=style, linewidth=1.2,
-                 label=f"CLR {name}: {lr:.2g}", gid=f"clr:{name}")
+      ax.axvline(lr, color="0.3", linestyle=style, linewidth=1.3,
+                 label=f"CLR {name} ({what}) {lr:.2g}", gid=f"bound:{name}")
 
 
-def _accuracy_twin(ax: Any, lrs: np.ndarray, acc: np.ndarray,
-                   label: str) -> Any:
+def _accuracy_twin(ax: Any, lrs: np.ndarray, acc: Any, label: str) -> Any:
   twin = ax.twinx()
   twin.plot(lrs, _finite_or_nan(acc), color="tab:orange", marker=".",
             label=label, gid="accuracy")
   twin.set_ylabel("validation accuracy", color="tab:orange")
   # A twin is drawn over its host; lifting the host (with a transparent
-  # background) keeps the loss curves and the legend above the accuracy.
+  # background) keeps the loss curves above the accuracy.
   ax.set_zorder(twin.get_zorder() + 1)
   ax.patch.set_visible(False)
   return twin
 
 
-def _legend(ax: Any, twin: Any) -> None:
-  handles, labels = ax.get_legend_handles_labels()
-  if twin is not None:
-    h, lab = twin.get_legend_handles_labels()
-    handles, labels = handles + h, labels + lab
-  if handles:
-    ax.legend(handles, labels, loc="best", fontsize="small")
+def _suggestions(result: Any, suggestions: Any) -> Any:
+  """``True`` -> ``result.suggest()``; a suggestion set is used as is."""
+  if suggestions is True:
+    return result.suggest()
+  return suggestions or None
 
 
 def plot_range_test(result: Any, ax: Any = None, *, suggestions: Any = True,
+                    bounds: tuple[float, float] | None = None,
+                    log_loss: bool | None = None,
                     path: _PathLike = None) -> Any:
-  """Loss vs LR (log x) of a :class:`~optax_clr.results.RangeTestResult`.
+  """Loss vs LR (log x) of a :class:`~optax_clr.RangeTestResult`.
 
   Draws the raw loss (faint) and the smoothed loss (bold); the validation
-  accuracy on a twin y-axis when ``result.eval_metrics`` has ``"accuracy"``;
-  the steepest, minimum and valley suggestions as markers on the smoothed
-  curve; the CLR ``base_lr``/``max_lr`` as vertical lines; and, when the test
-  diverged, a red vertical line at the last LR. Non-finite losses leave gaps.
+  accuracy on a twin axis when evaluated; the steepest, minimum and valley
+  suggestions as markers where they were read; the CLR bounds (the
+  suggested ones, or ``bounds`` -- e.g. those a run was trained with -- as
+  "used"); a red line at the last LR when the test diverged.
 
   Args:
     result: a RangeTestResult.
     ax: Axes to draw on; a new Figure is made when None.
     suggestions: True to mark ``result.suggest()``, a precomputed
-      :class:`~optax_clr.suggestions.Suggestions`, or False for none.
+      suggestion set, or False for none.
+    bounds: ``(base_lr, max_lr)`` to draw instead of the suggested ones.
+    log_loss: log-scale loss axis; None: when the loss spans a decade.
     path: if given, the figure is saved there as PNG.
 
   Returns:
-    The Axes with the loss (the accuracy twin is ``ax.figure.axes[-1]``).
+    The Figure.
   """
   fig, ax = _axes(ax)
   lrs = np.asarray(result.lrs, dtype=np.float64)
@@ -148,12 +206,19 @@ def plot_range_test(result: Any, ax: Any = None, *, suggestions: Any = True,
   ax.plot(lrs, smoothed, color="tab:blue", linewidth=2.0,
           label="smoothed loss", gid="smoothed_loss")
   ax.set_xscale("log")
+  log = _log_wanted(smoothed, log_loss)
+  if log:
+    ax.set_yscale("log")
   ax.set_xlabel("learning rate")
   ax.set_ylabel("training loss")
-  _limit_y(ax, smoothed)
-  sugg = _resolve_suggestions(result, suggestions)
+  _limit_y(ax, smoothed, log)
+  sugg = _suggestions(result, suggestions)
   if sugg is not None:
-    _mark_suggestions(ax, lrs, smoothed, sugg)
+    _mark_points(ax, lrs, smoothed, sugg)
+  if bounds is not None:
+    _mark_bounds(ax, bounds[0], bounds[1], used=True)
+  elif sugg is not None:
+    _mark_bounds(ax, sugg.base_lr, sugg.max_lr, used=False)
   if result.diverged and lrs.size:
     ax.axvline(lrs[-1], color="red", linewidth=1.2,
                label=f"{result.stop_reason} at {lrs[-1]:.2g}", gid="diverged")
@@ -163,78 +228,131 @@ def plot_range_test(result: Any, ax: Any = None, *, suggestions: Any = True,
     twin = _accuracy_twin(ax, np.asarray(result.eval_lrs), acc,
                           "val accuracy")
   _legend(ax, twin)
-  ax.set_title(f"LR range test ({result.num_steps} steps, "
-               f"{result.stop_reason})")
+  ax.set_title(f"LR range test: {result.num_steps} steps, "
+               f"{result.stop_reason}")
   _save(fig, path)
-  return ax
+  return fig
 
 
-def plot_sweep(result: Any, ax: Any = None, *, suggestions: Any = True,
-               path: _PathLike = None) -> Any:
-  """Mean and final loss vs LR (log x) of a ParallelSweepResult.
-
-  Losses are drawn for the runs that did not diverge; each diverged LR gets an
-  ``x`` at the top of the axes. Validation accuracy (``eval_metrics
-  ["accuracy"]``) goes on a twin y-axis; suggestions are marked on the mean
-  loss as in :func:`plot_range_test`.
-
-  Args:
-    result: a :class:`~optax_clr.results.ParallelSweepResult`.
-    ax: Axes to draw on; a new Figure is made when None.
-    suggestions: True, a precomputed Suggestions, or False.
-    path: if given, the figure is saved there as PNG.
+def plot_multi_seed(result: Any, ax: Any = None, *, suggestions: Any = True,
+                    log_loss: bool | None = None,
+                    path: _PathLike = None) -> Any:
+  """The smoothed loss of S seeds: median curve, band from the lowest to
+  the highest seed, and the median suggestions with their spread.
 
   Returns:
-    The Axes with the losses.
+    The Figure.
   """
   fig, ax = _axes(ax)
   lrs = np.asarray(result.lrs, dtype=np.float64)
-  diverged = np.asarray(result.diverged, dtype=bool)
-  mean = _finite_or_nan(result.mean_loss)
-  final = _finite_or_nan(result.final_loss)
-  mean[diverged] = np.nan
-  final[diverged] = np.nan
-  ax.plot(lrs, final, color="tab:blue", alpha=0.4, marker=".",
-          linestyle="--", label="final loss", gid="final_loss")
-  ax.plot(lrs, mean, color="tab:blue", linewidth=2.0, marker="o",
-          label="mean loss", gid="mean_loss")
-  if diverged.any():
-    # x in data coordinates, y in axes coordinates: the marks sit at the top
-    # whatever the loss scale.
-    ax.plot(lrs[diverged], np.full(int(diverged.sum()), 0.95),
-            transform=ax.get_xaxis_transform(), linestyle="none", marker="x",
-            color="red", markersize=9, label="diverged", gid="diverged")
+  curves = _finite_or_nan(result.smoothed_losses)
+  curves[~np.isfinite(np.asarray(result.losses))] = np.nan
+  with np.errstate(all="ignore"):
+    import warnings
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", RuntimeWarning)
+      median = np.nanmedian(curves, 0)
+      lo, hi = np.nanmin(curves, 0), np.nanmax(curves, 0)
+  ax.fill_between(lrs, lo, hi, color="tab:blue", alpha=0.2,
+                  label=f"seeds' range ({result.num_seeds} seeds)",
+                  gid="seed_band")
+  ax.plot(lrs, median, color="tab:blue", linewidth=2.0,
+          label="median smoothed loss", gid="median_loss")
   ax.set_xscale("log")
+  log = _log_wanted(median, log_loss)
+  if log:
+    ax.set_yscale("log")
+  _limit_y(ax, median, log)
+  sugg = _suggestions(result, suggestions)
+  if sugg is not None:
+    for name, spread in sugg.spreads.items():
+      if name in ("base_lr", "max_lr") and spread.median is not None:
+        ax.axvspan(spread.low, spread.high, color="0.5", alpha=0.12,
+                   gid=f"spread:{name}")
+    _mark_bounds(ax, sugg.base_lr, sugg.max_lr, used=False)
   ax.set_xlabel("learning rate")
   ax.set_ylabel("training loss")
-  sugg = _resolve_suggestions(result, suggestions)
-  if sugg is not None:
-    first = np.flatnonzero(diverged)
-    curve = mean.copy()
-    if first.size:
-      curve[first[0]:] = np.nan  # as in ParallelSweepResult.suggest
-    _mark_suggestions(ax, lrs, curve, sugg)
+  _legend(ax)
+  ax.set_title(f"LR range test over {result.num_seeds} seeds: median and "
+               "spread")
+  _save(fig, path)
+  return fig
+
+
+def plot_sweep(result: Any, ax: Any = None, *, suggestions: Any = True,
+               bounds: tuple[float, float] | None = None,
+               log_loss: bool | None = None, path: _PathLike = None) -> Any:
+  """Final windowed loss vs LR (log x) of a ParallelSweepResult.
+
+  Stable runs are joined by a line; every unstable run gets a marker of its
+  status (stalled, spiked, diverged, non-finite: at the top of the axes).
+  The best fixed LR is a star, the stable range a shaded band, the CLR
+  bounds vertical lines (suggested, or ``bounds`` as "used"); validation
+  accuracy goes on a twin axis.
+
+  Returns:
+    The Figure.
+  """
+  fig, ax = _axes(ax)
+  lrs = np.asarray(result.lrs, dtype=np.float64)
+  status = np.asarray(result.status)
+  stable = status == "trained"
+  mean = _finite_or_nan(result.mean_loss)
+  ax.plot(lrs[stable], mean[stable], color="tab:blue", linewidth=2.0,
+          marker="o", label="final mean loss (stable runs)", gid="mean_loss")
+  for name, style in _STATUS_STYLE.items():
+    hit = status == name
+    if not hit.any():
+      continue
+    y = mean[hit]
+    top = ~np.isfinite(y)
+    if (~top).any():
+      ax.plot(lrs[hit][~top], y[~top], linestyle="none", markersize=9,
+              label=f"{name} ({int(hit.sum())})", gid=f"status:{name}",
+              **style)
+    if top.any():  # data x, axes y: the marks sit at the top
+      ax.plot(lrs[hit][top], np.full(int(top.sum()), 0.95),
+              transform=ax.get_xaxis_transform(), linestyle="none",
+              markersize=9, label=None if (~top).any() else
+              f"{name} ({int(hit.sum())})", gid=f"status:{name}", **style)
+  ax.set_xscale("log")
+  if _log_wanted(mean[stable], log_loss):
+    ax.set_yscale("log")
+  ax.set_xlabel("learning rate")
+  ax.set_ylabel("training loss (last steps' mean)")
+  sugg = _suggestions(result, suggestions)
+  if sugg is not None and sugg.best.lr is not None:
+    i = sugg.best.index
+    ax.plot([sugg.best.lr], [mean[i]], linestyle="none", marker="*",
+            markersize=16, color="gold", markeredgecolor="k", zorder=6,
+            label=f"best fixed LR {sugg.best.lr:.2g}", gid="best_lr")
+    ax.axvspan(sugg.stable_low, sugg.stable_high, color="tab:green",
+               alpha=0.08, label=f"stable range {sugg.stable_low:.2g} - "
+               f"{sugg.stable_high:.2g}", gid="stable_range")
+  if bounds is not None:
+    _mark_bounds(ax, bounds[0], bounds[1], used=True)
+  elif sugg is not None:
+    _mark_bounds(ax, sugg.base_lr, sugg.max_lr, used=False)
   twin = None
   acc = result.eval_metrics.get("accuracy")
   if acc is not None and len(acc):
     twin = _accuracy_twin(ax, lrs, acc, "val accuracy")
   _legend(ax, twin)
-  ax.set_title(f"LR sweep ({lrs.size} LRs x {result.num_steps} steps)")
+  ax.set_title(f"LR sweep: {lrs.size} LRs x {result.num_steps} steps, "
+               f"{int(stable.sum())} stable")
   _save(fig, path)
-  return ax
+  return fig
 
 
-def _evaluate(fn: Callable[[Any], Any], num_steps: int) -> np.ndarray:
-  """``[fn(0), ..., fn(num_steps - 1)]`` as float64.
-
-  Tries ``jax.vmap`` over int32 steps first (what ``optax.inject_hyperparams``
-  passes); falls back to a Python loop over ints for functions that do not
-  trace (Python control flow on the step, NumPy-only code).
-  """
+def evaluate_schedule(fn: Callable[[Any], Any], num_steps: int
+                      ) -> np.ndarray:
+  """``[fn(0), ..., fn(num_steps - 1)]`` as float64 (vmapped over int32
+  steps; a Python loop for functions that do not trace)."""
   try:
     import jax
     import jax.numpy as jnp
-    values = np.asarray(jax.vmap(fn)(jnp.arange(num_steps)), dtype=np.float64)
+    values = np.asarray(jax.jit(jax.vmap(fn))(jnp.arange(num_steps)),
+                        dtype=np.float64)
     if values.shape == (num_steps,):
       return values
   except Exception:  # noqa: BLE001 -- any failure to trace means "loop"
@@ -242,19 +360,24 @@ def _evaluate(fn: Callable[[Any], Any], num_steps: int) -> np.ndarray:
   return np.array([float(np.asarray(fn(i))) for i in range(num_steps)])
 
 
-def plot_schedules(schedules: Mapping[str, Callable[[Any], Any]],
-                   num_steps: int, *,
-                   momentum: Mapping[str, Callable[[Any], Any]] | None = None,
-                   path: _PathLike = None) -> Any:
+def _constant(value: Any) -> Callable[[Any], Any]:
+  return lambda t: np.full(np.shape(t), float(value))
+
+
+def plot_schedules(schedules: Mapping[str, Any], num_steps: int, *,
+                   momentum: Mapping[str, Any] | None = None,
+                   title: str | None = None, path: _PathLike = None) -> Any:
   """Learning-rate schedules (and momentum schedules) over steps.
 
   All LR schedules are overlaid in one panel, labelled by name; momentum
-  schedules, if given, in a second panel below sharing the step axis.
+  schedules, if given, in a second panel below sharing the step axis. A
+  number stands for a constant schedule.
 
   Args:
-    schedules: name -> schedule (step -> LR), e.g. an ``optax.Schedule``.
+    schedules: name -> schedule (step -> LR) or constant.
     num_steps: number of steps to draw, from 0.
-    momentum: optional name -> momentum schedule.
+    momentum: optional name -> momentum schedule or constant.
+    title: the figure's title (default: "learning-rate schedules").
     path: if given, the figure is saved there as PNG.
 
   Returns:
@@ -264,10 +387,12 @@ def plot_schedules(schedules: Mapping[str, Callable[[Any], Any]],
   num_steps = _checks.check_int("num_steps", num_steps, low=1)
   if not schedules:
     raise ValueError("schedules must name at least one schedule")
-  for name, fn in {**schedules, **(momentum or {})}.items():
-    _checks.check_callable(f"schedule {name!r}", fn)
+  as_fn = lambda f: f if callable(f) else _constant(  # noqa: E731
+      _checks.check_number("schedule value", f, dtype=None))
+  schedules = {k: as_fn(v) for k, v in schedules.items()}
+  momentum = {k: as_fn(v) for k, v in (momentum or {}).items()}
   rows = 2 if momentum else 1
-  fig = _figure((7.0, 3.0 * rows + 0.5))
+  fig = _figure((8.5, 3.0 * rows + 0.6))
   axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
   steps = np.arange(num_steps)
   panels = [(axes[0], schedules, "learning rate")]
@@ -275,10 +400,11 @@ def plot_schedules(schedules: Mapping[str, Callable[[Any], Any]],
     panels.append((axes[1], momentum, "momentum"))
   for ax, fns, ylabel in panels:
     for name, fn in fns.items():
-      ax.plot(steps, _evaluate(fn, num_steps), label=name, gid=name)
+      ax.plot(steps, evaluate_schedule(fn, num_steps), label=name, gid=name)
     ax.set_ylabel(ylabel)
-    ax.legend(loc="best", fontsize="small")
+    _legend(ax)
   axes[-1].set_xlabel("step")
+  fig.suptitle(title or "learning-rate schedules")
   _save(fig, path)
   return fig
 
@@ -289,6 +415,22 @@ _TRAINING_PANELS = (
     ("lr", "learning rate"),
     ("momentum", "momentum"),
 )
+
+
+def history_arrays(history: Any) -> dict[str, np.ndarray]:
+  """A :class:`~optax_clr.TrainHistory` as the arrays
+  :func:`plot_training` draws (a mapping is returned as it is)."""
+  if isinstance(history, Mapping):
+    return dict(history)
+  out = {"step": np.asarray(history.steps),
+         "loss": np.asarray(history.losses), "lr": np.asarray(history.lrs)}
+  if np.isfinite(np.asarray(history.momenta)).any():
+    out["momentum"] = np.asarray(history.momenta)
+  if len(history.eval_steps):
+    out["val_step"] = np.asarray(history.eval_steps)
+    for name, values in history.eval_metrics.items():
+      out[f"val_{name}"] = np.asarray(values)
+  return out
 
 
 def _x_for(name: str, run: Mapping[str, Any], key: str, n: int) -> np.ndarray:
@@ -307,19 +449,22 @@ def _x_for(name: str, run: Mapping[str, Any], key: str, n: int) -> np.ndarray:
   return x
 
 
-def plot_training(histories: Mapping[str, Mapping[str, Any]], *,
+def plot_training(histories: Mapping[str, Any], *,
+                  log_loss: bool | None = None, title: str | None = None,
                   path: _PathLike = None) -> Any:
   """Training curves of several runs, e.g. a CLR run against a fixed LR.
 
   One panel per quantity any run records, in this order: ``loss`` (with
   ``val_loss`` dashed in the same colour), ``val_accuracy``, ``lr``,
-  ``momentum``; each run keeps one colour across panels. The x-axis is
-  ``step`` (default: 0, 1, ...); validation metrics use ``val_step`` when
-  given, else ``step`` when they have one value per step.
+  ``momentum``; each run keeps one colour across panels. The loss axis is
+  logarithmic when the loss spans more than a decade (``log_loss``).
 
   Args:
-    histories: run name -> {"step": [n], "loss": [n], "val_accuracy": ...,
-      "val_step": ..., "lr": [n], ...}.
+    histories: run name -> a :class:`~optax_clr.TrainHistory`, or a mapping
+      ``{"step": [n], "loss": [n], "val_accuracy": ..., "val_step": ...,
+      "lr": [n], ...}``.
+    log_loss: log-scale loss panel; None: when the loss spans a decade.
+    title: the figure's title (default: "training").
     path: if given, the figure is saved there as PNG.
 
   Returns:
@@ -327,23 +472,26 @@ def plot_training(histories: Mapping[str, Mapping[str, Any]], *,
   """
   if not histories:
     raise ValueError("histories must hold at least one run")
+  runs = {}
   for name, run in histories.items():
-    if not isinstance(run, Mapping):
+    if not isinstance(run, Mapping) and not hasattr(run, "losses"):
       raise TypeError(
-          f"histories[{name!r}] must be a mapping of name -> array, got "
-          f"{type(run).__name__}")
-  present = lambda k: any(k in run for run in histories.values())  # noqa: E731
+          f"histories[{name!r}] must be a TrainHistory or a mapping of name "
+          f"-> array, got {type(run).__name__}")
+    runs[name] = history_arrays(run)
+  present = lambda k: any(k in run for run in runs.values())  # noqa: E731
   panels = [(k, label) for k, label in _TRAINING_PANELS
             if present(k) or (k == "loss" and present("val_loss"))]
   if not panels:
     raise ValueError(
         "no run records any of "
         + ", ".join(k for k, _ in _TRAINING_PANELS) + " or val_loss")
-  fig = _figure((7.0, 2.6 * len(panels) + 0.5))
+  fig = _figure((8.5, 2.6 * len(panels) + 0.6))
   axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
-  colors = [f"C{i % 10}" for i in range(len(histories))]
+  colors = [f"C{i % 10}" for i in range(len(runs))]
   for ax, (key, label) in zip(axes, panels):
-    for color, (name, run) in zip(colors, histories.items()):
+    drawn = []
+    for color, (name, run) in zip(colors, runs.items()):
       series = [(key, "-", name)]
       if key == "loss":
         series.append(("val_loss", "--", f"{name} (val)"))
@@ -351,10 +499,15 @@ def plot_training(histories: Mapping[str, Mapping[str, Any]], *,
         if k not in run:
           continue
         y = _finite_or_nan(run[k])
+        drawn.append(y)
         ax.plot(_x_for(name, run, k, y.size), y, linestyle=style,
                 color=color, label=line_label, gid=f"{name}:{k}")
+    if key == "loss" and drawn and _log_wanted(np.concatenate(drawn),
+                                               log_loss):
+      ax.set_yscale("log")
     ax.set_ylabel(label)
-    ax.legend(loc="best", fontsize="small")
+    _legend(ax)
   axes[-1].set_xlabel("step")
+  fig.suptitle(title or "training")
   _save(fig, path)
   return fig

@@ -42,7 +42,7 @@ def sweep(devices, seed=0):
   return optax_clr.parallel_range_test(
       model, optax_clr.cross_entropy_loss, train.as_batch(), lrs=LRS,
       num_steps=12, batch_size=32, steps_per_chunk=5,
-      val_data=val.as_batch(), mesh=Mesh(np.array(devices), ("lr",)),
+      val_data=val.as_batch(), mesh=Mesh(np.array(devices), ("copies",)),
       seed=seed)
 
 

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from jax.sharding import Mesh  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from optax_clr.parallel import parallel_range_test  # noqa: E402
+from optax_clr import parallel_range_test  # noqa: E402
 
 
 def loss_fn(params, batch):
@@ -42,11 +42,11 @@ def main():
   kw = dict(lrs=lrs, num_steps=9, batch_size=8, steps_per_chunk=4,
             val_data=data)
   many = parallel_range_test(params, loss_fn, data,
-                             mesh=Mesh(np.array(devices), ("lr",)), **kw)
+                             mesh=Mesh(np.array(devices), ("copies",)), **kw)
   chunked = parallel_range_test(params, loss_fn, data, max_parallel=8,
-                                mesh=Mesh(np.array(devices), ("lr",)), **kw)
+                                mesh=Mesh(np.array(devices), ("copies",)), **kw)
   one = parallel_range_test(params, loss_fn, data,
-                            mesh=Mesh(np.array(devices[:1]), ("lr",)), **kw)
+                            mesh=Mesh(np.array(devices[:1]), ("copies",)), **kw)
 
   def diff(a, b):
     same_nan = np.array_equal(np.isnan(a), np.isnan(b))
@@ -58,10 +58,10 @@ def main():
   report = {
       "devices": [many.config["devices"], chunked.config["devices"],
                   one.config["devices"]],
-      "copies_per_group": [many.config["copies_per_group"],
-                           chunked.config["copies_per_group"]],
-      "num_groups": [many.config["num_groups"],
-                     chunked.config["num_groups"]],
+      "copies_per_round": [many.config["copies_per_round"],
+                           chunked.config["copies_per_round"]],
+      "rounds": [many.config["rounds"],
+                     chunked.config["rounds"]],
       "losses_rel_err_8_vs_1": diff(many.losses, one.losses),
       "losses_rel_err_chunked_vs_1": diff(chunked.losses, one.losses),
       "eval_rel_err_8_vs_1": diff(many.eval_metrics["loss"],
@@ -75,8 +75,8 @@ def main():
   }
   print(json.dumps(report))
   ok = (report["devices"] == [8, 8, 1]
-        and report["copies_per_group"] == [16, 8]
-        and report["num_groups"] == [1, 2]
+        and report["copies_per_round"] == [16, 8]
+        and report["rounds"] == [1, 2]
         and report["losses_rel_err_8_vs_1"] < 1e-5
         and report["losses_rel_err_chunked_vs_1"] < 1e-5
         and report["eval_rel_err_8_vs_1"] < 1e-5

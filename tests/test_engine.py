@@ -12,20 +12,30 @@ import optax
 import pytest
 from flax import nnx
 
-from optax_clr import _engine
+from optax_clr.engine import _engine
+from optax_clr.engine import _loss
+from optax_clr.engine import _model
+from optax_clr.engine import _optimizer
 
 
 regression_loss = _toy.regression_loss
 make_params = _toy.make_params
+KEY = jax.random.key(0)
 
 
 def make_batch(n, seed=0):
   return _toy.make_data(n, seed)
 
 
-def engine(loss_fn=regression_loss, optimizer=_engine.default_optimizer,
+def engine(loss_fn=regression_loss, optimizer=_optimizer.DEFAULT_FACTORY,
            compute_dtype=None, graphdef=None):
-  return _engine.Engine(graphdef, loss_fn, optimizer, None, compute_dtype, 1)
+  opt = _optimizer.for_range_test(optimizer, make_params())
+  return _engine.Engine(graphdef, nnx.Param, _loss.LossFn(loss_fn), None,
+                        opt, compute_dtype)
+
+
+def lr(value):
+  return {"learning_rate": jnp.float32(value)}
 
 
 def micro(batch, k):
@@ -40,10 +50,10 @@ def test_lr_is_data_one_compilation_serves_every_lr():
   state = eng.init(params, None)
   step = jax.jit(eng.step)
   grads = jax.grad(lambda p: regression_loss(p, make_batch(8))[0])(params)
-  for lr in (0.1, 0.01, 3.0):
-    new, _ = step(state, batch, jnp.float32(lr))
+  for value in (0.1, 0.01, 3.0):
+    new, _ = step(state, batch, KEY, lr(value))
     for k in params:  # plain SGD: p - lr * g
-      np.testing.assert_allclose(new.params[k], params[k] - lr * grads[k],
+      np.testing.assert_allclose(new.params[k], params[k] - value * grads[k],
                                  rtol=1e-5, atol=1e-6)
   assert step._cache_size() == 1
 
@@ -51,7 +61,7 @@ def test_lr_is_data_one_compilation_serves_every_lr():
 def test_step_writes_lr_into_injected_hyperparams():
   eng = engine()
   state = eng.init(make_params(), None)
-  new, _ = eng.step(state, micro(make_batch(8), 1), jnp.float32(0.25))
+  new, _ = eng.step(state, micro(make_batch(8), 1), KEY, lr(0.25))
   assert float(new.opt_state.hyperparams["learning_rate"]) == 0.25
 
 
@@ -60,8 +70,8 @@ def test_accumulation_equals_one_k_times_larger_batch(k):
   eng = engine()
   state = eng.init(make_params(), None)
   big = make_batch(8 * k)
-  acc_state, acc_metrics = jax.jit(eng.step)(state, micro(big, k), 0.05)
-  one_state, one_metrics = jax.jit(eng.step)(state, micro(big, 1), 0.05)
+  acc_state, acc_metrics = jax.jit(eng.step)(state, micro(big, k), KEY, lr(0.05))
+  one_state, one_metrics = jax.jit(eng.step)(state, micro(big, 1), KEY, lr(0.05))
   chex.assert_trees_all_close(acc_state.params, one_state.params, rtol=1e-5,
                               atol=1e-6)
   chex.assert_trees_all_close(acc_state.opt_state, one_state.opt_state,
@@ -80,8 +90,8 @@ def test_mixed_precision_keeps_float32_master_state():
   bf16 = engine(compute_dtype=jnp.bfloat16)
   state = f32.init(make_params(), None)
   batch = micro(make_batch(32), 1)
-  new16, m16 = jax.jit(bf16.step)(state, batch, 0.05)
-  new32, m32 = jax.jit(f32.step)(state, batch, 0.05)
+  new16, m16 = jax.jit(bf16.step)(state, batch, KEY, lr(0.05))
+  new32, m32 = jax.jit(f32.step)(state, batch, KEY, lr(0.05))
   chex.assert_trees_all_equal_dtypes(new16.params, state.params)
   chex.assert_trees_all_equal_dtypes(new16.opt_state, state.opt_state)
   for leaf in jax.tree.leaves(new16.params):
@@ -102,31 +112,32 @@ def test_mixed_precision_runs_the_loss_in_compute_dtype():
   eng = engine(loss_fn=loss_fn, compute_dtype=jnp.bfloat16)
   batch = {**make_batch(4), "i": np.arange(4, dtype=np.int32)}
   jax.eval_shape(eng.step, eng.init(make_params(), None), micro(batch, 1),
-                 0.1)
+                 KEY, lr(0.1))
   assert seen == [(jnp.bfloat16, jnp.bfloat16, jnp.int32)]
 
 
 def test_bare_loss_and_loss_aux_pair_are_both_accepted():
   bare = engine(loss_fn=lambda p, b: regression_loss(p, b)[0])
   state = bare.init(make_params(), None)
-  _, metrics = bare.step(state, micro(make_batch(8), 1), 0.1)
+  _, metrics = bare.step(state, micro(make_batch(8), 1), KEY, lr(0.1))
   assert set(metrics) == {"loss"}
-  _, metrics = engine().step(state, micro(make_batch(8), 1), 0.1)
+  _, metrics = engine().step(state, micro(make_batch(8), 1), KEY, lr(0.1))
   assert set(metrics) == {"loss", "mae"}
 
 
 def test_non_scalar_loss_is_rejected_before_compiling():
   eng = engine(loss_fn=lambda p, b: (p["w1"] * b["x1"]).sum(-1))
-  parts = _engine.split_model(make_params())
-  with pytest.raises(ValueError, match=r"scalar loss, got shape \(8,\)"):
-    _engine.check_loss_shapes(eng, parts, make_batch(8))
+  parts = _model.split_model(make_params())
+  with pytest.raises(ValueError, match=r"scalar loss .*an array of shape "
+                     r"\(8,\) float32"):
+    eng.check_loss(parts, make_batch(8))
 
 
 def test_loss_returning_three_values_is_rejected():
   eng = engine(loss_fn=lambda p, b: (1.0 * p["b"], {}, 3))
-  parts = _engine.split_model(make_params())
+  parts = _model.split_model(make_params())
   with pytest.raises(ValueError, match="tuple of length 3"):
-    _engine.check_loss_shapes(eng, parts, make_batch(8))
+    eng.check_loss(parts, make_batch(8))
 
 
 class Counter(nnx.Variable):
@@ -152,7 +163,7 @@ def counting_loss(model, batch):
 def test_nnx_module_trains_params_and_carries_other_state():
   model = CountingModel(nnx.Rngs(0))
   before = jax.tree.map(np.array, nnx.state(model))
-  parts = _engine.split_model(model)
+  parts = _model.split_model(model)
   eng = engine(loss_fn=counting_loss, graphdef=parts.graphdef)
   state = eng.init(parts.params, parts.rest)
   # The optimizer state covers the Params only.
@@ -160,7 +171,7 @@ def test_nnx_module_trains_params_and_carries_other_state():
       state.opt_state.inner_state[0].trace, parts.params)
   step = jax.jit(eng.step)
   for _ in range(3):
-    state, _ = step(state, micro(make_batch(8), 2), 0.1)
+    state, _ = step(state, micro(make_batch(8), 2), KEY, lr(0.1))
   assert int(state.rest["calls"][...]) == 6  # 3 steps x 2 micro-batches
   assert not np.allclose(state.params["linear"]["kernel"][...],
                          before["linear"]["kernel"][...])
@@ -169,14 +180,18 @@ def test_nnx_module_trains_params_and_carries_other_state():
                               before)
 
 
-def test_check_optimizer_rejects_non_factories():
-  with pytest.raises(TypeError, match="optimizer must be callable"):
-    _engine.check_optimizer(optax.sgd(0.1))
+def test_optimizer_that_fixes_its_lr_is_refused_with_the_fix():
+  with pytest.raises(TypeError, match=r"fixes it inside.*lambda lr: "
+                     r"optax.adamw\(lr\)"):
+    _optimizer.for_range_test(optax.sgd(0.1), make_params())
   with pytest.raises(TypeError, match="optimizer must be a factory"):
-    _engine.check_optimizer(lambda lr: 3)
-  assert _engine.check_optimizer(None) is _engine.default_optimizer
+    _optimizer.for_range_test(lambda lr: 3, make_params())
+  default = _optimizer.for_range_test(None, make_params())
+  assert default.description == "optax.sgd(momentum=0.9)"
   factory = functools.partial(optax.adam, b1=0.8)
-  assert _engine.check_optimizer(factory) is factory
+  # The same factory gives the same transformation (engines are cached).
+  assert (_optimizer.for_range_test(factory, make_params()).tx
+          is _optimizer.for_range_test(factory, make_params()).tx)
 
 
 def test_check_compute_dtype():

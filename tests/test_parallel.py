@@ -14,8 +14,8 @@ import pytest
 from flax import nnx
 from jax.sharding import Mesh
 
-from optax_clr import parallel
-from optax_clr.parallel import auto_group_size, parallel_range_test
+from optax_clr import parallel_range_test
+from optax_clr.engine import _autotune
 from optax_clr.schedules import cyclic_schedule
 
 from _toy import BATCH, MLP, N, batch_list, make_data, make_params, mlp_loss
@@ -93,7 +93,7 @@ def test_grouping_does_not_change_results(kwargs):
                             num_steps=6, **kwargs)
   np.testing.assert_allclose(got.losses, ref.losses, rtol=1e-6)
   if "max_parallel" in kwargs:
-    assert got.config["num_groups"] == -(-5 // kwargs["max_parallel"])
+    assert got.config["rounds"] == -(-5 // kwargs["max_parallel"])
 
 
 def test_iterable_is_read_once_and_replayed_for_every_group():
@@ -240,39 +240,51 @@ def test_model_init_must_match_the_model():
                                 "b": jnp.zeros(())})
 
 
-def test_auto_group_size_memory_model():
-  # Accelerators: every local copy in one vmap.
-  assert auto_group_size(10**9, 12, backend="gpu") == 12
-  assert auto_group_size(10**9, 12, backend="tpu") == 12
-  # CPU: copies that fit in the cache shared by the local devices.
-  mb = 1 << 20
-  assert auto_group_size(4 * mb, 32, backend="cpu", cache_bytes=32 * mb) == 8
-  assert auto_group_size(4 * mb, 32, backend="cpu", cache_bytes=32 * mb,
-                         devices_sharing_cache=2) == 4
-  assert auto_group_size(40 * mb, 32, backend="cpu",
-                         cache_bytes=32 * mb) == 1
-  assert auto_group_size(1, 6, backend="cpu", cache_bytes=32 * mb) == 6
+def test_group_size_is_every_local_copy_on_accelerators(monkeypatch):
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert _autotune.group_size(None, 12) == 12
 
 
-def test_step_bytes_grows_with_the_batch():
-  from optax_clr import _engine
-  eng = _engine.Engine(None, loss_fn, _engine.default_optimizer, None, None,
-                       1)
-  state = eng.init(make_params(), None)
-  small = parallel.step_bytes(eng, state, jax.tree.map(
-      lambda x: x[None, :8], make_data()))
-  big = parallel.step_bytes(eng, state, jax.tree.map(
-      lambda x: x[None, :64], make_data()))
-  assert 4 * small < big < 16 * small
+def test_group_size_on_cpu_is_measured_once_and_cached(monkeypatch,
+                                                       tmp_path):
+  monkeypatch.setenv("OPTAX_CLR_CACHE_DIR", str(tmp_path))
+  monkeypatch.setattr(_autotune, "_MEMORY", {})
+  timed = []
+  # Per-copy times: 2 copies at once are fastest, 4 and 8 slower.
+  cost = {1: 3.0, 2: 2.0, 4: 2.5, 8: 4.0}
+
+  def fake_time(setup, g):
+    timed.append(g)
+    return cost[g]
+  monkeypatch.setattr(_autotune, "_time_group", fake_time)
+  result = parallel_range_test(make_params(), loss_fn, batch_list(3),
+                               lrs=np.geomspace(1e-3, 0.1, 8), num_steps=3)
+  assert result.config["group_size"] == 2
+  assert timed == [1, 2, 4, 8]
+  assert (tmp_path / "autotune.json").exists()
+  # A new process (empty memory) reads the choice from disk: no timing.
+  monkeypatch.setattr(_autotune, "_MEMORY", {})
+  timed.clear()
+  again = parallel_range_test(make_params(), loss_fn, batch_list(3),
+                              lrs=np.geomspace(1e-3, 0.1, 8), num_steps=3)
+  assert again.config["group_size"] == 2 and timed == []
+  np.testing.assert_allclose(again.losses, result.losses, rtol=1e-6)
+
+
+def test_few_copies_are_not_measured(monkeypatch):
+  monkeypatch.setattr(_autotune, "_time_group", lambda *a: 1 / 0)
+  result = parallel_range_test(make_params(), loss_fn, batch_list(3),
+                               lrs=LRS[:3], num_steps=3)
+  assert result.config["group_size"] == 1
 
 
 def test_one_device_mesh_and_config():
-  mesh = Mesh(np.array(jax.devices()[:1]), ("lr",))
+  mesh = Mesh(np.array(jax.devices()[:1]), ("copies",))
   result = parallel_range_test(make_params(), loss_fn, batch_list(3),
                                lrs=LRS, num_steps=3, mesh=mesh)
   json.dumps(result.config)
   assert result.config["devices"] == 1
-  assert result.config["copies_per_group"] == 5
+  assert result.config["copies_per_round"] == 5
 
 
 def test_short_iterator_gives_the_steps_it_had():
@@ -335,8 +347,10 @@ GOOD = dict(lrs=LRS, num_steps=3)
     (dict(schedule_fn=lambda lr: (lambda t: jnp.ones(2) * lr)), ValueError,
      "schedule_fn"),
     (dict(mesh="lr"), ValueError, "mesh must be a jax.sharding.Mesh"),
+    (dict(mesh=Mesh(np.array(jax.devices()[:1]), ("lr",))), ValueError,
+     "axis named 'copies'"),
     (dict(eval_fn=lambda m, b: {}), ValueError, "eval_fn needs val_data"),
-    (dict(optimizer=3), TypeError, "optimizer must be callable"),
+    (dict(optimizer=3), TypeError, "optimizer must be a factory"),
 ])
 def test_invalid_arguments(kwargs, error, match):
   with pytest.raises(error, match=match):

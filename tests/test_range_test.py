@@ -15,8 +15,11 @@ import optax
 import pytest
 from flax import nnx
 
-from optax_clr import _engine
-from optax_clr.range_test import range_test, ramp_lrs
+from optax_clr import range_test
+from optax_clr.drivers import ramp_lrs
+from optax_clr.engine import _engine
+from optax_clr.engine import _loss
+from optax_clr.engine import _optimizer
 
 from _toy import BATCH, MLP, N, batch_list, make_data, make_params, mlp_loss
 from _toy import regression_loss as loss_fn
@@ -290,10 +293,11 @@ def test_one_compiled_program_serves_different_ramps():
     range_test(make_params(), loss_fn, batch_list(5), start_lr=start,
                end_lr=end, num_steps=5, steps_per_chunk=5,
                optimizer=optax.adam)
-  engine = _engine.get_engine(None, loss_fn, optax.adam, None, None,
-                                 _engine.default_unroll())
-  (program,) = [p for k, p in engine.programs.items() if k[0] == "range_test"]
-  assert program._cache_size() == 1
+  opt = _optimizer.for_range_test(optax.adam, make_params())
+  engine = _engine.get_engine(None, nnx.Param, _loss.LossFn(loss_fn), None,
+                              opt)
+  (program,) = [p for k, p in engine.programs.items() if k[0] == "ramp"]
+  assert program._run._cache_size() == 1
 
 
 def test_progress_is_called_once_per_chunk():
@@ -350,8 +354,10 @@ GOOD = dict(batch_size=BATCH, start_lr=1e-3, end_lr=0.1, num_steps=5)
     (dict(batch_size=65), ValueError,
      r"batch_size must be in \[1, 64\] .*got 65"),
     (dict(batch_size=None), ValueError, "batch_size is required"),
-    (dict(optimizer=optax.sgd(0.1)), TypeError, "optimizer must be callable"),
-    (dict(eval_every=2), ValueError, "eval_every and eval_fn need val_data"),
+    (dict(optimizer=optax.sgd(0.1)), TypeError,
+     r"optimizer: .* fixes it inside.*factory"),
+    (dict(eval_every=2), ValueError, "eval_every needs val_data"),
+    (dict(eval_fn=lambda p, b: {}), ValueError, "eval_fn needs val_data"),
     (dict(eval_every=0, val_data=make_data()), ValueError, "eval_every"),
     (dict(steps_per_chunk=0), ValueError, "steps_per_chunk"),
     (dict(compute_dtype=jnp.int8), ValueError, "compute_dtype"),
@@ -395,7 +401,8 @@ def test_non_scalar_loss_is_rejected_before_running():
     calls.append(1)
     return (batch["x1"] @ params["w1"]) ** 2
 
-  with pytest.raises(ValueError, match=r"scalar loss, got shape \(8,\)"):
+  with pytest.raises(ValueError, match=r"scalar loss .*an array of shape "
+                     r"\(8,\) float32"):
     range_test(make_params(), bad, make_data(), **GOOD)
   assert len(calls) == 1  # one abstract evaluation, nothing compiled
 

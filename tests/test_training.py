@@ -19,10 +19,11 @@ from flax import nnx
 
 from optax_clr import data as data_lib
 from optax_clr import models
-from optax_clr.momentum import cyclic_momentum_schedule
+from optax_clr import train
+from optax_clr.drivers import CHECKPOINT_NAME
 from optax_clr.optimizers import cyclic_adam, cyclic_sgd
-from optax_clr.schedules import cyclic_schedule
-from optax_clr.training import CHECKPOINT_NAME, TrainHistory, train
+from optax_clr.results import TrainHistory
+from optax_clr.schedules import cyclic_momentum_schedule, cyclic_schedule
 
 BATCH = 32
 STEPS = 8  # 256 training examples / 32
@@ -47,7 +48,7 @@ def assert_trees_equal(a, b):
 
 
 def assert_histories_equal(a, b):
-  for name in ("steps", "loss", "lr", "momentum", "eval_steps"):
+  for name in ("steps", "losses", "lrs", "momenta", "eval_steps"):
     np.testing.assert_array_equal(getattr(a, name), getattr(b, name), name)
   assert a.eval_metrics.keys() == b.eval_metrics.keys()
   for name in a.eval_metrics:
@@ -94,28 +95,28 @@ def reference(digits):
 def test_history_records_every_step_and_every_epoch(reference):
   _, _, _, history, _ = reference
   n = EPOCHS * STEPS
-  chex.assert_shape([history.steps, history.loss, history.lr,
-                     history.momentum], (n,))
+  chex.assert_shape([history.steps, history.losses, history.lrs,
+                     history.momenta], (n,))
   np.testing.assert_array_equal(history.steps, np.arange(n))
   # One evaluation per epoch, after 8, 16, 24 and 32 steps.
   np.testing.assert_array_equal(history.eval_steps, [8, 16, 24, 32])
   assert sorted(history.eval_metrics) == ["accuracy", "loss"]
   chex.assert_shape(list(history.eval_metrics.values()), (EPOCHS,))
-  assert np.all(np.diff(history.wall_time) > 0)
-  assert np.all(np.isfinite(history.loss))
+  assert np.all(np.diff(history.wall_times) > 0)
+  assert np.all(np.isfinite(history.losses))
 
 
 def test_logged_lr_and_momentum_are_the_schedules_at_each_step(reference):
   _, _, _, history, _ = reference
   n = EPOCHS * STEPS
-  np.testing.assert_allclose(history.lr, schedule_values(LR, n), rtol=1e-6)
-  np.testing.assert_allclose(history.momentum, schedule_values(MOMENTUM, n),
+  np.testing.assert_allclose(history.lrs, schedule_values(LR, n), rtol=1e-6)
+  np.testing.assert_allclose(history.momenta, schedule_values(MOMENTUM, n),
                              rtol=1e-6)
   # Two full triangular cycles: 0.05 at steps 0, 16; 0.5 at steps 8, 24;
   # the momentum mirrors it (0.95 at the LR minimum, 0.85 at its peak).
-  np.testing.assert_allclose(history.lr[[0, 8, 16, 24]],
+  np.testing.assert_allclose(history.lrs[[0, 8, 16, 24]],
                              [0.05, 0.5, 0.05, 0.5], rtol=1e-6)
-  np.testing.assert_allclose(history.momentum[[0, 8, 16, 24]],
+  np.testing.assert_allclose(history.momenta[[0, 8, 16, 24]],
                              [0.95, 0.85, 0.95, 0.85], rtol=1e-6)
 
 
@@ -125,8 +126,8 @@ def test_progress_called_once_per_epoch_with_metrics(reference):
   for epoch, (_, _, metrics) in enumerate(calls):
     assert sorted(metrics) == ["lr", "train_loss", "val_accuracy", "val_loss"]
     rows = slice(epoch * STEPS, (epoch + 1) * STEPS)
-    assert metrics["train_loss"] == pytest.approx(history.loss[rows].mean())
-    assert metrics["lr"] == history.lr[rows][-1]
+    assert metrics["train_loss"] == pytest.approx(history.losses[rows].mean())
+    assert metrics["lr"] == history.lrs[rows][-1]
     assert metrics["val_loss"] == history.eval_metrics["loss"][epoch]
 
 
@@ -161,17 +162,17 @@ def test_another_seed_changes_the_data_order_not_the_schedule(reference,
                                                               digits):
   _, _, _, history, _ = reference
   _, other = run_cnn(digits, seed=1, num_epochs=1)
-  np.testing.assert_array_equal(other.lr, history.lr[:STEPS])
-  assert not np.array_equal(other.loss, history.loss[:STEPS])
+  np.testing.assert_array_equal(other.lrs, history.lrs[:STEPS])
+  assert not np.array_equal(other.losses, history.losses[:STEPS])
 
 
 def test_scan_and_step_loops_agree(reference, digits):
   _, _, trained, history, _ = reference
-  scanned, scan_history = run_cnn(digits, num_epochs=2, epoch_loop="scan")
-  np.testing.assert_array_equal(scan_history.lr, history.lr[:2 * STEPS])
-  np.testing.assert_allclose(scan_history.loss, history.loss[:2 * STEPS],
+  scanned, scan_history = run_cnn(digits, num_epochs=2, execution="scan")
+  np.testing.assert_array_equal(scan_history.lrs, history.lrs[:2 * STEPS])
+  np.testing.assert_allclose(scan_history.losses, history.losses[:2 * STEPS],
                              rtol=1e-5)
-  stepped, _ = run_cnn(digits, num_epochs=2, epoch_loop="steps")
+  stepped, _ = run_cnn(digits, num_epochs=2, execution="steps")
   for a, b in zip(params_of(scanned), params_of(stepped)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
@@ -199,7 +200,7 @@ def test_resumed_run_reproduces_the_uninterrupted_run(reference, digits,
   assert calls == [(3, 4), (4, 4)]  # Epochs 1-2 came from the checkpoint.
   assert_histories_equal(full, history)
   assert_trees_equal(params_of(resumed), params_of(trained))
-  np.testing.assert_array_equal(full.wall_time[:2], first_half.wall_time)
+  np.testing.assert_array_equal(full.wall_times[:2], first_half.wall_times)
   assert full.config["num_epochs"] == 4
   assert read_checkpoint(tmp_path)["epochs_done"] == 4
 
@@ -263,7 +264,7 @@ def test_resume_false_starts_over_and_overwrites(reference, digits,
   run_cnn(digits, num_epochs=1, seed=1, checkpoint_dir=tmp_path)
   _, fresh = run_cnn(digits, num_epochs=1, checkpoint_dir=tmp_path,
                      resume=False)
-  np.testing.assert_array_equal(fresh.loss, history.loss[:STEPS])
+  np.testing.assert_array_equal(fresh.losses, history.losses[:STEPS])
   assert json.loads(read_checkpoint(tmp_path)["config"])["seed"] == 0
 
 
@@ -303,6 +304,12 @@ def linear_loss(model, batch):
       logits, batch["label"]).mean()
 
 
+def ce_metrics(model, batch):
+  """An eval_fn: the cross-entropy loss and accuracy as a dict."""
+  loss, aux = models.cross_entropy_loss(model, batch)
+  return {"loss": loss, **aux}
+
+
 def run_linear(digits, optimizer, **kwargs):
   model = kwargs.pop("model", None) or Linear(rngs=nnx.Rngs(0))
   return train(model, kwargs.pop("loss_fn", linear_loss), digits[0],
@@ -314,42 +321,42 @@ def test_training_lowers_the_validation_loss(digits):
   # A linear classifier learns the digits within a few epochs of CLR.
   _, history = run_linear(digits, cyclic_sgd(LR, MOMENTUM), num_epochs=3,
                           val_data=digits[1],
-                          eval_fn=models.cross_entropy_loss)
+                          eval_fn=ce_metrics)
   val_loss = history.eval_metrics["loss"]
   # Untrained, 10 classes: about ln(10) = 2.30.
   assert val_loss[-1] < 0.5 * math.log(10), val_loss
   assert history.eval_metrics["accuracy"][-1] > 0.8, history.eval_metrics
-  assert history.loss[-STEPS:].mean() < 0.5 * history.loss[:STEPS].mean()
+  assert history.losses[-STEPS:].mean() < 0.5 * history.losses[:STEPS].mean()
 
 
 def test_adam_logs_b1_as_momentum(digits):
   b1 = cyclic_momentum_schedule(0.85, 0.95, step_size_up=4)
   _, history = run_linear(digits, cyclic_adam(LR, b1=b1))
-  np.testing.assert_allclose(history.momentum, schedule_values(b1, STEPS),
+  np.testing.assert_allclose(history.momenta, schedule_values(b1, STEPS),
                              rtol=1e-6)
 
 
 def test_optimizer_without_momentum_or_injected_lr_logs_nan(digits):
   _, no_momentum = run_linear(digits, cyclic_sgd(LR))
-  np.testing.assert_allclose(no_momentum.lr, schedule_values(LR, STEPS),
+  np.testing.assert_allclose(no_momentum.lrs, schedule_values(LR, STEPS),
                              rtol=1e-6)
-  assert np.all(np.isnan(no_momentum.momentum))
+  assert np.all(np.isnan(no_momentum.momenta))
   _, plain = run_linear(digits, optax.adam(1e-2))
-  assert np.all(np.isnan(plain.lr)) and np.all(np.isnan(plain.momentum))
-  assert np.all(np.isfinite(plain.loss))
+  assert np.all(np.isnan(plain.lrs)) and np.all(np.isnan(plain.momenta))
+  assert np.all(np.isfinite(plain.losses))
 
 
 def test_scalar_loss_and_no_validation(digits):
   _, history = run_linear(digits, optax.sgd(0.1), num_epochs=2)
   assert history.eval_metrics == {}
   np.testing.assert_array_equal(history.eval_steps, [8, 16])
-  chex.assert_shape(history.wall_time, (2,))
+  chex.assert_shape(history.wall_times, (2,))
 
 
 def test_validation_batch_dict_and_eval_fn(digits):
   val = digits[1].as_batch()
   _, history = run_linear(digits, optax.sgd(0.1), val_data=val,
-                          eval_fn=models.cross_entropy_loss)
+                          eval_fn=ce_metrics)
   assert sorted(history.eval_metrics) == ["accuracy", "loss"]
   model = Linear(rngs=nnx.Rngs(0))
   before, _ = models.cross_entropy_loss(model, val)
@@ -370,7 +377,7 @@ def test_bfloat16_compute_keeps_float32_params(digits):
   trained, history = run_linear(digits, cyclic_sgd(LR, MOMENTUM),
                                 compute_dtype=jnp.bfloat16)
   chex.assert_type(params_of(trained), jnp.float32)
-  assert np.all(np.isfinite(history.loss))
+  assert np.all(np.isfinite(history.losses))
   assert history.config["compute_dtype"] == "bfloat16"
 
 
@@ -384,23 +391,25 @@ def test_bfloat16_compute_keeps_float32_params(digits):
     (dict(batch_size=0), ValueError, r"batch_size must be an integer >= 1, "
      r"got 0"),
     (dict(batch_size=257), ValueError, r"batch_size must be in \[1, 256\] "
-     r"\(the number of training examples\), got 257"),
+     r"\(the size of train_data\), got 257"),
     (dict(optimizer=optax.sgd), TypeError, r"optimizer must be an "
      r"optax.GradientTransformation"),
     (dict(loss_fn=None), TypeError, r"loss_fn must be callable"),
-    (dict(model="cnn"), TypeError, r"model must be a flax.nnx.Module, got "
+    (dict(model="cnn"), TypeError, r"model must be an nnx.Module or a pytree "
+     r"of arrays, got a leaf of type str"),
+    (dict(train_data="digits"), TypeError,
+     r"train_data must be a pytree of arrays or an iterable of batches, got "
      r"str"),
-    (dict(train_data=np.zeros((4, 8, 8, 1))), TypeError,
-     r"train_data must provide batches"),
     (dict(seed=-1), ValueError, r"seed must be an integer >= 0, got -1"),
     (dict(checkpoint_every=0), ValueError, r"checkpoint_every must be an "
      r"integer >= 1, got 0"),
     (dict(compute_dtype=jnp.int32), ValueError, r"compute_dtype must be a "
      r"floating dtype"),
-    (dict(epoch_loop="fast"), ValueError, r"epoch_loop must be one of 'auto'"
+    (dict(execution="fast"), ValueError, r"execution must be one of 'auto'"
      r", 'scan', 'steps'; got 'fast'"),
     (dict(progress=1), TypeError, r"progress must be callable"),
-    (dict(val_data=[1, 2]), TypeError, r"val_data must be a Dataset"),
+    (dict(val_data=[1, 2]), ValueError, r"val_data batch 0 must be a pytree "
+     r"of arrays with a batch axis"),
     (dict(run_config={"f": print}), TypeError, r"run_config must be "
      r"JSON-able"),
 ])
@@ -420,11 +429,11 @@ def test_invalid_arguments_are_named(digits, kwargs, error, message):
 
 def small_history():
   return TrainHistory(
-      steps=np.arange(6), loss=[2.0, 1.5, 1.2, 1.0, np.nan, 0.8],
-      lr=[0.1, 0.2, 0.3, 0.2, 0.1, 0.2], momentum=[np.nan] * 6,
+      steps=np.arange(6), losses=[2.0, 1.5, 1.2, 1.0, np.nan, 0.8],
+      lrs=[0.1, 0.2, 0.3, 0.2, 0.1, 0.2], momenta=[np.nan] * 6,
       eval_steps=[3, 6], eval_metrics={"accuracy": [0.4, 0.7],
                                        "loss": [1.1, 0.9]},
-      wall_time=[1.5, 2.5], config={"seed": 0})
+      wall_times=[1.5, 2.5], config={"seed": 0})
 
 
 def test_steps_to_reach_gives_the_first_evaluation_at_target():
@@ -441,12 +450,13 @@ def test_steps_to_reach_gives_the_first_evaluation_at_target():
 def test_json_round_trip_is_strict_and_exact(tmp_path):
   history = small_history()
   text = history.to_json(tmp_path / "h.json")
-  assert "NaN" not in text and json.loads(text)["momentum"] == [None] * 6
+  assert "NaN" not in text and json.loads(text)["momenta"] == [None] * 6
+  assert json.loads(text)["format_version"] == 2
   for again in (TrainHistory.from_json(text),
                 TrainHistory.from_json(tmp_path / "h.json"),
                 TrainHistory.from_dict(history.to_dict())):
     assert_histories_equal(again, history)
-    np.testing.assert_array_equal(again.wall_time, history.wall_time)
+    np.testing.assert_array_equal(again.wall_times, history.wall_times)
     assert again.config == {"seed": 0}
 
 
@@ -465,10 +475,21 @@ def test_csv_has_a_row_per_step_and_eval_columns_at_epoch_ends(tmp_path):
 
 
 def test_history_rejects_mismatched_lengths():
-  with pytest.raises(ValueError, match=r"loss must have 2 entries, got 3"):
-    TrainHistory(steps=[0, 1], loss=[1, 2, 3], lr=[1, 1], momentum=[1, 1],
-                 eval_steps=[], eval_metrics={}, wall_time=[])
+  with pytest.raises(ValueError, match=r"losses must have one entry per step "
+                     r"\(2, as steps\), got shape \(3,\)"):
+    TrainHistory(steps=[0, 1], losses=[1, 2, 3], lrs=[1, 1], momenta=[1, 1],
+                 eval_steps=[], eval_metrics={}, wall_times=[])
   with pytest.raises(ValueError, match=r"eval_metrics\['accuracy'\] must "
-                     r"have 1 entries"):
-    TrainHistory(steps=[0], loss=[1], lr=[1], momentum=[1], eval_steps=[1],
-                 eval_metrics={"accuracy": [0.1, 0.2]}, wall_time=[1.0])
+                     r"have one entry per evaluation \(1, as eval_steps\)"):
+    TrainHistory(steps=[0], losses=[1], lrs=[1], momenta=[1], eval_steps=[1],
+                 eval_metrics={"accuracy": [0.1, 0.2]}, wall_times=[1.0])
+
+
+def test_first_release_histories_are_read():
+  old = {"type": "TrainHistory", "version": 1, "steps": [0, 1],
+         "loss": [2.0, 1.0], "lr": [0.1, 0.1], "momentum": [0.9, 0.9],
+         "eval_steps": [2], "eval_metrics": {"loss": [1.5]},
+         "wall_time": [0.5], "config": {}}
+  history = TrainHistory.from_dict(old)
+  np.testing.assert_array_equal(history.losses, [2.0, 1.0])
+  np.testing.assert_array_equal(history.wall_times, [0.5])

@@ -5,16 +5,22 @@
 * :func:`parallel_range_test` (:mod:`._sweep`): K copies at fixed LRs.
 * :func:`train` (:mod:`._training`): one copy following the optimizer's
   schedules, with evaluation and checkpoints.
+* :func:`find_bounds` (:mod:`._confirm`): a range test, then a confirmation
+  sweep of candidate schedules around its suggestion.
 
 :mod:`._setup` holds what every driver does first; :mod:`._population` the
 layout and running of K copies over a mesh.
 """
 
+from optax_clr.drivers._checkpoint import CHECKPOINT_NAME
+from optax_clr.drivers._checkpoint import epochs_done
+from optax_clr.drivers._confirm import BoundsChoice
+from optax_clr.drivers._confirm import find_bounds
 from optax_clr.drivers._range_test import multi_seed_range_test
 from optax_clr.drivers._range_test import ramp_lrs
 from optax_clr.drivers._range_test import range_test
 from optax_clr.drivers._sweep import parallel_range_test
 from optax_clr.drivers._training import train
 
-__all__ = ["multi_seed_range_test", "parallel_range_test", "ramp_lrs",
+__all__ = ["BoundsChoice", "CHECKPOINT_NAME", "epochs_done", "find_bounds", "multi_seed_range_test", "parallel_range_test", "ramp_lrs",
            "range_test", "train"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pathlib
 from collections.abc import Mapping
 from typing import Any
@@ -143,3 +144,12 @@ def restore_state(path: pathlib.Path, raw: Mapping[str, Any],
     out.append(jax.device_put(value, like.sharding) if like.committed
                else jax.device_put(value))
   return jax.tree.unflatten(treedef, out)
+
+
+def epochs_done(checkpoint_dir: str | os.PathLike[str]) -> int | None:
+  """Completed epochs of the checkpoint in ``checkpoint_dir`` (None when
+  there is none); ValueError when it is unreadable."""
+  path = pathlib.Path(checkpoint_dir) / CHECKPOINT_NAME
+  if not path.exists():
+    return None
+  return int(read(path)["epochs_done"])

@@ -233,7 +233,8 @@ def run(plan_: Plan, setup: _setup.Setup, body: Callable[..., Any],
         feeds: list[Any] | None, num_steps: int, accumulation_steps: int,
         per_step: Callable[[int, int], Any] | None, progress: Any, desc: str,
         code_of: Callable[[Any], Any] | None = None,
-        state_of: Callable[[Any], Any] | None = None) -> Outcome:
+        state_of: Callable[[Any], Any] | None = None,
+        body_key: Any = None) -> Outcome:
   """Runs every round of the plan (see the module docstring).
 
   Args:
@@ -252,6 +253,8 @@ def run(plan_: Plan, setup: _setup.Setup, body: Callable[..., Any],
     code_of: ``carry -> [K]`` codes to return (e.g. why a ramp stopped).
     state_of: ``carry -> (TrainState, dead)``: when given (and the setup has
       validation data), every copy is evaluated before and after training.
+    body_key: what identifies ``body``'s compiled program (two bodies with
+      the same key must compute the same thing).
   """
   engine = setup.engine
   mesh = plan_.mesh
@@ -259,7 +262,7 @@ def run(plan_: Plan, setup: _setup.Setup, body: Callable[..., Any],
   independent = init == "independent"
   program = engine.program(
       ("population", setup.execution, mesh, plan_.local, plan_.group_size,
-       per_copy_batches, body.__qualname__),
+       per_copy_batches, body_key),
       lambda: _runner.population_program(
           body, setup.execution, mesh, plan_.local, plan_.group_size,
           per_copy_batches))

@@ -153,7 +153,7 @@ def _ramp_body(engine: _engine.Engine, has_val: bool,
     stop_now = active & (~finite | diverged)
     code = jnp.where(stop_now, jnp.where(finite, 1, 2), code)
     stopped = stopped | stop_now
-    out = {"loss": loss, "smoothed": smoothed, "recorded": active}
+    out = {"lr": lr, "loss": loss, "smoothed": smoothed, "recorded": active}
     if has_val:
       do_eval = keep & ((t + 1) % consts["eval_every"] == 0)
       nan = {k: jnp.float32(jnp.nan) for k in eval_names}
@@ -182,6 +182,10 @@ def _ramp_consts(seed: int, copy: int, smoothing: float,
 def _ramp_carry(state: Any) -> tuple:
   return (state, jnp.float32(0), jnp.float32(jnp.inf), jnp.bool_(False),
           jnp.int32(0))
+
+
+def _ramp_code(carry: tuple) -> Any:
+  return carry[4]
 
 
 STOP_CODES = {1: "diverged", 2: "nonfinite"}
@@ -385,7 +389,9 @@ def range_test(
     outcome = _runner.drive(
         program, carry, consts, val, chunks, place, stopped, num_steps,
         report, lambda o: _last_metrics(o))
-  return _ramp_result(outcome, lrs, num_steps, names, has_val, config={
+  # The LRs the steps used: the float32 ramp.
+  used = lrs32.astype(np.float64)
+  return _ramp_result(outcome, used, num_steps, names, has_val, config={
       "test": "range_test", "start_lr": start, "end_lr": end,
       "num_steps": int(num_steps), "ramp": ramp,
       "smoothing": float(smoothing),
@@ -405,7 +411,8 @@ def _last_metrics(out: dict[str, np.ndarray]) -> dict[str, float]:
   if not rec.size:
     return {}
   i = rec[-1]
-  return {"loss": float(out["loss"].reshape(-1)[i]),
+  return {"lr": float(out["lr"].reshape(-1)[i]),
+          "loss": float(out["loss"].reshape(-1)[i]),
           "smoothed_loss": float(out["smoothed"].reshape(-1)[i])}
 
 
@@ -531,8 +538,9 @@ def multi_seed_range_test(
       accumulation_steps=accumulation_steps,
       per_step=lambda first, n: _pad_lrs(lrs32, first, n),
       progress=progress, desc="multi-seed range test",
-      code_of=lambda carry: carry[4])
-  return _seeds_result(outcome.records, outcome.codes, seed_list, lrs,
+      code_of=_ramp_code, body_key=("ramp", has_val, names))
+  return _seeds_result(outcome.records, outcome.codes, seed_list,
+                       lrs32.astype(np.float64),
                        num_steps, names, has_val, outcome.exhausted,
                        outcome.interrupted, config={
                            "test": "multi_seed_range_test",

@@ -86,15 +86,24 @@ def check_schedule_fn(schedule_fn: Any) -> None:
         f"{_checks.describe(out)}")
 
 
+def lr_schedule_fn(schedule_fn: Callable[..., Any]) -> Callable[..., Any]:
+  """The ``hyper_fn`` of a per-copy LR schedule ``schedule_fn(lr_k)``."""
+  def hyper_fn(hyper, t):
+    return {**hyper, "learning_rate": schedule_fn(hyper["learning_rate"])(t)}
+  return hyper_fn
+
+
 def sweep_body(engine: _engine.Engine,
-               schedule_fn: Callable[..., Any] | None) -> Callable[..., Any]:
-  """One step of one copy at its own hyperparameters."""
+               hyper_fn: Callable[..., Any] | None) -> Callable[..., Any]:
+  """One step of one copy at its own hyperparameters: ``consts["hyper"]``
+  as they are, or ``hyper_fn(consts["hyper"], step)`` (per-copy
+  schedules)."""
   def body(carry, consts, val, x):
     state, dead, dead_at = carry
     micro, ok, t, _ = x
     hyper = dict(consts["hyper"])
-    if schedule_fn is not None:
-      hyper["learning_rate"] = schedule_fn(hyper["learning_rate"])(t)
+    if hyper_fn is not None:
+      hyper = hyper_fn(hyper, t)
     key = _loss.step_key(consts["seed"], consts["copy"], t)
     new_state, metrics = engine.step(state, micro, key, hyper)
     loss = metrics["loss"]
@@ -114,6 +123,23 @@ def sweep_carry(state: Any) -> tuple:
 
 def sweep_state(carry: Any) -> tuple:
   return carry[0], carry[1]
+
+
+def sweep_code(carry: Any) -> Any:
+  return carry[2]
+
+
+_LR_FNS: dict[int, tuple[Any, Any]] = {}
+
+
+def _cached_lr_fn(schedule_fn: Callable[..., Any]) -> Callable[..., Any]:
+  """One ``hyper_fn`` object per ``schedule_fn``, so that its compiled
+  program is found again."""
+  got = _LR_FNS.get(id(schedule_fn))
+  if got is None or got[0] is not schedule_fn:
+    got = (schedule_fn, lr_schedule_fn(schedule_fn))
+    _LR_FNS[id(schedule_fn)] = got
+  return got[1]
 
 
 def summarize(losses: np.ndarray, nonfinite_at: np.ndarray, window: int,
@@ -250,7 +276,9 @@ def parallel_range_test(
   _population.check_model_init(model_init, init, setup, wrt)
   hyper = {_optimizer.LEARNING_RATE: grid.astype(np.float32)}
   return run_sweep(
-      setup, hyper, grid, model=model, schedule_fn=schedule_fn, init=init,
+      setup, hyper, grid, model=model,
+      hyper_fn=None if schedule_fn is None else _cached_lr_fn(schedule_fn),
+      init=init,
       model_init=model_init, wrt=wrt, seed=seed, num_steps=num_steps,
       window=window, diverge_threshold=diverge_threshold,
       accumulation_steps=accumulation_steps, max_parallel=max_parallel,
@@ -263,25 +291,28 @@ def parallel_range_test(
 
 
 def run_sweep(setup: _setup.Setup, hyper: dict[str, np.ndarray],
-              lrs: np.ndarray, *, model: Any, schedule_fn: Any, init: str,
+              lrs: np.ndarray, *, model: Any, hyper_fn: Any, init: str,
               model_init: Any, wrt: Any, seed: int, num_steps: int,
               window: int, diverge_threshold: float | None,
               accumulation_steps: int, max_parallel: Any, group_size: Any,
               mesh: Any, progress: Any, config: dict[str, Any],
               result: Callable[..., Any] = ParallelSweepResult) -> Any:
   """Runs K copies at the per-copy hyperparameters ``hyper`` (name ->
-  ``[K]``) and summarizes them (shared by the LR sweep and the grid)."""
+  ``[K]``, through ``hyper_fn(hyper_k, step)`` when given) and summarizes
+  them (shared by the LR sweep, the grid and the confirmation of bounds).
+  ``hyper_fn`` identifies the compiled program: pass the same object for
+  the same function."""
   num_k = lrs.size
   plan = _population.plan(num_k, mesh, max_parallel, group_size, setup)
   consts = {"hyper": hyper, "seed": np.full(num_k, seed, np.int32),
             "copy": np.arange(num_k, dtype=np.int32)}
   keys = list(jax.random.split(jax.random.key(seed), num_k))
   outcome = _population.run(
-      plan, setup, sweep_body(setup.engine, schedule_fn), consts, init=init,
+      plan, setup, sweep_body(setup.engine, hyper_fn), consts, init=init,
       model_init=model_init, wrt=wrt, init_keys=keys, carry_of=sweep_carry,
       feeds=None, num_steps=num_steps, accumulation_steps=accumulation_steps,
       per_step=None, progress=progress, desc="sweep",
-      code_of=lambda c: c[2], state_of=sweep_state)
+      code_of=sweep_code, state_of=sweep_state, body_key=("sweep", hyper_fn))
   records = outcome.records
   losses = (_setup.concat(records, "loss", axis=1).astype(np.float64)
             if records else np.zeros((num_k, 0)))

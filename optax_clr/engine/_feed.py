@@ -294,9 +294,9 @@ def make_feed(data: Any, batch_size: Any, seed: int,
   """An :class:`ArrayFeed` for a pytree of arrays, else an
   :class:`IterableFeed` (``batch_size`` is then ignored)."""
   data = as_arrays(data)
-  if data is None:
-    raise TypeError(f"{name} must be arrays or an iterable of batches, got "
-                    "None")
+  if data is None or isinstance(data, (str, bytes)):
+    raise TypeError(f"{name} must be a pytree of arrays or an iterable of "
+                    f"batches, got {type(data).__name__}")
   if is_single_pytree(data):
     return ArrayFeed(data, batch_size, seed, name)
   if not isinstance(data, Iterable):
@@ -340,16 +340,17 @@ class ChunkSource:
 
   def __iter__(self) -> Iterator[Chunk]:
     if self._kept is not None:
-      yield from self._kept
+      # Later passes replay exactly the chunks the first pass used (the
+      # first pass may stop before the iterable's end).
+      yield from list(self._kept)
       return
     if isinstance(self._feed, ArrayFeed):
       self._feed.reset()
     elif self._keep:
-      kept = []
+      self._kept = []
       for chunk in iter_chunks(self._feed, *self._args):
-        kept.append(chunk)
+        self._kept.append(chunk)
         yield chunk
-      self._kept = kept
       return
     yield from iter_chunks(self._feed, *self._args)
 
@@ -376,10 +377,17 @@ def load_validation(val_data: Any, val_batches: int,
     raise TypeError(
         f"{name} must be a batch (pytree of arrays) or an iterable of "
         f"batches, got {type(val_data).__name__}")
+  if isinstance(val_data, (str, bytes)):
+    raise TypeError(f"{name} must be a batch (pytree of arrays) or an "
+                    f"iterable of batches, got {type(val_data).__name__}")
   batches = [to_numpy(b, f"{name} batch {i}") for i, b in
              enumerate(itertools.islice(iter(val_data), val_batches))]
   if not batches:
     raise ValueError(f"{name} is empty (the iterable yielded no batch)")
+  for i, b in enumerate(batches):
+    if any(np.ndim(x) == 0 for x in jax.tree.leaves(b)):
+      raise ValueError(f"{name} batch {i} must be a pytree of arrays with a "
+                       "batch axis, got a scalar leaf")
   sig = _signature(batches[0])
   keep = [b for b in batches if _signature(b) == sig]
   if len(keep) != len(batches):

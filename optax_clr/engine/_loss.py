@@ -175,6 +175,11 @@ def check_eval(out: Any, where: str = "eval_fn") -> list[str]:
   return sorted(str(k) for k in out)
 
 
+def eval_metrics(out: Mapping[str, Any]) -> dict[str, Any]:
+  """The metrics of an eval_fn output (checked by :func:`check_eval`)."""
+  return {str(k): v for k, v in out.items()}
+
+
 def step_key(seed: jax.Array, copy: jax.Array, step: jax.Array) -> jax.Array:
   """The key of one step of one copy: ``fold_in(fold_in(key(seed), copy),
   step)``; micro-batches fold in their index on top."""

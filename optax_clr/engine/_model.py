@@ -67,9 +67,18 @@ def split_model(model: Any, wrt: Any = nnx.Param) -> ModelParts:
     raise ValueError(
         "model has no floating-point parameters to train"
         + ("" if parts.graphdef is None else f" (wrt={wrt!r})"))
-  # Fresh buffers: later buffer donation must never touch the user's arrays.
-  copy = lambda t: jax.tree.map(jnp.array, t)  # noqa: E731
+  # Fresh buffers (later buffer donation must never touch the user's
+  # arrays), without weak types (a step's outputs are strongly typed: a
+  # weakly typed input would compile the step a second time).
+  copy = lambda t: jax.tree.map(strong_copy, t)  # noqa: E731
   return ModelParts(parts.graphdef, copy(parts.params), copy(parts.rest))
+
+
+def strong_copy(x: Any) -> Any:
+  """A copy of an array with its dtype made strong (not weak)."""
+  if is_key(x):
+    return jnp.array(x)
+  return jnp.array(x, dtype=x.dtype)
 
 
 def merge(graphdef: Any, params: PyTree, rest: PyTree) -> Any:

@@ -8,6 +8,8 @@ directory's ``results.json``).
 
 from optax_clr.results._base import FORMAT_VERSION
 from optax_clr.results._base import Result
+from optax_clr.results._load import Bounds
+from optax_clr.results._load import bounds_of
 from optax_clr.results._load import load_results
 from optax_clr.results._load import RESULT_TYPES
 from optax_clr.results._load import RunSummary
@@ -17,7 +19,7 @@ from optax_clr.results._range_test import STOP_REASONS
 from optax_clr.results._sweep import ParallelSweepResult
 from optax_clr.results._training import TrainHistory
 
-__all__ = ["FORMAT_VERSION", "MultiSeedRangeTestResult",
+__all__ = ["Bounds", "FORMAT_VERSION", "MultiSeedRangeTestResult",
            "ParallelSweepResult", "RESULT_TYPES", "RangeTestResult",
            "Result", "RunSummary", "STOP_REASONS", "TrainHistory",
-           "load_results"]
+           "bounds_of", "load_results"]

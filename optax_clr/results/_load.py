@@ -13,7 +13,7 @@ import dataclasses
 import os
 import pathlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from optax_clr import _serialize
 from optax_clr.results._base import FORMAT_VERSION
@@ -121,3 +121,56 @@ def load_results(source: str | os.PathLike[str], *,
     if text.startswith(str(path)):
       raise ValueError(text) from e
     raise ValueError(f"{path}: {text}") from e
+
+
+class Bounds(NamedTuple):
+  """LR bounds read from a result: ``base_lr``/``max_lr`` for a cyclical
+  policy, ``lr`` for a fixed one, and where they came from."""
+  base_lr: float | None
+  max_lr: float | None
+  lr: float | None
+  source: str
+
+
+def _one_line(text: str) -> str:
+  return " ".join(str(text).split())
+
+
+def bounds_of(result: Result | RunSummary, policy: str = "triangular"
+              ) -> Bounds:
+  """The bounds a result suggests for ``policy``.
+
+  * a range test (one seed or several): its suggested ``base_lr``/``max_lr``;
+  * a sweep: its sweep-native bounds, or its best LR for ``"fixed"``;
+  * a run summary (``demo``, ``train --auto-bounds``): the bounds it chose;
+  * one-cycle takes only ``max_lr`` (it starts at ``max_lr / div_factor``).
+
+  Raises:
+    ValueError: the result gives no bounds for the policy (why is said).
+  """
+  if isinstance(result, RunSummary):
+    b = result.bounds
+    base, top, lr = b.get("base_lr"), b.get("max_lr"), b.get("lr")
+    source = f"the bounds {result.command} chose ({b.get('source', '?')})"
+  elif isinstance(result, TrainHistory):
+    raise ValueError("a training history holds no LR bounds; give the "
+                     "results of a range test, a sweep or the demo")
+  else:
+    s = result.suggest()
+    base, top = s.base_lr, s.max_lr
+    lr = getattr(s, "best_lr", None)
+    source = _one_line(s.rule)
+    if policy == "fixed" and lr is not None:
+      source = _one_line(s.best.reason)
+  if policy == "fixed":
+    if lr is None:
+      raise ValueError(
+          "a fixed LR needs the results of a sweep (its best LR) or of the "
+          "demo; a range test suggests bounds, not one LR")
+    return Bounds(None, None, float(lr), f"best fixed LR: {source}")
+  if base is None or top is None:
+    raise ValueError(f"no CLR bounds: {source}")
+  if policy == "one-cycle":
+    return Bounds(None, float(top), None, source + "; one-cycle uses its "
+                  "max_lr")
+  return Bounds(float(base), float(top), None, source)
