@@ -40,9 +40,10 @@ def is_real_number(value: Any) -> bool:
   if isinstance(value, numbers.Real):
     return True
   if isinstance(value, (jax.Array, np.ndarray, np.generic)):
-    return (np.issubdtype(value.dtype, np.integer)
-            or np.issubdtype(value.dtype, np.floating)) if not isinstance(
-                value.dtype, jax.dtypes.ExtendedDType) else False
+    if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+      return False
+    return bool(np.issubdtype(value.dtype, np.integer)
+                or np.issubdtype(value.dtype, np.floating))
   return False
 
 

@@ -351,7 +351,7 @@ def evaluate_schedule(fn: Callable[[Any], Any], num_steps: int
   try:
     import jax
     import jax.numpy as jnp
-    values = np.asarray(jax.jit(jax.vmap(fn))(jnp.arange(num_steps)),
+    values = np.asarray(jax.vmap(fn)(jnp.arange(num_steps)),
                         dtype=np.float64)
     if values.shape == (num_steps,):
       return values

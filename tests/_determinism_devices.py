@@ -80,7 +80,7 @@ def workload(devices):
                   "val_accuracy": one.eval_metrics["accuracy"].tolist()},
       "classic": {"lrs": rt.lrs.tolist(), "losses": rt.losses.tolist(),
                   "stop_reason": rt.stop_reason},
-      "train": {"loss": h.loss.tolist(),
+      "train": {"loss": h.losses.tolist(),
                 "val_accuracy": h.eval_metrics["accuracy"].tolist(),
                 "val_loss": h.eval_metrics["loss"].tolist()},
   }

@@ -302,12 +302,13 @@ CASES = {
         lambda t: train(batch_size=17), ValueError, r"batch_size"),
     "train-optimizer-factory-instead-of-transformation": (
         lambda t: train(optimizer=optax.sgd), TypeError, r"optimizer"),
-    "train-params-instead-of-module": (
-        lambda t: train(model=params()), TypeError, r"model"),
-    "train-list-data": (
-        lambda t: train(train_data=[arrays()]), TypeError, r"train_data"),
-    "train-unknown-epoch-loop": (
-        lambda t: train(epoch_loop="while"), ValueError, r"epoch_loop"),
+    "train-model-of-strings": (
+        lambda t: train(model={"w": "weights"}), TypeError, r"model"),
+    "train-empty-list-data": (
+        lambda t: train(train_data=iter([])), ValueError,
+        r"train_data is empty"),
+    "train-unknown-execution": (
+        lambda t: train(execution="while"), ValueError, r"execution"),
     "train-zero-checkpoint-every": (
         lambda t: train(checkpoint_every=0), ValueError,
         r"checkpoint_every"),

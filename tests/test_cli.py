@@ -130,10 +130,10 @@ def test_missing_results_file_is_one_line_and_exit_1(capsys, tmp_path):
 
 @pytest.mark.parametrize("content, fragment", [
     ("not json at all", "invalid JSON"),
-    ('{"lrs": [1, 2]}', "not a range-test results file"),
-    ('[1, 2, 3]', "not a range-test results file"),
+    ('{"lrs": [1, 2]}', "not an optax-clr results file"),
+    ('[1, 2, 3]', "not an optax-clr results file"),
     ('{"type": "RangeTestResult", "lrs": [0.1, 0.2]}',
-     "missing field 'losses'"),
+     "missing the field 'losses'"),
     ('{"type": "RangeTestResult", "lrs": [0.2, 0.1], "losses": [1, 2], '
      '"smoothed_losses": [1, 2], "stop_reason": "completed"}',
      "strictly increasing"),
@@ -261,18 +261,20 @@ def test_range_test_classic_prints_suggestions_and_writes_results(
 
 def test_range_test_parallel_sweeps_k_lrs(capsys, tmp_path):
   out = tmp_path / "sweep"
+  # 30 steps: long enough for some LR to train (8 steps leave every run
+  # stalled, which the sweep reports with exit 1).
   code, stdout, err = run_cli(capsys, "range-test", *TINY, "--parallel", "4",
                               "--min-lr", "1e-3", "--max-lr", "1",
-                              "--steps", "8", "--out", out)
+                              "--steps", "30", "--out", out)
   assert code == 0, err
   assert_run_files(out, "range-test", parallel=4)
   result = read_json(out / "results.json")
   assert result["type"] == "ParallelSweepResult"
   np.testing.assert_allclose(result["lrs"], np.geomspace(1e-3, 1, 4),
                              rtol=1e-5)
-  assert np.asarray(result["losses"]).shape == (4, 8)
+  assert np.asarray(result["losses"]).shape == (4, 30)
   rows = csv_rows(out / "results.csv")
-  assert rows[0][:3] == ["lr", "final_loss", "mean_loss"]
+  assert rows[0][:4] == ["lr", "status", "final_loss", "mean_loss"]
   assert len(rows) == 1 + 4
   assert_png(out / "range_test.png")
   assert "best fixed LR:" in stdout
@@ -334,10 +336,10 @@ def test_train_takes_clr_bounds_from_a_results_file(capsys, tmp_path):
   assert len(history["steps"]) == 2 * per_epoch
   assert history["eval_steps"] == [per_epoch, 2 * per_epoch]
   assert len(history["eval_metrics"]["accuracy"]) == 2
-  lr = np.asarray(history["lr"])
+  lr = np.asarray(history["lrs"])
   assert lr.min() == pytest.approx(suggested.base_lr, rel=1e-5)
   assert lr.max() <= suggested.max_lr * (1 + 1e-6)
-  momentum = np.asarray(history["momentum"])
+  momentum = np.asarray(history["momenta"])
   assert momentum.max() == pytest.approx(0.9) and momentum.min() < 0.9
   assert len(csv_rows(out / "results.csv")) == 1 + 2 * per_epoch
   assert_png(out / "schedule.png")
@@ -367,12 +369,12 @@ def test_train_one_cycle_and_fixed(capsys, tmp_path, extra, expected):
     assert resolved[key] == pytest.approx(value), key
   history = read_json(out / "results.json")
   if expected["policy"] == "fixed":
-    np.testing.assert_allclose(history["lr"], 0.05, rtol=1e-6)
-    np.testing.assert_allclose(history["momentum"], 0.8, rtol=1e-6)
+    np.testing.assert_allclose(history["lrs"], 0.05, rtol=1e-6)
+    np.testing.assert_allclose(history["momenta"], 0.8, rtol=1e-6)
   else:  # PyTorch OneCycleLR: step 0 at max / 25, momentum at its max
-    assert history["lr"][0] == pytest.approx(0.02, rel=1e-5)
-    assert history["momentum"][0] == pytest.approx(0.95, rel=1e-6)
-    assert max(history["lr"]) <= 0.5 * (1 + 1e-6)
+    assert history["lrs"][0] == pytest.approx(0.02, rel=1e-5)
+    assert history["momenta"][0] == pytest.approx(0.95, rel=1e-6)
+    assert max(history["lrs"]) <= 0.5 * (1 + 1e-6)
 
 
 def test_train_checkpoints_and_resumes(capsys, tmp_path):
@@ -389,7 +391,7 @@ def test_train_checkpoints_and_resumes(capsys, tmp_path):
   first = read_json(tmp_path / "first" / "results.json")
   second = read_json(tmp_path / "second" / "results.json")
   assert second["eval_steps"] == [44, 88]
-  assert second["loss"][:44] == first["loss"]  # epoch 1 restored, not redone
+  assert second["losses"][:44] == first["losses"]  # epoch 1 restored
   # A different schedule may not continue this checkpoint.
   code, _, err = run_cli(capsys, "train", *common[:-2], "--max-lr", "0.2",
                          "--checkpoint-dir", ckpt, "--epochs", "3", "--out",
@@ -440,8 +442,12 @@ def test_demo_quick_compares_clr_with_the_best_fixed_lr(capsys, tmp_path):
   for name in ("range_test.png", "sweep.png", "schedule.png",
                "training.png"):
     assert_png(out / name)
-  summary = read_json(out / "results.json")
+  results = read_json(out / "results.json")
+  assert results["type"] == "RunSummary"
+  assert results["parts"]["range_test"] == "range_test.json"
+  summary = results["summary"]
   base, top = summary["range_test"]["base_lr"], summary["range_test"]["max_lr"]
+  assert results["bounds"]["base_lr"] == base
   assert 0 < base < top
   assert summary["sweep"]["best_lr"] in summary["sweep"]["lrs"]
   assert set(summary["runs"]) == {"CLR triangular2",
@@ -465,7 +471,8 @@ def test_full_demo_runs(capsys, tmp_path):
 
 
 def test_progress_bar_shows_the_callback_metrics(capsys):
-  bar = cli.ProgressBar("sweep", True, total=10)
+  from optax_clr import _progress
+  bar = _progress.Bar("sweep", total=10)
   bar(4, 10, {"loss": 1.2345, "lr": np.float32(0.01)})
   bar.close()
   err = capsys.readouterr().err
@@ -500,8 +507,9 @@ def test_compilation_cache_fills_in_a_real_process(tmp_path):
   assert proc.returncode == 0, proc.stderr
   assert (tmp_path / "out" / "schedule.png").exists()
   assert any(cache.iterdir())
+  # OPTAX_CLR_CACHE_DIR holds compiled programs (xla/) and autotuning.
   assert read_json(tmp_path / "out" / "config.json")[
-      "compilation_cache"] == str(cache)
+      "compilation_cache"] == str(cache / "xla")
 
 
 # ----------------------------------------------------------------------------
@@ -613,16 +621,16 @@ def test_bounds_from_a_sweep_give_its_best_fixed_lr(tmp_path):
       eval_metrics={"accuracy": np.array([0.7, 0.9, 0.95])})
   sweep.to_json(tmp_path / "sweep.json")
   # The diverged LR's accuracy does not count.
-  _, _, lr, source = cli._resolve_bounds("fixed", None, None, None,
-                                         str(tmp_path / "sweep.json"))
+  _, _, lr, source = cli.resolve_bounds("fixed", None, None, None,
+                                        str(tmp_path / "sweep.json"))
   assert lr == 0.1
   assert "best fixed LR" in source
 
 
 def test_one_cycle_takes_only_max_lr_from_a_range_test(tmp_path):
   suggested = write_range_test_result(tmp_path / "rt.json")
-  base, top, _, _ = cli._resolve_bounds("one-cycle", None, None, None,
-                                        str(tmp_path / "rt.json"))
+  base, top, _, _ = cli.resolve_bounds("one-cycle", None, None, None,
+                                       str(tmp_path / "rt.json"))
   assert base is None and top == pytest.approx(suggested.max_lr)
 
 

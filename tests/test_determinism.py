@@ -62,11 +62,11 @@ def test_parallel_sweep_is_bit_identical_for_the_same_seed():
 def test_training_is_bit_identical_for_the_same_seed():
   a, b, other = W.training(0), W.training(0), W.training(1)
   assert len(a) == 16  # 2 epochs x 256 // 32
-  for name in ("loss", "lr", "momentum", "eval_steps"):
+  for name in ("losses", "lrs", "momenta", "eval_steps"):
     np.testing.assert_array_equal(getattr(a, name), getattr(b, name), name)
   for name in ("loss", "accuracy"):
     np.testing.assert_array_equal(a.eval_metrics[name], b.eval_metrics[name])
-  assert not np.array_equal(a.loss, other.loss)  # the data order differs
+  assert not np.array_equal(a.losses, other.losses)  # another data order
 
 
 # ----------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def test_8_device_process_agrees_with_this_single_device_process(
   assert_close(r["classic"]["lrs"], here.lrs, "classic lrs")
   assert_close(r["classic"]["losses"], here.losses, "classic losses")
   h = W.training()
-  assert_close(r["train"]["loss"], h.loss, "train loss")
+  assert_close(r["train"]["loss"], h.losses, "train loss")
   assert_close(r["train"]["val_loss"], h.eval_metrics["loss"], "val loss")
   assert_close(r["train"]["val_accuracy"], h.eval_metrics["accuracy"],
                "val accuracy")

@@ -17,7 +17,7 @@ from optax_clr import optimizers as opt_lib
 from optax_clr.optimizers import (cyclic_adam, cyclic_adamw, cyclic_optimizer,
                                   cyclic_sgd, get_hyperparams, get_step,
                                   set_hyperparams)
-from optax_clr.momentum import (cyclic_momentum_schedule,
+from optax_clr.schedules import (cyclic_momentum_schedule,
                                 one_cycle_momentum_schedule)
 from optax_clr.schedules import cyclic_schedule, one_cycle_schedule
 
@@ -514,9 +514,21 @@ def test_accessors_work_on_flax_nnx_optimizer_state():
   assert hp["learning_rate"] == pytest.approx(float(lr_schedule(2)))
   assert hp["momentum"] == pytest.approx(float(momentum_schedule(2)))
   assert get_step(optimizer.opt_state) == 3
+  # NNX state is updated in place (the NNX idiom), through the optimizer or
+  # its opt_state; the next update uses the new value.
   constant = nnx.Optimizer(model, cyclic_sgd(0.1), wrt=nnx.Param)
-  with pytest.raises(TypeError, match="learning_rate is stored in an nnx"):
-    set_hyperparams(constant.opt_state, learning_rate=0.2)
+  assert set_hyperparams(constant, learning_rate=0.2) is constant
+  assert get_hyperparams(constant)["learning_rate"] == pytest.approx(0.2)
+  set_hyperparams(constant.opt_state, learning_rate=0.5)
+  before = np.asarray(model.w[...]).copy()
+  grads = nnx.grad(lambda m: jnp.mean(m(jnp.ones((4, 2))) ** 2))(model)
+  constant.update(model, grads)
+  np.testing.assert_allclose(model.w[...], before - 0.5 * np.asarray(
+      grads.w[...]), rtol=1e-6)
+  with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\), got "
+                     r"1.5"):
+    set_hyperparams(nnx.Optimizer(model, cyclic_sgd(0.1, 0.9),
+                                  wrt=nnx.Param), momentum=1.5)
 
 
 def test_accessors_reject_states_without_a_unique_injected_state():
@@ -594,4 +606,5 @@ def test_conveniences_reject(build, error, match):
 def test_module_exports():
   assert set(opt_lib.__all__) == {
       "cyclic_optimizer", "cyclic_sgd", "cyclic_adam", "cyclic_adamw",
-      "get_hyperparams", "get_step", "set_hyperparams"}
+      "get_hyperparams", "get_step", "set_hyperparams", "find_hyperparams",
+      "MOMENTUM_NAMES"}

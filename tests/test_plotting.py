@@ -1,4 +1,5 @@
-"""Specification of the plots (optax_clr.plotting)."""
+"""Specification of the plots (optax_clr.plotting): the artists they draw,
+their labels and positions (never pixels)."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -25,6 +26,11 @@ def _lines(ax):
   return {line.get_gid(): line for line in ax.get_lines()}
 
 
+def _legend_texts(ax):
+  legend = ax.get_legend()
+  return [t.get_text() for t in legend.get_texts()] if legend else []
+
+
 def _range_result(accuracy=True, **overrides):
   raw = SMOOTH + np.random.default_rng(0).normal(0.0, 0.1, LRS.size)
   raw[-1] = np.inf
@@ -40,15 +46,22 @@ def _range_result(accuracy=True, **overrides):
   return RangeTestResult(**kw)
 
 
-def _sweep_result(accuracy=True, diverged=True):
+def _sweep_result(accuracy=True, unstable=True):
   k = 8
-  mean = np.array([3.0, 2.0, 1.0, 0.5, 0.4, 0.6, 50.0, np.nan])
-  div = np.array([False] * 6 + [diverged, diverged])
-  if not diverged:
+  mean = np.array([2.9, 2.0, 1.0, 0.5, 0.4, 0.6, 50.0, np.nan])
+  losses = np.tile(np.linspace(3.0, 1.0, 4), (k, 1))
+  losses[:, -1] = mean
+  div = np.zeros(k, bool)
+  if unstable:
+    div[6:] = True
+    losses[7, 2:] = np.nan
+  else:
     mean[6:] = [0.9, 1.5]
+    losses[6:, -1] = mean[6:]
   return ParallelSweepResult(
-      lrs=np.logspace(-4, 0, k), losses=np.ones((k, 4)), final_loss=mean,
-      mean_loss=mean, diverged=div, diverged_at=np.where(div, 1, -1),
+      lrs=np.logspace(-4, 0, k), losses=losses, final_loss=mean,
+      mean_loss=mean, diverged=div,
+      diverged_at=np.where(div, np.array([0] * 6 + [3, 2]), -1),
       eval_metrics=({"accuracy": np.linspace(0.1, 0.9, k)} if accuracy
                     else {}))
 
@@ -58,27 +71,83 @@ def _sweep_result(accuracy=True, diverged=True):
 
 def test_range_plot_draws_losses_suggestions_divergence_and_accuracy(tmp_path):
   path = tmp_path / "range.png"
-  ax = plotting.plot_range_test(_range_result(), path=path)
-  assert _is_png(path)
+  fig = plotting.plot_range_test(_range_result(), path=path)
+  assert isinstance(fig, Figure) and _is_png(path)
+  ax = fig.axes[0]
   lines = _lines(ax)
   assert set(lines) == {
       "raw_loss", "smoothed_loss", "suggestion:steepest",
-      "suggestion:minimum", "suggestion:valley", "clr:base_lr", "clr:max_lr",
-      "diverged"}
+      "suggestion:minimum", "suggestion:valley", "bound:base_lr",
+      "bound:max_lr", "diverged"}
   assert ax.get_xscale() == "log"
   # The steepest marker sits on the smoothed curve at lr 1e-3.
   x, y = lines["suggestion:steepest"].get_data()
   assert x[0] == pytest.approx(1e-3) and y[0] == pytest.approx(SMOOTH[30])
   assert lines["diverged"].get_xdata()[0] == LRS[-1]
-  twin = ax.figure.axes[-1]
-  assert twin is not ax
-  acc = _lines(twin)["accuracy"]
+  acc = _lines(fig.axes[-1])["accuracy"]
   np.testing.assert_array_equal(acc.get_ydata(), [.1, .1, .3, .7, .9, .9])
-  assert len(ax.get_legend().get_texts()) == 9
+  assert "LR range test" in ax.get_title()
+
+
+def test_minimum_marker_sits_at_the_minimum_and_says_it_is_divided():
+  fig = plotting.plot_range_test(_range_result())
+  ax = fig.axes[0]
+  x, _ = _lines(ax)["suggestion:minimum"].get_data()
+  assert x[0] == pytest.approx(0.1)  # the minimum itself (index 50)
+  label = next(t for t in _legend_texts(ax) if t.startswith("minimum"))
+  assert label == "minimum 0.1 -> minimum/10 = 0.01"
+
+
+def test_coinciding_markers_share_one_label_and_stay_visible():
+  # Steepest and valley at the same point: both drawn (valley larger, under
+  # steepest), one combined legend entry.
+  s = sg.Suggestions(
+      steepest=sg.Suggestion("steepest", LRS[30], 30, "log_lr"),
+      minimum=sg.Suggestion("minimum", LRS[50] / 10, 50, "none"),
+      valley=sg.Suggestion("valley", LRS[30], 30, "index"),
+      accuracy_base=None, accuracy_max=None, base_lr=None, max_lr=None,
+      rule="test")
+  fig = plotting.plot_range_test(_range_result(accuracy=False),
+                                 suggestions=s)
+  ax = fig.axes[0]
+  lines = _lines(ax)
+  valley, steep = lines["suggestion:valley"], lines["suggestion:steepest"]
+  assert valley.get_xdata()[0] == steep.get_xdata()[0]
+  assert valley.get_markersize() > steep.get_markersize()
+  texts = _legend_texts(ax)
+  assert "valley 0.001 = steepest 0.001" in texts
+  assert not any(t.startswith("steepest") for t in texts)
+
+
+def test_range_plot_draws_the_bounds_a_run_used():
+  fig = plotting.plot_range_test(_range_result(), bounds=(0.002, 0.05))
+  lines = _lines(fig.axes[0])
+  assert lines["bound:base_lr"].get_xdata()[0] == 0.002
+  assert lines["bound:max_lr"].get_xdata()[0] == 0.05
+  assert "CLR max_lr (used) 0.05" in _legend_texts(fig.axes[0])
+
+
+def test_legend_sits_outside_the_data():
+  fig = plotting.plot_range_test(_range_result())
+  legend = fig.axes[0].get_legend()
+  assert legend.get_bbox_to_anchor().transformed(
+      fig.axes[0].transAxes.inverted()).x0 > 1.0
+
+
+def test_loss_axis_is_logarithmic_when_the_loss_spans_a_decade():
+  loss = np.geomspace(10.0, 0.01, 61)
+  r = RangeTestResult(LRS, loss, loss, "completed")
+  assert plotting.plot_range_test(r, suggestions=False).axes[
+      0].get_yscale() == "log"
+  assert plotting.plot_range_test(r, suggestions=False,
+                                  log_loss=False).axes[0].get_yscale() == (
+                                      "linear")
+  assert plotting.plot_range_test(_range_result(), suggestions=False).axes[
+      0].get_yscale() == "linear"
 
 
 def test_range_plot_leaves_gaps_for_nonfinite_losses():
-  ax = plotting.plot_range_test(_range_result(), suggestions=False)
+  ax = plotting.plot_range_test(_range_result(), suggestions=False).axes[0]
   raw = _lines(ax)["raw_loss"].get_ydata()
   assert np.isnan(raw[-1]) and np.all(np.isfinite(raw[:-1]))
   assert np.isnan(_lines(ax)["smoothed_loss"].get_ydata()[-1])
@@ -87,44 +156,47 @@ def test_range_plot_leaves_gaps_for_nonfinite_losses():
 def test_range_plot_without_accuracy_or_suggestions(tmp_path):
   r = _range_result(accuracy=False, stop_reason="completed",
                     losses=SMOOTH, smoothed_losses=SMOOTH)
-  ax = plotting.plot_range_test(r, suggestions=False, path=tmp_path / "a.png")
+  fig = plotting.plot_range_test(r, suggestions=False,
+                                 path=tmp_path / "a.png")
   assert _is_png(tmp_path / "a.png")
-  assert set(_lines(ax)) == {"raw_loss", "smoothed_loss"}
-  assert ax.figure.axes == [ax]
+  assert set(_lines(fig.axes[0])) == {"raw_loss", "smoothed_loss"}
+  assert len(fig.axes) == 1
 
 
 def test_range_plot_uses_precomputed_suggestions():
   r = _range_result()
   s = r.suggest(factor=3.0)
-  ax = plotting.plot_range_test(r, suggestions=s)
-  x, _ = _lines(ax)["suggestion:minimum"].get_data()
-  assert x[0] == pytest.approx(0.1 / 3)
+  ax = plotting.plot_range_test(r, suggestions=s).axes[0]
+  label = next(t for t in _legend_texts(ax) if t.startswith("minimum"))
+  assert label.endswith("minimum/10 = 0.033") or "0.033" in label
 
 
 def test_range_plot_of_a_curve_too_short_for_suggestions(tmp_path):
   r = RangeTestResult(LRS[:2], [2.0, np.nan], [2.0, np.nan], "nonfinite")
-  ax = plotting.plot_range_test(r, path=tmp_path / "short.png")
+  fig = plotting.plot_range_test(r, path=tmp_path / "short.png")
   assert _is_png(tmp_path / "short.png")
-  assert set(_lines(ax)) == {"raw_loss", "smoothed_loss", "diverged"}
+  assert set(_lines(fig.axes[0])) == {"raw_loss", "smoothed_loss", "diverged"}
 
 
 def test_range_plot_draws_on_a_given_axes():
   fig = Figure()
   ax = fig.add_subplot()
-  assert plotting.plot_range_test(_range_result(), ax) is ax
+  assert plotting.plot_range_test(_range_result(), ax) is fig
+  assert "raw_loss" in _lines(ax)
 
 
 def test_range_result_plot_delegates(tmp_path):
-  ax = _range_result().plot(path=tmp_path / "r.png", suggestions=False)
+  fig = _range_result().plot(path=tmp_path / "r.png", suggestions=False)
   assert _is_png(tmp_path / "r.png")
-  assert "suggestion:valley" not in _lines(ax)
+  assert "suggestion:valley" not in _lines(fig.axes[0])
 
 
 def test_range_plot_y_range_ignores_the_divergent_tail():
   loss = SMOOTH.copy()
   loss[-3:] = [10.0, 100.0, 1000.0]
   r = RangeTestResult(LRS, loss, loss, "diverged")
-  lo, hi = plotting.plot_range_test(r, suggestions=False).get_ylim()
+  lo, hi = plotting.plot_range_test(r, suggestions=False,
+                                    log_loss=False).axes[0].get_ylim()
   # start ~4, minimum ~2: the top stays near start + (start - min) = 6.
   assert hi < 7 and lo < 2
 
@@ -132,25 +204,35 @@ def test_range_plot_y_range_ignores_the_divergent_tail():
 # --- plot_sweep --------------------------------------------------------------------
 
 
-def test_sweep_plot_marks_diverged_lrs_and_accuracy(tmp_path):
+def test_sweep_plot_marks_best_lr_stable_range_and_unstable_runs(tmp_path):
   path = tmp_path / "sweep.png"
   r = _sweep_result()
-  ax = plotting.plot_sweep(r, path=path)
+  fig = plotting.plot_sweep(r, path=path)
   assert _is_png(path)
+  ax = fig.axes[0]
   lines = _lines(ax)
-  assert {"mean_loss", "final_loss", "diverged", "suggestion:minimum",
-          "clr:base_lr", "clr:max_lr"} <= set(lines)
-  np.testing.assert_array_equal(lines["diverged"].get_xdata(), r.lrs[6:])
-  # Diverged runs are not drawn as losses (50.0 would squash the axis).
-  assert np.all(np.isnan(lines["mean_loss"].get_ydata()[6:]))
-  assert np.all(np.isfinite(lines["mean_loss"].get_ydata()[:6]))
-  assert "accuracy" in _lines(ax.figure.axes[-1])
+  assert {"mean_loss", "status:diverged", "status:nonfinite", "best_lr",
+          "bound:base_lr", "bound:max_lr"} <= set(lines)
+  s = r.suggest()
+  assert lines["best_lr"].get_xdata()[0] == s.best.lr
+  np.testing.assert_array_equal(lines["status:diverged"].get_xdata(),
+                                r.lrs[6:7])
+  np.testing.assert_array_equal(lines["status:nonfinite"].get_xdata(),
+                                r.lrs[7:])
+  # Unstable runs are not part of the loss line (50.0 would squash it).
+  np.testing.assert_array_equal(lines["mean_loss"].get_xdata(),
+                                r.lrs[r.stable])
+  spans = [p for p in ax.patches if p.get_gid() == "stable_range"]
+  assert len(spans) == 1
+  assert any(t.startswith("best fixed LR") for t in _legend_texts(ax))
+  assert "accuracy" in _lines(fig.axes[-1])
+  assert "stable" in ax.get_title()
 
 
-def test_sweep_plot_without_divergence_or_accuracy():
-  ax = _sweep_result(accuracy=False, diverged=False).plot(suggestions=False)
-  assert set(_lines(ax)) == {"mean_loss", "final_loss"}
-  assert ax.figure.axes == [ax]
+def test_sweep_plot_without_instability_or_accuracy():
+  fig = _sweep_result(accuracy=False, unstable=False).plot(suggestions=False)
+  assert set(_lines(fig.axes[0])) == {"mean_loss"}
+  assert len(fig.axes) == 1
 
 
 # --- plot_schedules ------------------------------------------------------------------
@@ -179,12 +261,14 @@ def test_schedules_plot_evaluates_jax_and_python_schedules(tmp_path):
                              [1.0, 0.0, 0.8])
   np.testing.assert_allclose(_lines(mom_ax)["mom"].get_ydata()[[0, 9]],
                              [0.9, 0.81])
+  assert fig.get_suptitle() == "learning-rate schedules"
 
 
-def test_schedules_plot_has_one_panel_without_momentum():
-  fig = plotting.plot_schedules({"c": lambda t: 0.1 + 0 * t}, 4)
+def test_schedules_plot_has_one_panel_without_momentum_and_takes_constants():
+  fig = plotting.plot_schedules({"c": 0.1}, 4, title="constant")
   assert len(fig.axes) == 1
   np.testing.assert_allclose(_lines(fig.axes[0])["c"].get_ydata(), [0.1] * 4)
+  assert fig.get_suptitle() == "constant"
 
 
 def test_schedules_plot_validates_arguments():
@@ -192,8 +276,8 @@ def test_schedules_plot_validates_arguments():
     plotting.plot_schedules({"c": lambda t: t}, 0)
   with pytest.raises(ValueError, match="at least one"):
     plotting.plot_schedules({}, 10)
-  with pytest.raises(TypeError, match="'c'"):
-    plotting.plot_schedules({"c": 0.1}, 10)
+  with pytest.raises(TypeError, match="schedule value"):
+    plotting.plot_schedules({"c": "fast"}, 10)
 
 
 # --- plot_training -------------------------------------------------------------------
@@ -212,7 +296,7 @@ def _histories():
 
 def test_training_plot_has_loss_accuracy_and_lr_panels(tmp_path):
   path = tmp_path / "train.png"
-  fig = plotting.plot_training(_histories(), path=path)
+  fig = plotting.plot_training(_histories(), path=path, title="runs")
   assert _is_png(path)
   loss_ax, acc_ax, lr_ax = fig.axes
   assert set(_lines(loss_ax)) == {"CLR:loss", "fixed:loss", "fixed:val_loss"}
@@ -223,6 +307,19 @@ def test_training_plot_has_loss_accuracy_and_lr_panels(tmp_path):
   # One colour per run across panels.
   assert (_lines(loss_ax)["CLR:loss"].get_color()
           == acc["CLR:val_accuracy"].get_color())
+  # The loss falls from 2.0 to 0.1: more than a decade, so a log axis.
+  assert loss_ax.get_yscale() == "log"
+  assert fig.get_suptitle() == "runs"
+
+
+def test_training_plot_takes_train_histories():
+  from optax_clr.results import TrainHistory
+  h = TrainHistory(steps=np.arange(4), losses=[2.0, 1.5, 1.2, 1.0],
+                   lrs=[0.1] * 4, momenta=[0.9] * 4, eval_steps=[4],
+                   eval_metrics={"accuracy": [0.6]}, wall_times=[1.0])
+  fig = h.plot(label="clr")
+  assert {"clr:loss"} == set(_lines(fig.axes[0]))
+  assert fig.axes[0].get_yscale() == "linear"  # 2.0 -> 1.0: one panel, lin
 
 
 def test_training_plot_tolerates_nan_and_missing_panels():
@@ -251,5 +348,5 @@ def test_suggestions_of_none_are_not_drawn():
   s = r.suggest()
   assert s.steepest.lr is None and s.base_lr is None
   assert isinstance(s, sg.Suggestions)
-  assert set(_lines(plotting.plot_range_test(r))) == {"raw_loss",
-                                                      "smoothed_loss"}
+  assert set(_lines(plotting.plot_range_test(r).axes[0])) == {
+      "raw_loss", "smoothed_loss"}

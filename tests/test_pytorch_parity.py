@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from optax_clr import momentum as mom
+from optax_clr import schedules as mom  # momentum lives with the LR schedules
 from optax_clr import schedules as sch
 
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "pytorch_schedules.json"

@@ -247,35 +247,51 @@ def test_sweep_result_rejects_inconsistent_fields(overrides, match):
     _sweep_result(**overrides)
 
 
-def test_sweep_suggest_drops_lrs_from_the_first_diverged_one():
-  # The LR after the first diverged one did not diverge and has the lowest
-  # loss; it is still dropped, like a ramp's NaN tail.
+def _spiky_sweep(mean, spike_at=None, **overrides):
+  """A sweep whose runs all fall from 3.0 to ``mean``; run ``spike_at``
+  spikes to 1e17 mid-run and recovers (finite, not diverged)."""
+  losses = np.tile(np.linspace(3.0, 1.0, 5), (K, 1))
+  losses[:, -1] = mean
+  if spike_at is not None:
+    losses[spike_at, 2] = 1e17
+  kw = dict(lrs=SWEEP_LRS, losses=losses, final_loss=np.asarray(mean),
+            mean_loss=np.asarray(mean), diverged=[False] * K,
+            diverged_at=[-1] * K, config={"num_steps": 5, "window": 2})
+  kw.update(overrides)
+  return ParallelSweepResult(**kw)
+
+
+def test_sweep_status_marks_spiked_stalled_and_diverged_runs():
   mean = np.array([3.0, 2.0, 1.0, 0.5, 0.4, 0.6, np.nan, 0.1])
-  r = _sweep_result(mean_loss=mean, final_loss=mean,
-                    diverged=[False] * 6 + [True, False],
-                    diverged_at=[-1] * 6 + [2, -1])
+  r = _spiky_sweep(mean, spike_at=7, diverged=[False] * 6 + [True, False],
+                   diverged_at=[-1] * 6 + [2, -1])
+  r.losses  # noqa: B018
+  # Run 0 ends where it started (3.0 -> 3.0): stalled; run 6 has NaN; run 7
+  # spiked to 1e17 although it ended at the lowest loss.
+  assert list(r.status) == ["stalled"] + ["trained"] * 5 + [
+      "nonfinite", "spiked"]
+  np.testing.assert_array_equal(r.stable, [False] + [True] * 5 + [False] * 2)
+
+
+def test_sweep_suggest_ignores_a_run_that_survived_a_spike():
+  # The spiked run has the lowest final loss (0.1); the best stable run is
+  # index 4 (0.4), which also wins after averaging with its neighbours.
+  mean = np.array([3.0, 2.0, 1.0, 0.5, 0.4, 0.6, 0.8, 0.1])
+  s = _spiky_sweep(mean, spike_at=7).suggest()
+  assert s.best.index == 4 and s.best.lr == SWEEP_LRS[4]
+  assert (s.stable_low, s.stable_high) == (SWEEP_LRS[1], SWEEP_LRS[6])
+  assert s.max_lr >= s.best.lr
+  assert _spiky_sweep(mean, spike_at=7).best_lr == SWEEP_LRS[4]
+
+
+def test_sweep_suggest_uses_accuracy_of_stable_runs_only():
+  acc = np.array([0.1, 0.3, 0.5, 0.9, 0.92, 0.9, 0.2, 1.0])
+  mean = np.array([3.0, 2.0, 1.0, 0.5, 0.4, 0.6, 0.8, 0.1])
+  r = _spiky_sweep(mean, spike_at=7, eval_metrics={"accuracy": acc})
   s = r.suggest()
-  assert s.minimum.index == 4
-  assert s.minimum.lr == pytest.approx(SWEEP_LRS[4] / 10)
-
-
-def test_sweep_suggest_skips_nothing_by_default():
-  s = _sweep_result().suggest()
-  # mean loss per decade of LR (grid step 4/7 decade): np.gradient at 0..2 is
-  # [-1.75, -1.75, -1.3125]; the first point is the steepest.
-  assert s.steepest.index == 0
-  assert s.minimum.index == 4
-  # With the ramp's skip_end=5, only LRs 0..2 would be left.
-  assert _sweep_result().suggest(skip_end=5).minimum.index == 2
-
-
-def test_sweep_suggest_masks_accuracy_of_diverged_lrs():
-  acc = np.array([0.1, 0.1, 0.5, 0.9, 0.9, 0.9, 1.0, 1.0])
-  s = _sweep_result(eval_metrics={"accuracy": acc}).suggest(window=1)
-  # Without masking the peak would be the diverged LRs' 1.0; with it the rise
-  # is .1 -> .9: base at index 2 (.5 >= .18), max at 3 (.9 >= .82).
-  assert (s.accuracy_base.index, s.accuracy_max.index) == (2, 3)
-  assert (s.base_lr, s.max_lr) == (SWEEP_LRS[2], SWEEP_LRS[3])
+  # The spiked run's 1.0 does not count; index 4 has the best accuracy.
+  assert s.best.index == 4
+  assert "validation accuracy" in s.best.reason
 
 
 def test_sweep_json_round_trip(tmp_path):
@@ -300,8 +316,8 @@ def test_sweep_json_round_trip_keeps_zero_steps():
 
 def test_sweep_csv_has_one_row_per_lr():
   rows = list(csv.DictReader(io.StringIO(_sweep_result().to_csv())))
-  assert list(rows[0]) == ["lr", "final_loss", "mean_loss", "diverged",
-                           "diverged_at", "eval_accuracy"]
+  assert list(rows[0]) == ["lr", "status", "final_loss", "mean_loss",
+                           "diverged", "diverged_at", "eval_accuracy"]
   assert len(rows) == K
   assert float(rows[3]["lr"]) == SWEEP_LRS[3]
   assert rows[3]["mean_loss"] == "0.5" and rows[3]["diverged"] == "False"

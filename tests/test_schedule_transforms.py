@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from optax_clr import momentum as mom
+from optax_clr import schedules as mom  # momentum lives with the LR schedules
 from optax_clr import schedules as sch
 
 SCHEDULES = {

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import _reference
-from optax_clr import momentum as mom
+from optax_clr import schedules as mom  # momentum lives with the LR schedules
 from optax_clr import schedules as sch
 
 cyclic = sch.cyclic_schedule

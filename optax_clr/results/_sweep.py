@@ -117,8 +117,10 @@ class ParallelSweepResult(Result):
         the best run's improvement.
       **kwargs: thresholds for :meth:`classify`.
     """
+    initial = (self.losses[:, 0] if self.num_steps
+               else np.full(self.num_lrs, np.nan))
     return _sg.suggest_sweep(
-        self.lrs, self.classify(**kwargs), self.mean_loss, self.losses[:, 0],
+        self.lrs, self.classify(**kwargs), self.mean_loss, initial,
         final_metrics=self.eval_metrics,
         initial_metrics=self.initial_metrics, tolerance=tolerance)
 

@@ -14,10 +14,12 @@ the minimum / 3``) do not apply. Instead:
      initial loss, even if it came back (a run that survived a blow-up by
      luck sits at the edge of stability, where float32 rounding or the
      device count decides whether it trains);
-   * ``"stalled"``: it ends no better than it started -- the final windowed
-     loss (and the validation loss) fell by less than ``min_improvement``
-     of the initial one, or the validation accuracy rose by less than
-     ``min_improvement`` (a run at chance level);
+   * ``"stalled"``: it ends no better than it started: its validation
+     accuracy rose by less than ``min_improvement`` (a run at chance
+     level; used when accuracy is evaluated), else its validation loss fell
+     by less than ``min_improvement`` of the initial one, else (no
+     validation) its final windowed loss fell by less than that below the
+     mean of its first steps;
    * ``"trained"``: everything else. Only these are *stable*; the others
      are excluded from every suggestion and marked in plots and CSV.
 
@@ -99,23 +101,32 @@ def classify(losses: Any, mean_loss: Any, *,
   """
   x = np.asarray(losses, np.float64)
   final = np.asarray(mean_loss, np.float64)
-  k = x.shape[0]
-  initial = x[:, 0] if x.shape[1] else np.full(k, np.nan)
+  k, n = x.shape
+  initial = x[:, 0] if n else np.full(k, np.nan)
   status = np.full(k, "trained", dtype=object)
+  init_m = dict(initial_metrics or {})
+  fin_m = dict(final_metrics or {})
   with np.errstate(invalid="ignore", over="ignore"):
     scale = np.abs(initial)
-    stalled = ~(final < initial - min_improvement * scale)
-    init_m = dict(initial_metrics or {})
-    fin_m = dict(final_metrics or {})
-    if "loss" in init_m and "loss" in fin_m:
-      a, b = np.asarray(init_m["loss"]), np.asarray(fin_m["loss"])
-      stalled |= ~(b < a - min_improvement * np.abs(a))
     if "accuracy" in init_m and "accuracy" in fin_m:
+      # A dead run sits at chance accuracy, even where its loss went from
+      # the initial level down to the chance-level loss.
       a, b = np.asarray(init_m["accuracy"]), np.asarray(fin_m["accuracy"])
-      stalled |= ~(b >= a + min_improvement)
+      stalled = ~(b >= a + min_improvement)
+    elif "loss" in init_m and "loss" in fin_m:
+      a, b = np.asarray(init_m["loss"]), np.asarray(fin_m["loss"])
+      stalled = ~(b < a - min_improvement * np.abs(a))
+    else:
+      # The first steps' mean, not one batch's loss: a single batch can be
+      # a few percent off the model's loss.
+      head = x[:, :max(1, min(10, n // 5))]
+      ok = np.isfinite(head)
+      start = np.where(ok, head, 0.0).sum(1) / np.maximum(ok.sum(1), 1)
+      start = np.where(ok.any(1), start, np.nan)
+      stalled = ~(final < start - min_improvement * np.abs(start))
     status[stalled] = "stalled"
-    if spike_threshold is not None:
-      peak = np.nanmax(np.where(np.isfinite(x), x, -np.inf), axis=1)
+    if spike_threshold is not None and x.shape[1]:
+      peak = np.max(np.where(np.isfinite(x), x, -np.inf), axis=1)
       status[peak > spike_threshold * scale] = "spiked"
     if diverge_threshold is not None:
       status[final > diverge_threshold * scale] = "diverged"
@@ -208,10 +219,11 @@ def suggest_sweep(lrs: Any, status: Any, mean_loss: Any, initial_loss: Any,
   half = min((i for i in range(lo, best + 1) if q[i] >= 0.5), default=best)
   max_lr = float(lrs[top])
   base_lr = float(np.clip(lrs[half], max_lr / 10.0, max_lr / 3.0))
+  averaged = ", averaged with its grid neighbours" if lrs.size >= 5 else ""
   best_s = Suggestion(
       "best", lrs[best], best, "none",
-      f"best {what} ({score[best]:.4g}, averaged with its grid neighbours) "
-      f"of {int(stable.sum())} stable runs ({summary})")
+      f"best {what} ({score[best]:.4g}{averaged}) of {int(stable.sum())} "
+      f"stable runs ({summary})")
   rule = (f"sweep rule: max_lr = {max_lr:.4g}, the largest stable LR within "
           f"{tolerance:g} of the best run's improvement (q = {q[top]:.3f}); "
           f"base_lr = {base_lr:.4g}: the smallest stable LR with half of it "
