@@ -12,16 +12,20 @@ knows about optax-clr. To run the range tests on it we only
 
 Both tests then run with gradient accumulation (an effective batch of 4
 micro-batches per LR step) and bf16 compute (float32 weights and optimizer
-state); the parallel sweep shards its LR axis over 8 forced CPU devices.
+state); the parallel sweep shards its copies over 8 forced CPU devices and
+reports its best fixed LR (``sweep.suggest().best``). Both results are
+written as JSON and plots.
 
-  python examples/adapt_existing_training.py
-  python examples/adapt_existing_training.py --quick
+  python examples/adapt_existing_training.py    # -> runs/examples/adapt_existing_training/
+  python examples/adapt_existing_training.py --quick --out /tmp/adapt
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
+import pathlib
 
 # The flag must be set before jax is imported.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -79,12 +83,18 @@ def batches(seed: int, batch_size: int = 32):
 
 # ----------------------------------------------------------------------------
 
+NAME = "adapt_existing_training"
+
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--quick", action="store_true",
                       help="fewer steps and LRs (a few seconds)")
+  parser.add_argument("--out", type=pathlib.Path, default=None,
+                      help=f"output directory (default runs/examples/{NAME}/"
+                      " under the current directory)")
   args = parser.parse_args(argv)
+  out = args.out or pathlib.Path("runs", "examples", NAME)
   steps, num_lrs = (20, 8) if args.quick else (120, 16)
 
   model = TwoInputRegressor(rngs=nnx.Rngs(0))
@@ -100,20 +110,38 @@ def main(argv=None):
       num_steps=steps, accumulation_steps=4, compute_dtype=jnp.bfloat16,
       val_data=val, eval_every=max(1, steps // 10))
   s = result.suggest()
+  pair = ("none" if s.base_lr is None
+          else f"({s.base_lr:.3g}, {s.max_lr:.3g})")
   print(f"classic: {result.num_steps} steps ({result.stop_reason}); "
-        f"steepest {s.steepest.lr}, valley {s.valley.lr}; "
-        f"CLR pair ({s.base_lr}, {s.max_lr})")
+        f"steepest {lr_text(s.steepest.lr)}, valley {lr_text(s.valley.lr)}; "
+        f"CLR pair {pair}")
 
   sweep = clr.parallel_range_test(
       model, mse, batches(seed=2), num_lrs=num_lrs, min_lr=1e-4, max_lr=1.0,
       num_steps=steps // 2, accumulation_steps=4, compute_dtype=jnp.bfloat16,
       val_data=val)
-  best = int(np.nanargmin(np.where(sweep.diverged, np.nan, sweep.mean_loss)))
-  print(f"parallel on {jax.device_count()} devices: best fixed LR "
-        f"{sweep.lrs[best]:.3g} (mean loss {sweep.mean_loss[best]:.4f}, "
-        f"val mae {sweep.eval_metrics['mae'][best]:.4f}); "
-        f"{int(sweep.diverged.sum())} of {num_lrs} diverged")
+  best = sweep.suggest().best
+  statuses = ", ".join(f"{n} {k}" for k, n in
+                       collections.Counter(sweep.status).items())
+  if best.lr is None:
+    found = f"no LR trained ({best.reason})"
+  else:
+    found = (f"best fixed LR {best.lr:.3g} (val loss "
+             f"{sweep.eval_metrics['loss'][best.index]:.4f}, val mae "
+             f"{sweep.eval_metrics['mae'][best.index]:.4f})")
+  print(f"parallel on {jax.device_count()} devices: {found}; {num_lrs} LRs: "
+        f"{statuses}")
+
+  out.mkdir(parents=True, exist_ok=True)
+  for name, res in (("range_test", result), ("sweep", sweep)):
+    res.to_json(out / f"{name}.json")
+    res.plot(path=out / f"{name}.png")
+    print(f"wrote {out / f'{name}.json'} and {out / f'{name}.png'}")
   return result, sweep
+
+
+def lr_text(lr):
+  return "-" if lr is None else f"{lr:.3g}"
 
 
 if __name__ == "__main__":

@@ -4,11 +4,13 @@ The classic CLR picture (Smith 2017, fig. 2 and 3): triangular,
 triangular2, exp_range (amplitude-only as in PyTorch/Keras, and the paper's
 form where both bounds decay), the cosine and Welch waveforms, an asymmetric
 cycle, and the one-cycle policy (Smith & Topin 2017) with two and three
-phases. Each panel draws the LR and, dashed on the right axis, the momentum
-that cycles inversely to it.
+phases. Every panel is one ``optax_clr.policy_schedules`` call -- the same
+function the CLI trains with -- and draws the LR and, dashed on the right
+axis, the momentum that the policy cycles inversely to it.
 
-  python examples/schedules_gallery.py            # -> docs/img/schedules.png
-  python examples/schedules_gallery.py --quick --out /tmp/schedules.png
+  python examples/schedules_gallery.py             # -> runs/examples/schedules_gallery/
+  python examples/schedules_gallery.py --quick --out /tmp/gallery
+  python examples/schedules_gallery.py --update-docs   # -> docs/img/schedules.png
 """
 
 from __future__ import annotations
@@ -16,17 +18,17 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-import jax
-import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
-from optax_clr import momentum as mom_lib  # noqa: E402
-from optax_clr import schedules  # noqa: E402
+import optax_clr as clr  # noqa: E402
+from optax_clr import plotting  # noqa: E402
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+NAME = "schedules_gallery"
+DOCS_FIGURE = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "img"
+               / "schedules.png")
 
 BASE_LR, MAX_LR = 0.001, 0.006  # Smith's CIFAR-10 bounds
 STEP = 1000                      # half a cycle, in iterations
@@ -34,61 +36,57 @@ TOTAL = 8 * STEP                 # four cycles
 
 
 def gallery(step: int = STEP, total: int = TOTAL):
-  """name -> (LR schedule, momentum schedule, note)."""
-  # exp_range: gamma chosen so the amplitude is 10% of the start at the end.
-  gamma = 0.1 ** (1 / total)
-  cyc = dict(step_size_up=step)
-  mom = dict(base_momentum=0.8, max_momentum=0.9)
+  """name -> (LR schedule, momentum schedule, note), each from
+  ``clr.policy_schedules``."""
+  cyclic = dict(base_lr=BASE_LR, max_lr=MAX_LR, step_size_up=step,
+                total_steps=total)
   out = {}
-  for mode in ("triangular", "triangular2"):
-    out[mode] = (
-        schedules.cyclic_schedule(BASE_LR, MAX_LR, mode=mode, **cyc),
-        mom_lib.cyclic_momentum_schedule(mode=mode, **cyc, **mom),
-        "amplitude constant" if mode == "triangular" else
-        "amplitude halves each cycle")
-  out["exp_range"] = (
-      schedules.cyclic_schedule(BASE_LR, MAX_LR, mode="exp_range",
-                                gamma=gamma, **cyc),
-      mom_lib.cyclic_momentum_schedule(mode="exp_range", gamma=gamma, **cyc,
-                                       **mom),
-      f"amplitude * gamma^t (PyTorch), gamma={gamma:.6f}")
-  out["exp_range, decay_bounds"] = (
-      schedules.cyclic_schedule(BASE_LR, MAX_LR, mode="exp_range",
-                                gamma=gamma, decay_bounds=True, **cyc),
-      mom_lib.cyclic_momentum_schedule(mode="exp_range", gamma=gamma, **cyc,
-                                       **mom),
+
+  def add(name, plan, note):
+    out[name] = (plan.learning_rate, plan.momentum, note)
+
+  add("triangular", clr.policy_schedules("triangular", **cyclic),
+      "amplitude constant")
+  add("triangular2", clr.policy_schedules("triangular2", **cyclic),
+      "amplitude halves each cycle")
+  # Without gamma, exp_range decays the amplitude to a tenth by total_steps.
+  plan = clr.policy_schedules("exp_range", **cyclic)
+  add("exp_range", plan,
+      f"amplitude * gamma^t (PyTorch), gamma={plan.resolved['gamma']:.6f}")
+  add("exp_range, decay_bounds",
+      clr.policy_schedules("exp_range", decay_bounds=True, **cyclic),
       "both bounds * gamma^t (the paper)")
-  for waveform in ("cosine", "welch"):
-    out[f"triangular, {waveform}"] = (
-        schedules.cyclic_schedule(BASE_LR, MAX_LR, waveform=waveform, **cyc),
-        mom_lib.cyclic_momentum_schedule(waveform=waveform, **cyc, **mom),
-        "Hann window" if waveform == "cosine" else "parabolic window")
-  out["asymmetric (up 1/4, down 3/4)"] = (
-      schedules.cyclic_schedule(BASE_LR, MAX_LR, step_size_up=step // 2,
-                                step_size_down=3 * step // 2),
-      mom_lib.cyclic_momentum_schedule(step_size_up=step // 2,
-                                       step_size_down=3 * step // 2, **mom),
+  for waveform, note in (("cosine", "Hann window"),
+                         ("welch", "parabolic window")):
+    add(f"triangular, {waveform}",
+        clr.policy_schedules("triangular", waveform=waveform, **cyclic), note)
+  add("asymmetric (up 1/4, down 3/4)",
+      clr.policy_schedules("triangular", base_lr=BASE_LR, max_lr=MAX_LR,
+                           step_size_up=step // 2,
+                           step_size_down=3 * step // 2, total_steps=total),
       "fast rise, slow fall")
   for three_phase in (False, True):
-    name = "one-cycle, three phases" if three_phase else "one-cycle"
-    out[name] = (
-        schedules.one_cycle_schedule(MAX_LR, total, three_phase=three_phase),
-        mom_lib.one_cycle_momentum_schedule(total, three_phase=three_phase),
-        "max/25 -> max -> max/25 -> max/25e4" if three_phase
-        else "max/25 -> max -> max/25e4")
+    plan = clr.policy_schedules("one-cycle", max_lr=MAX_LR, total_steps=total,
+                                three_phase=three_phase)
+    r = plan.resolved
+    start = f"max/{r['div_factor']:g}"
+    end = f"{start}/{r['final_div_factor']:g}"
+    add("one-cycle, three phases" if three_phase else "one-cycle", plan,
+        f"{start} -> max -> {start} -> {end}" if three_phase
+        else f"{start} -> max -> {end}")
   return out
 
 
-def draw(path: pathlib.Path, step: int = STEP, total: int = TOTAL) -> None:
+def draw(step: int = STEP, total: int = TOTAL) -> Figure:
   entries = gallery(step, total)
-  t = jnp.arange(total)
   cols = 3
   rows = -(-len(entries) // cols)
   fig = Figure(figsize=(4.2 * cols, 2.6 * rows), layout="constrained")
   axes = fig.subplots(rows, cols, sharex=True, squeeze=False).ravel()
+  t = range(total)
   for ax, (name, (lr_fn, mom_fn, note)) in zip(axes, entries.items()):
-    lr = jax.jit(lr_fn)(t)
-    mom = jax.jit(mom_fn)(t)
+    lr = plotting.evaluate_schedule(lr_fn, total)
+    mom = plotting.evaluate_schedule(mom_fn, total)
     ax.plot(t, lr * 1e3, color="tab:blue", linewidth=1.5)
     ax.set_title(name, fontsize="medium")
     ax.text(0.02, 0.97, note, transform=ax.transAxes, va="top",
@@ -105,25 +103,38 @@ def draw(path: pathlib.Path, step: int = STEP, total: int = TOTAL) -> None:
     ax.set_xlabel("iteration")
   fig.suptitle(f"Cyclical LR policies: base {BASE_LR:g}, max {MAX_LR:g}, "
                f"step size {step} iterations")
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=110)
-  print(f"wrote {path}")
+  return fig
 
 
-def main(argv=None) -> None:
+def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true",
                       help="fewer steps (for tests)")
   parser.add_argument("--out", type=pathlib.Path, default=None,
-                      help="PNG path (default docs/img/schedules.png, or "
-                      "./schedules-quick.png with --quick)")
+                      help=f"output directory (default runs/examples/{NAME}/"
+                      " under the current directory)")
+  parser.add_argument("--update-docs", action="store_true",
+                      help="also regenerate the committed figure "
+                      "docs/img/schedules.png (not with --quick)")
   args = parser.parse_args(argv)
-  out = args.out or (pathlib.Path("schedules-quick.png") if args.quick
-                     else ROOT / "docs" / "img" / "schedules.png")
-  if args.quick:
-    draw(out, step=50, total=400)
-  else:
-    draw(out)
+  if args.update_docs and args.quick:
+    parser.error("--update-docs regenerates the committed figure from the "
+                 "full run; drop --quick")
+  args.out = args.out or pathlib.Path("runs", "examples", NAME)
+  return args
+
+
+def main(argv=None) -> list[pathlib.Path]:
+  args = parse_args(argv)
+  fig = draw(step=50, total=400) if args.quick else draw()
+  paths = [args.out / "schedules.png"]
+  if args.update_docs:
+    paths.append(DOCS_FIGURE)
+  for path in paths:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+  return paths
 
 
 if __name__ == "__main__":

@@ -59,6 +59,8 @@ class Plan:
     rounds: rounds needed for K copies.
     local: copies per device in a round.
     group_size: copies vmapped together on a device.
+    data_axis: a mesh axis that splits every copy's batch (data
+      parallelism within each copy), or None.
   """
   num_copies: int
   mesh: Mesh
@@ -67,6 +69,7 @@ class Plan:
   rounds: int
   local: int
   group_size: int
+  data_axis: str | None = None
 
   def round_slice(self, r: int) -> np.ndarray:
     """Indices of round ``r``'s copies (padding repeats the last copy)."""
@@ -75,7 +78,9 @@ class Plan:
 
   def config(self) -> dict[str, Any]:
     return {"copies_per_round": self.per_round, "rounds": self.rounds,
-            "devices": self.devices, "group_size": self.group_size}
+            "devices": self.devices, "group_size": self.group_size,
+            "data_axis": self.data_axis,
+            "mesh": {str(k): int(v) for k, v in self.mesh.shape.items()}}
 
 
 def check_mesh(mesh: Any) -> Mesh:
@@ -109,7 +114,9 @@ def plan(num_copies: int, mesh: Any, max_parallel: Any, group_size: Any,
     g = _autotune.group_size(setup, local)
   else:
     g = min(int(group_size), local)
-  return Plan(num_copies, mesh, n_dev, per_round, rounds, local, g)
+  data_axis = _placement.resolve_data_axis(mesh, None)
+  return Plan(num_copies, mesh, n_dev, per_round, rounds, local, g,
+              data_axis)
 
 
 def check_seeds(seeds: Any, num_seeds: Any) -> list[int]:
@@ -262,10 +269,10 @@ def run(plan_: Plan, setup: _setup.Setup, body: Callable[..., Any],
   independent = init == "independent"
   program = engine.program(
       ("population", setup.execution, mesh, plan_.local, plan_.group_size,
-       per_copy_batches, body_key),
+       per_copy_batches, body_key, plan_.data_axis),
       lambda: _runner.population_program(
           body, setup.execution, mesh, plan_.local, plan_.group_size,
-          per_copy_batches))
+          per_copy_batches, plan_.data_axis))
   init_fn = engine.program(
       ("population_init", mesh, plan_.per_round, independent, model_init,
        wrt), lambda: _init_program(setup, plan_, independent, model_init,
@@ -319,8 +326,11 @@ def run(plan_: Plan, setup: _setup.Setup, body: Callable[..., Any],
 
       def place(chunk, first):
         extra = None if per_step is None else per_step(first, chunk_steps)
-        micro = (_placement.put_copies(chunk.batches, mesh) if
-                 per_copy_batches else _placement.put(chunk.batches, mesh))
+        lead = 3 if per_copy_batches else 2
+        copy_axis = _placement.COPY_AXIS if per_copy_batches else None
+        micro = _placement.put(chunk.batches, mesh, lambda x: (
+            _placement.batch_spec(np.ndim(x), lead, plan_.data_axis,
+                                  copy_axis)))
         rest = _placement.put((chunk.valid, _runner.steps_array(
             first, chunk_steps), extra), mesh)
         return (micro, *rest)

@@ -129,14 +129,15 @@ def _check_ramp(start_lr, end_lr, num_steps, ramp, smoothing,
 
 
 def _ramp_body(engine: _engine.Engine, has_val: bool,
-               eval_names: tuple[str, ...]) -> Callable[..., Any]:
+               eval_names: tuple[str, ...],
+               data_axis: str | None = None) -> Callable[..., Any]:
   """One step of a ramp: update at the step's LR, EMA, stop, evaluate."""
   def body(carry, consts, val, x):
     state, avg, best, stopped, code = carry
     micro, ok, t, lr = x
     key = _loss.step_key(consts["seed"], consts["copy"], t)
     new_state, metrics = engine.step(state, micro, key,
-                                     {"learning_rate": lr})
+                                     {"learning_rate": lr}, data_axis)
     loss = metrics["loss"]
     active = ok & ~stopped
     finite = jnp.isfinite(loss)
@@ -342,7 +343,8 @@ def range_test(
       val_data=val_data, val_batches=val_batches, eval_fn=eval_fn,
       accumulation_steps=accumulation_steps, compute_dtype=compute_dtype,
       wrt=wrt, step_mode=step_mode, eval_mode=eval_mode, execution=execution,
-      steps_per_chunk=steps_per_chunk, num_steps=num_steps)
+      steps_per_chunk=steps_per_chunk, num_steps=num_steps, mesh=mesh,
+      data_axis=axis)
   has_val = setup.val is not None
   if has_val and eval_every is None:
     eval_every = max(1, num_steps // 20)
@@ -524,7 +526,7 @@ def multi_seed_range_test(
   names = tuple(setup.eval_names)
   _population.check_model_init(model_init, init, setup, wrt)
   plan = _population.plan(len(seed_list), mesh, None, group_size, setup)
-  body = _ramp_body(setup.engine, has_val, names)
+  body = _ramp_body(setup.engine, has_val, names, plan.data_axis)
   consts = _population.stack_consts([
       _ramp_consts(s, 0, smoothing, diverge_threshold, eval_every)
       for s in seed_list])
@@ -538,7 +540,8 @@ def multi_seed_range_test(
       accumulation_steps=accumulation_steps,
       per_step=lambda first, n: _pad_lrs(lrs32, first, n),
       progress=progress, desc="multi-seed range test",
-      code_of=_ramp_code, body_key=("ramp", has_val, names))
+      code_of=_ramp_code, body_key=("ramp", has_val, names,
+                                    plan.data_axis))
   return _seeds_result(outcome.records, outcome.codes, seed_list,
                        lrs32.astype(np.float64),
                        num_steps, names, has_val, outcome.exhausted,

@@ -24,6 +24,7 @@ from optax_clr.engine import _feed
 from optax_clr.engine import _loss
 from optax_clr.engine import _model
 from optax_clr.engine import _optimizer
+from optax_clr.engine import _placement
 from optax_clr.engine import _runner
 
 PyTree = Any
@@ -91,8 +92,14 @@ def prepare(model: Any, loss_fn: Callable[..., Any], train_data: Any, *,
             step_mode: Any, eval_mode: Any, execution: str,
             steps_per_chunk: int | None, num_steps: int,
             placeholders: dict[str, float] | None = None,
-            training: bool = False) -> Setup:
-  """Checks and builds everything a driver needs (nothing compiled)."""
+            training: bool = False, mesh: Any = None,
+            data_axis: str | None = None) -> Setup:
+  """Checks and builds everything a driver needs (nothing compiled).
+
+  With a ``mesh``, the loss is checked on a batch laid out as the steps
+  will see it (split over ``data_axis``), inside the mesh's context: models
+  written for explicit sharding read the batch's sharding.
+  """
   compute_dtype = _engine.check_compute_dtype(compute_dtype)
   execution = _runner.resolve_execution(execution)
   feed = _feed.make_feed(train_data, batch_size, seed)
@@ -107,16 +114,31 @@ def prepare(model: Any, loss_fn: Callable[..., Any], train_data: Any, *,
   engine = _engine.get_engine(parts.graphdef, nnx.Param if wrt is None
                               else wrt, loss, evaluator, opt, compute_dtype,
                               step_mode, eval_mode)
-  first = feed.first_batch()
-  metric_names = ["loss"] + engine.check_loss(parts, first)
-  val = None
-  eval_names: list[str] = []
-  if val_data is not None:
-    val = _feed.load_validation(val_data, val_batches)
-    eval_names = engine.check_eval(parts, jax.tree.map(lambda x: x[0], val))
+  first = _abstract(feed.first_batch(), mesh, data_axis)
+  with _placement.mesh_context(mesh):
+    metric_names = ["loss"] + engine.check_loss(parts, first)
+    val = None
+    eval_names: list[str] = []
+    if val_data is not None:
+      val = _feed.load_validation(val_data, val_batches)
+      eval_names = engine.check_eval(parts, _abstract(
+          jax.tree.map(lambda x: x[0], val), mesh, data_axis))
   chunk = min(num_steps, steps_per_chunk or default_steps_per_chunk())
   return Setup(feed, parts, engine, val, metric_names, eval_names,
                execution, chunk)
+
+
+def _abstract(batch: PyTree, mesh: Any, data_axis: str | None) -> PyTree:
+  """The batch as the compiled step sees it (shapes, dtypes, sharding)."""
+  if mesh is None:
+    return batch
+  from jax.sharding import NamedSharding
+
+  def one(x):
+    spec = _placement.batch_spec(np.ndim(x), 0, data_axis)
+    return jax.ShapeDtypeStruct(np.shape(x), x.dtype,
+                                sharding=NamedSharding(mesh, spec))
+  return jax.tree.map(one, batch)
 
 
 def put_chunk(chunk: _feed.Chunk, first_step: int, chunk_steps: int,

@@ -93,8 +93,8 @@ def lr_schedule_fn(schedule_fn: Callable[..., Any]) -> Callable[..., Any]:
   return hyper_fn
 
 
-def sweep_body(engine: _engine.Engine,
-               hyper_fn: Callable[..., Any] | None) -> Callable[..., Any]:
+def sweep_body(engine: _engine.Engine, hyper_fn: Callable[..., Any] | None,
+               data_axis: str | None = None) -> Callable[..., Any]:
   """One step of one copy at its own hyperparameters: ``consts["hyper"]``
   as they are, or ``hyper_fn(consts["hyper"], step)`` (per-copy
   schedules)."""
@@ -105,7 +105,7 @@ def sweep_body(engine: _engine.Engine,
     if hyper_fn is not None:
       hyper = hyper_fn(hyper, t)
     key = _loss.step_key(consts["seed"], consts["copy"], t)
-    new_state, metrics = engine.step(state, micro, key, hyper)
+    new_state, metrics = engine.step(state, micro, key, hyper, data_axis)
     loss = metrics["loss"]
     active = ok & ~dead
     finite = jnp.isfinite(loss)
@@ -308,7 +308,8 @@ def run_sweep(setup: _setup.Setup, hyper: dict[str, np.ndarray],
             "copy": np.arange(num_k, dtype=np.int32)}
   keys = list(jax.random.split(jax.random.key(seed), num_k))
   outcome = _population.run(
-      plan, setup, sweep_body(setup.engine, hyper_fn), consts, init=init,
+      plan, setup, sweep_body(setup.engine, hyper_fn, plan.data_axis),
+      consts, init=init,
       model_init=model_init, wrt=wrt, init_keys=keys, carry_of=sweep_carry,
       feeds=None, num_steps=num_steps, accumulation_steps=accumulation_steps,
       per_step=None, progress=progress, desc="sweep",

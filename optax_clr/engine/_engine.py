@@ -229,10 +229,15 @@ class Engine:
     return loss * scale, mean(metrics), mean(grads), rest
 
   def step(self, state: TrainState, micro: PyTree, key: jax.Array,
-           hyper: Mapping[str, jax.Array]
+           hyper: Mapping[str, jax.Array], data_axis: str | None = None
            ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One update on micro-batches ``[A, ...]`` with ``hyper`` (e.g.
     ``{"learning_rate": lr}``) written into the optimizer state first.
+
+    Inside a ``shard_map`` whose ``data_axis`` splits the batch, the loss,
+    metrics, gradients and floating model state (batch statistics) are
+    averaged over that axis (``lax.pmean``): the update of the whole batch,
+    as in data-parallel training.
 
     Returns:
       The new state and ``{"loss": ..., **metrics}`` of this step (computed
@@ -240,6 +245,11 @@ class Engine:
     """
     loss, metrics, grads, rest = self.grads(state.params, state.rest, micro,
                                             key)
+    if data_axis is not None:
+      mean = lambda t: jax.tree.map(  # noqa: E731
+          lambda x: jax.lax.pmean(x, data_axis) if jnp.issubdtype(
+              x.dtype, jnp.floating) else x, t)
+      loss, metrics, grads, rest = mean((loss, metrics, grads, rest))
     opt_state = _optimizer.set_driven(state.opt_state, hyper)
     updates, opt_state = self.tx.update(grads, opt_state, state.params)
     params = optax.apply_updates(state.params, updates)

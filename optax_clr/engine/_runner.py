@@ -142,7 +142,8 @@ def single_program(body: Callable[..., Any], execution: str,
 
 def population_program(body: Callable[..., Any], execution: str, mesh: Mesh,
                        local_copies: int, group_size: int,
-                       per_copy_batches: bool) -> ChunkProgram:
+                       per_copy_batches: bool,
+                       data_axis: str | None = None) -> ChunkProgram:
   """Chunks of ``body`` for K copies sharded over ``mesh``'s copy axis.
 
   On each device the ``local_copies`` copies run in vmapped groups of
@@ -150,7 +151,9 @@ def population_program(body: Callable[..., Any], execution: str, mesh: Mesh,
   the group holds them all). ``carry`` and ``consts`` have a leading copy
   axis; the step inputs are shared by every copy (replicated) or, with
   ``per_copy_batches``, have their own leading copy axis (a multi-seed test:
-  each seed its own data order).
+  each seed its own data order). With a ``data_axis`` of the mesh, every
+  copy's batch is split over it (the body averages over it: data
+  parallelism within each copy).
   """
   axis = _placement.COPY_AXIS
 
@@ -159,7 +162,9 @@ def population_program(body: Callable[..., Any], execution: str, mesh: Mesh,
       return jax.vmap(fn)(xs)
     return jax.lax.map(fn, xs, batch_size=group_size)
 
-  batches_spec = P(axis) if per_copy_batches else P()
+  # Batch leaves: [K,] steps, A, B, ...: B over the data axis.
+  lead = [axis] if per_copy_batches else []
+  batches_spec = P(*lead, None, None, data_axis) if data_axis else P(*lead)
   x_specs = (batches_spec, P(), P(), P())  # (micro, valid, step, per_step)
 
   if execution == "scan":
