@@ -513,7 +513,8 @@ def test_compilation_cache_fills_in_a_real_process(tmp_path):
 
 
 # ----------------------------------------------------------------------------
-# Examples (quick variants; the full runs that draw docs/img are slow).
+# Examples (quick variants; the full runs are slow, and --update-docs, which
+# rewrites the committed docs/img figures, is never run by the tests).
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
@@ -525,9 +526,19 @@ def run_example(name: str, *args):
   return namespace["main"]([str(a) for a in args])
 
 
+def example_env() -> dict:
+  root = str(EXAMPLES.parent)
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             PYTHONPATH=os.pathsep.join(
+                 [root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+  env.pop("XLA_FLAGS", None)
+  return env
+
+
 def test_schedules_gallery_example_draws_every_policy(capsys, tmp_path):
-  run_example("schedules_gallery", "--quick", "--out", tmp_path / "s.png")
-  assert_png(tmp_path / "s.png")
+  paths = run_example("schedules_gallery", "--quick", "--out", tmp_path)
+  assert paths == [tmp_path / "schedules.png"]
+  assert_png(tmp_path / "schedules.png")
   import runpy
   gallery = runpy.run_path(str(EXAMPLES / "schedules_gallery.py"),
                            run_name="x")["gallery"](50, 400)
@@ -536,29 +547,38 @@ def test_schedules_gallery_example_draws_every_policy(capsys, tmp_path):
           "one-cycle, three phases"} <= set(gallery)
 
 
-def test_train_loop_example_logs_the_scheduled_lr_and_momentum(capsys):
-  log = run_example("train_loop", "--quick")
+def test_train_loop_example_logs_the_scheduled_lr_and_momentum(capsys,
+                                                               tmp_path):
+  from optax_clr import TrainHistory
+  history = run_example("train_loop", "--quick", "--out", tmp_path)
   per_epoch = 1438 // 64
-  assert log["lr"].shape == (2 * per_epoch,)
+  assert history.lrs.shape == (2 * per_epoch,)
   # triangular2 with a one-epoch step size: base at 0, peak after an epoch.
-  assert log["lr"][0] == pytest.approx(0.05)
-  assert log["lr"][per_epoch] == pytest.approx(0.2)
-  assert log["momentum"][per_epoch] == pytest.approx(0.8)
+  assert history.lrs[0] == pytest.approx(0.05)
+  assert history.lrs[per_epoch] == pytest.approx(0.2)
+  assert history.momenta[per_epoch] == pytest.approx(0.8)
+  assert list(history.eval_steps) == [per_epoch, 2 * per_epoch]
   assert "val_acc" in capsys.readouterr().out
+  assert TrainHistory.from_json(tmp_path / "history.json") == history
+  assert_png(tmp_path / "history.png")
 
 
 def test_range_test_example_plots_the_curve(capsys, tmp_path):
-  result = run_example("range_test", "--quick", "--out", tmp_path / "r.png")
+  result = run_example("range_test", "--quick", "--out", tmp_path)
   assert result.num_steps <= 60 and len(result.eval_steps) >= 1
-  assert_png(tmp_path / "r.png")
-  assert "CLR bounds" in capsys.readouterr().out or (
-      result.suggest().base_lr is None)
+  assert_png(tmp_path / "range_test.png")
+  out = capsys.readouterr().out
+  # The suggestions' table, with the CLR bounds (or "none") and the rule.
+  assert str(result.suggest()) in out and "CLR bounds" in out
+  assert (tmp_path / "range_test.json").exists()
 
 
-def test_adapt_existing_training_example_needs_no_model_changes(capsys):
+def test_adapt_existing_training_example_needs_no_model_changes(capsys,
+                                                                tmp_path):
   # A dict batch with two inputs, a regression loss, a generator of batches,
   # accumulation and bf16, in both range tests.
-  result, sweep = run_example("adapt_existing_training", "--quick")
+  result, sweep = run_example("adapt_existing_training", "--quick", "--out",
+                              tmp_path)
   assert 2 <= result.num_steps <= 20
   assert result.config["accumulation_steps"] == 4
   assert "mae" in result.eval_metrics
@@ -566,32 +586,65 @@ def test_adapt_existing_training_example_needs_no_model_changes(capsys):
   assert np.isfinite(sweep.mean_loss[~sweep.diverged]).all()
   out = capsys.readouterr().out
   assert out.startswith("classic:") and "parallel on" in out
+  best = sweep.suggest().best
+  assert best.lr is None or f"best fixed LR {best.lr:.3g}" in out
+  for name in ("range_test.json", "range_test.png", "sweep.json",
+               "sweep.png"):
+    assert (tmp_path / name).exists(), name
 
 
 @pytest.mark.slow  # ~10 s of compilation; the demo test covers the same path
 def test_clr_vs_fixed_example_trains_three_runs(capsys, tmp_path):
-  histories = run_example("clr_vs_fixed", "--quick", "--out",
-                          tmp_path / "c.png")
+  histories = run_example("clr_vs_fixed", "--quick", "--out", tmp_path)
   assert len(histories) == 3
   for history, _ in histories.values():
     assert len(history.eval_steps) == 3
-  assert_png(tmp_path / "c.png")
+  assert_png(tmp_path / "clr_vs_fixed.png")
+  assert_png(tmp_path / "range_test.png")
 
 
 def test_parallel_sweep_example_uses_8_forced_devices(tmp_path):
-  root = str(EXAMPLES.parent)
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             PYTHONPATH=os.pathsep.join(
-                 [root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-  env.pop("XLA_FLAGS", None)
   proc = subprocess.run(
       [sys.executable, str(EXAMPLES / "parallel_sweep.py"), "--quick",
-       "--out", str(tmp_path / "p.png")], capture_output=True, text=True,
-      env=env, timeout=300)
+       "--out", str(tmp_path)], capture_output=True, text=True,
+      env=example_env(), timeout=300)
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.startswith("8 devices")
   assert "8 LRs x 10 steps on 8 devices" in proc.stdout
-  assert_png(tmp_path / "p.png")
+  assert "best fixed LR" in proc.stdout  # the suggestions' table
+  assert_png(tmp_path / "parallel_sweep.png")
+
+
+def git_status() -> str | None:
+  """``git status`` of the checkout, or None outside a git checkout."""
+  try:
+    proc = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=EXAMPLES.parent, capture_output=True, text=True, timeout=60)
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return proc.stdout if proc.returncode == 0 else None
+
+
+@pytest.mark.parametrize("name", [
+    "schedules_gallery", "train_loop", "range_test", "parallel_sweep",
+    "adapt_existing_training",
+    pytest.param("clr_vs_fixed", marks=pytest.mark.slow)])
+def test_examples_write_only_under_runs_by_default(capsys, tmp_path,
+                                                   monkeypatch, name):
+  before = git_status()
+  if before is None:
+    pytest.skip("not a git checkout")
+  monkeypatch.chdir(tmp_path)
+  run_example(name, "--quick")  # no --out: runs/examples/<name>/ here
+  out_dir = pathlib.Path("runs", "examples", name)
+  written = [p.relative_to(tmp_path) for p in tmp_path.rglob("*")
+             if p.is_file()]
+  assert written, "the example wrote nothing"
+  assert all(p.parent == out_dir for p in written), written
+  assert f"wrote {out_dir}" in capsys.readouterr().out
+  # Nothing in the checkout (docs/img in particular) changed.
+  assert git_status() == before
 
 
 @pytest.mark.slow
@@ -599,15 +652,13 @@ def test_parallel_sweep_example_uses_8_forced_devices(tmp_path):
                                   "range_test", "parallel_sweep",
                                   "clr_vs_fixed"])
 def test_full_examples_run(tmp_path, name):
-  root = str(EXAMPLES.parent)
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             PYTHONPATH=os.pathsep.join(
-                 [root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-  env.pop("XLA_FLAGS", None)
-  args = [] if name == "train_loop" else ["--out", str(tmp_path / "x.png")]
-  proc = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), *args],
-                        capture_output=True, text=True, env=env, timeout=900)
+  proc = subprocess.run(
+      [sys.executable, str(EXAMPLES / f"{name}.py"), "--out",
+       str(tmp_path / "out")], capture_output=True, text=True,
+      env=example_env(), cwd=tmp_path, timeout=900)
   assert proc.returncode == 0, proc.stderr
+  assert any((tmp_path / "out").iterdir())
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_bounds_from_a_sweep_give_its_best_fixed_lr(tmp_path):
