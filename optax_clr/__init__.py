@@ -20,6 +20,7 @@ from optax_clr.drivers import BoundsChoice
 from optax_clr.drivers import find_bounds
 from optax_clr.drivers import multi_seed_range_test
 from optax_clr.drivers import parallel_range_test
+from optax_clr.drivers import sweep
 from optax_clr.drivers import range_test
 from optax_clr.drivers import train
 from optax_clr.models import CNN
@@ -36,6 +37,7 @@ from optax_clr.optimizers import get_hyperparams
 from optax_clr.optimizers import get_step
 from optax_clr.optimizers import set_hyperparams
 from optax_clr.results import bounds_of
+from optax_clr.results import GridSweepResult
 from optax_clr.results import load_results
 from optax_clr.results import MultiSeedRangeTestResult
 from optax_clr.results import ParallelSweepResult
@@ -59,7 +61,7 @@ from optax_clr.suggestions import SweepSuggestions
 __version__ = "0.2.0"
 
 __all__ = [
-    "BoundsChoice", "CNN", "Dataset", "Im2ColConv", "MultiSeedRangeTestResult",
+    "BoundsChoice", "CNN", "Dataset", "GridSweepResult", "Im2ColConv", "MultiSeedRangeTestResult",
     "ParallelSweepResult", "RangeTestResult", "ResNet", "RunSummary",
     "SeedSuggestions", "Suggestion", "Suggestions", "SweepSuggestions",
     "TrainHistory", "bounds_of", "cross_entropy_loss", "cyclic_adam", "cyclic_adamw",
@@ -69,6 +71,6 @@ __all__ = [
     "load_digits", "load_mnist", "load_npz", "load_results", "make_model",
     "multi_seed_range_test", "one_cycle_momentum_schedule",
     "one_cycle_schedule", "parallel_range_test", "policy_schedules",
-    "range_test", "set_hyperparams", "suggest", "train",
+    "range_test", "set_hyperparams", "suggest", "sweep", "train",
     "triangular2_schedule", "triangular_schedule",
 ]

@@ -511,3 +511,65 @@ def plot_training(histories: Mapping[str, Any], *,
   fig.suptitle(title or "training")
   _save(fig, path)
   return fig
+
+
+def plot_grid(result: Any, ax: Any = None, *,
+              names: tuple[str, ...] | None = None, metric: str | None = None,
+              path: _PathLike = None) -> Any:
+  """A :class:`~optax_clr.GridSweepResult`: a heat map over two swept names
+  (log-spaced values shown by their ticks), a line over one.
+
+  Unstable runs (diverged, spiked, stalled) are blank; the best run is
+  marked with a star.
+
+  Args:
+    result: a GridSweepResult whose runs form a full grid of ``names``.
+    ax: Axes to draw on; a new Figure is made when None.
+    names: the one or two names to draw (default: the first two swept).
+    metric: see :meth:`~optax_clr.GridSweepResult.grid` (default: the
+      score: validation accuracy, else validation loss, else train loss).
+    path: if given, the figure is saved there as PNG.
+
+  Returns:
+    The Figure.
+  """
+  names = tuple(names or result.names[:2])
+  if len(names) not in (1, 2):
+    raise ValueError(f"names must be one or two swept names, got {names}")
+  axes, values = result.grid(*names, metric=metric)
+  score_name = metric or result.score()[1]
+  fig, ax = _axes(ax)
+  best = result.best()
+  if len(names) == 1:
+    ax.plot(axes[0], values, marker="o", gid="grid_line",
+            label=score_name)
+    ax.set_xscale("log" if axes[0].min() > 0 else "linear")
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(score_name)
+    if best is not None:
+      i = int(np.searchsorted(axes[0], best[names[0]]))
+      ax.plot([axes[0][i]], [values[i]], "*", color="gold", markersize=16,
+              markeredgecolor="k", gid="best", label="best")
+    _legend(ax)
+  else:
+    image = ax.imshow(values.T, origin="lower", aspect="auto",
+                      cmap="viridis", gid="heat_map")
+    ax.set_xticks(range(axes[0].size), [f"{v:.2g}" for v in axes[0]],
+                  rotation=45)
+    ax.set_yticks(range(axes[1].size), [f"{v:.2g}" for v in axes[1]])
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    fig.colorbar(image, ax=ax, label=score_name)
+    for (i, j), v in np.ndenumerate(values):
+      if np.isfinite(v):
+        ax.text(i, j, f"{v:.3g}", ha="center", va="center", fontsize=7,
+                color="w")
+    if best is not None:
+      i = int(np.searchsorted(axes[0], best[names[0]]))
+      j = int(np.searchsorted(axes[1], best[names[1]]))
+      ax.plot([i], [j], "*", color="gold", markersize=18,
+              markeredgecolor="k", gid="best")
+  ax.set_title(f"sweep: {score_name} over {' x '.join(names)} "
+               f"({int(result.stable.sum())} of {result.num_configs} stable)")
+  _save(fig, path)
+  return fig

@@ -3,6 +3,8 @@
 * :func:`range_test` / :func:`multi_seed_range_test` (:mod:`._range_test`):
   the LR ramped over the steps of one copy, or of S copies (one per seed).
 * :func:`parallel_range_test` (:mod:`._sweep`): K copies at fixed LRs.
+* :func:`sweep` (:mod:`._hyper_sweep`): K copies at any hyperparameters
+  (a list of configurations or a full grid).
 * :func:`train` (:mod:`._training`): one copy following the optimizer's
   schedules, with evaluation and checkpoints.
 * :func:`find_bounds` (:mod:`._confirm`): a range test, then a confirmation
@@ -16,6 +18,7 @@ from optax_clr.drivers._checkpoint import CHECKPOINT_NAME
 from optax_clr.drivers._checkpoint import epochs_done
 from optax_clr.drivers._confirm import BoundsChoice
 from optax_clr.drivers._confirm import find_bounds
+from optax_clr.drivers._hyper_sweep import sweep
 from optax_clr.drivers._range_test import multi_seed_range_test
 from optax_clr.drivers._range_test import ramp_lrs
 from optax_clr.drivers._range_test import range_test
@@ -23,4 +26,4 @@ from optax_clr.drivers._sweep import parallel_range_test
 from optax_clr.drivers._training import train
 
 __all__ = ["BoundsChoice", "CHECKPOINT_NAME", "epochs_done", "find_bounds", "multi_seed_range_test", "parallel_range_test", "ramp_lrs",
-           "range_test", "train"]
+           "range_test", "sweep", "train"]

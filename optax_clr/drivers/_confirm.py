@@ -35,7 +35,7 @@ from optax_clr.drivers import _range_test
 from optax_clr.drivers import _setup
 from optax_clr.drivers import _sweep
 from optax_clr.engine import _optimizer
-from optax_clr.results import ParallelSweepResult
+from optax_clr.results import GridSweepResult
 from optax_clr.results import RangeTestResult
 from optax_clr.schedules import cyclic_momentum_schedule
 from optax_clr.schedules import cyclic_schedule
@@ -69,7 +69,8 @@ class BoundsChoice:
       ``"train_loss"``).
     rule: how the choice was made, with the numbers.
     range_test: the range test the candidates were built from.
-    sweep: the confirmation sweep (one copy per candidate).
+    sweep: the confirmation sweep (one copy per candidate, its
+      ``configs`` the candidates' kind, base and max).
   """
   policy: str
   base_lr: float
@@ -79,7 +80,7 @@ class BoundsChoice:
   metric: str
   rule: str
   range_test: RangeTestResult
-  sweep: ParallelSweepResult
+  sweep: GridSweepResult
 
   def __str__(self) -> str:
     head = f"  {'candidate':<28} {'status':<9} {self.metric:>12}  loss"
@@ -151,18 +152,10 @@ def _hyper_fn(num_steps: int, momentum: bool) -> Callable[..., Any]:
   return _HYPER_FNS[key]
 
 
-def _metric(sweep: ParallelSweepResult) -> tuple[np.ndarray, str, bool]:
-  if "accuracy" in sweep.eval_metrics:
-    return sweep.eval_metrics["accuracy"], "val_accuracy", True
-  if "loss" in sweep.eval_metrics:
-    return sweep.eval_metrics["loss"], "val_loss", False
-  return sweep.mean_loss, "train_loss", False
-
-
-def choose(candidates: Sequence[Candidate], sweep: ParallelSweepResult
+def choose(candidates: Sequence[Candidate], sweep: GridSweepResult
            ) -> tuple[int, np.ndarray, str, str]:
   """Index of the best stable candidate, the metric, its name, the rule."""
-  metric, name, higher = _metric(sweep)
+  metric, name, higher = sweep.score()
   stable = sweep.stable
   if not stable.any():
     raise ValueError(
@@ -251,15 +244,16 @@ def find_bounds(
            "max": np.array([c.max_lr for c in cands], np.float32)}
   if momentum_name:
     hyper["momentum"] = np.full(len(cands), 0.9, np.float32)
-  order = np.arange(len(cands))
-  sweep = _sweep.run_sweep(
-      setup, hyper, order.astype(np.float64) + 1.0, model=model,
+  run = _sweep.run_sweep(
+      setup, hyper, model=model,
       hyper_fn=_hyper_fn(num_steps, bool(momentum_name)), init="shared",
       model_init=None, wrt=wrt, seed=seed, num_steps=num_steps, window=10,
       diverge_threshold=4.0, accumulation_steps=1, max_parallel=None,
       group_size="auto", mesh=None, progress=progress,
       config={"test": "confirmation", "candidates": [
           dataclasses.asdict(c) for c in cands], "batch_size": batch_size})
+  sweep = GridSweepResult(configs={k: v.astype(np.float64) for k, v in
+                                   hyper.items()}, **run._asdict())
   best, metric, name, rule = choose(cands, sweep)
   status = sweep.status
   table = tuple({"name": c.name, "policy": c.policy, "base_lr": c.base_lr,

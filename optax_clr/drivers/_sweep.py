@@ -23,7 +23,7 @@ full result (see :mod:`optax_clr.engine._placement`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -275,8 +275,8 @@ def parallel_range_test(
       steps_per_chunk=steps_per_chunk, num_steps=num_steps)
   _population.check_model_init(model_init, init, setup, wrt)
   hyper = {_optimizer.LEARNING_RATE: grid.astype(np.float32)}
-  return run_sweep(
-      setup, hyper, grid, model=model,
+  run = run_sweep(
+      setup, hyper, model=model,
       hyper_fn=None if schedule_fn is None else _cached_lr_fn(schedule_fn),
       init=init,
       model_init=model_init, wrt=wrt, seed=seed, num_steps=num_steps,
@@ -288,21 +288,35 @@ def parallel_range_test(
               "schedule_fn": None if schedule_fn is None
               else _optimizer.describe(schedule_fn),
               "batch_size": batch_size, "compute_dtype": compute_dtype})
+  return ParallelSweepResult(lrs=grid, **run._asdict())
 
 
-def run_sweep(setup: _setup.Setup, hyper: dict[str, np.ndarray],
-              lrs: np.ndarray, *, model: Any, hyper_fn: Any, init: str,
-              model_init: Any, wrt: Any, seed: int, num_steps: int,
-              window: int, diverge_threshold: float | None,
-              accumulation_steps: int, max_parallel: Any, group_size: Any,
-              mesh: Any, progress: Any, config: dict[str, Any],
-              result: Callable[..., Any] = ParallelSweepResult) -> Any:
+class SweepRun(NamedTuple):
+  """What :func:`run_sweep` measured: the fields every sweep result holds
+  (besides the copies' hyperparameters)."""
+  losses: np.ndarray
+  final_loss: np.ndarray
+  mean_loss: np.ndarray
+  diverged: np.ndarray
+  diverged_at: np.ndarray
+  eval_metrics: dict[str, np.ndarray]
+  initial_metrics: dict[str, np.ndarray]
+  stop_reason: str
+  config: dict[str, Any]
+
+
+def run_sweep(setup: _setup.Setup, hyper: dict[str, np.ndarray], *,
+              model: Any, hyper_fn: Any, init: str, model_init: Any,
+              wrt: Any, seed: int, num_steps: int, window: int,
+              diverge_threshold: float | None, accumulation_steps: int,
+              max_parallel: Any, group_size: Any, mesh: Any, progress: Any,
+              config: dict[str, Any]) -> SweepRun:
   """Runs K copies at the per-copy hyperparameters ``hyper`` (name ->
   ``[K]``, through ``hyper_fn(hyper_k, step)`` when given) and summarizes
-  them (shared by the LR sweep, the grid and the confirmation of bounds).
-  ``hyper_fn`` identifies the compiled program: pass the same object for
-  the same function."""
-  num_k = lrs.size
+  them (shared by the LR sweep, the hyperparameter sweep and the
+  confirmation of bounds). ``hyper_fn`` identifies the compiled program:
+  pass the same object for the same function."""
+  num_k = len(next(iter(hyper.values())))
   plan = _population.plan(num_k, mesh, max_parallel, group_size, setup)
   consts = {"hyper": hyper, "seed": np.full(num_k, seed, np.int32),
             "copy": np.arange(num_k, dtype=np.int32)}
@@ -313,7 +327,8 @@ def run_sweep(setup: _setup.Setup, hyper: dict[str, np.ndarray],
       model_init=model_init, wrt=wrt, init_keys=keys, carry_of=sweep_carry,
       feeds=None, num_steps=num_steps, accumulation_steps=accumulation_steps,
       per_step=None, progress=progress, desc="sweep",
-      code_of=sweep_code, state_of=sweep_state, body_key=("sweep", hyper_fn))
+      code_of=sweep_code, state_of=sweep_state,
+      body_key=("sweep", hyper_fn, plan.data_axis))
   records = outcome.records
   losses = (_setup.concat(records, "loss", axis=1).astype(np.float64)
             if records else np.zeros((num_k, 0)))
@@ -336,12 +351,9 @@ def run_sweep(setup: _setup.Setup, hyper: dict[str, np.ndarray],
           accumulation_steps=accumulation_steps,
           compute_dtype=config.get("compute_dtype"), seed=seed,
           optimizer_description=setup.engine.optimizer.description)}
-  return result(
-      lrs=lrs, losses=losses, final_loss=final, mean_loss=mean,
-      diverged=diverged, diverged_at=diverged_at,
-      eval_metrics=outcome.final_metrics,
-      initial_metrics=outcome.initial_metrics, stop_reason=stop,
-      config=full_config)
+  return SweepRun(losses, final, mean, diverged, diverged_at,
+                  outcome.final_metrics, outcome.initial_metrics, stop,
+                  full_config)
 
 
 def _first_nonfinite(row: np.ndarray) -> int:

@@ -6,8 +6,10 @@ matplotlib Figure. :func:`load_results` reads any of them (or a run
 directory's ``results.json``).
 """
 
+from optax_clr.results._base import as_array
 from optax_clr.results._base import FORMAT_VERSION
 from optax_clr.results._base import Result
+from optax_clr.results._grid import GridSweepResult
 from optax_clr.results._load import Bounds
 from optax_clr.results._load import bounds_of
 from optax_clr.results._load import load_results
@@ -19,7 +21,8 @@ from optax_clr.results._range_test import STOP_REASONS
 from optax_clr.results._sweep import ParallelSweepResult
 from optax_clr.results._training import TrainHistory
 
-__all__ = ["Bounds", "FORMAT_VERSION", "MultiSeedRangeTestResult",
+__all__ = ["Bounds", "FORMAT_VERSION", "GridSweepResult",
+           "MultiSeedRangeTestResult",
            "ParallelSweepResult", "RESULT_TYPES", "RangeTestResult",
            "Result", "RunSummary", "STOP_REASONS", "TrainHistory",
-           "bounds_of", "load_results"]
+           "as_array", "bounds_of", "load_results"]

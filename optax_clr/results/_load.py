@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from optax_clr import _serialize
 from optax_clr.results._base import FORMAT_VERSION
 from optax_clr.results._base import Result
+from optax_clr.results._grid import GridSweepResult
 from optax_clr.results._range_test import MultiSeedRangeTestResult
 from optax_clr.results._range_test import RangeTestResult
 from optax_clr.results._sweep import ParallelSweepResult
@@ -25,7 +26,8 @@ from optax_clr.results._training import TrainHistory
 
 RESULT_TYPES: dict[str, type[Result]] = {
     cls.__name__: cls for cls in (RangeTestResult, MultiSeedRangeTestResult,
-                                  ParallelSweepResult, TrainHistory)}
+                                  ParallelSweepResult, GridSweepResult,
+                                  TrainHistory)}
 RESULTS_NAME = "results.json"
 
 
@@ -152,9 +154,9 @@ def bounds_of(result: Result | RunSummary, policy: str = "triangular"
     b = result.bounds
     base, top, lr = b.get("base_lr"), b.get("max_lr"), b.get("lr")
     source = f"the bounds {result.command} chose ({b.get('source', '?')})"
-  elif isinstance(result, TrainHistory):
-    raise ValueError("a training history holds no LR bounds; give the "
-                     "results of a range test, a sweep or the demo")
+  elif isinstance(result, (TrainHistory, GridSweepResult)):
+    raise ValueError(f"a {type(result).__name__} holds no LR bounds; give "
+                     "the results of a range test, an LR sweep or the demo")
   else:
     s = result.suggest()
     base, top = s.base_lr, s.max_lr

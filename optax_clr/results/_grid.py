@@ -1,0 +1,178 @@
+"""Result of a sweep over any hyperparameters: one run per configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+
+from optax_clr import suggestions as _sg
+from optax_clr.results._base import Column
+from optax_clr.results._base import Result
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GridSweepResult(Result):
+  """K training runs, run ``k`` at the hyperparameters ``configs[name][k]``.
+
+  Attributes:
+    configs: name -> [K] value of that hyperparameter in each run (e.g.
+      ``learning_rate``, ``weight_decay``); names without a schedule are the
+      optimizer's injected hyperparameters.
+    losses, final_loss, mean_loss, diverged, diverged_at, eval_metrics,
+      initial_metrics, stop_reason, config: as in
+      :class:`~optax_clr.ParallelSweepResult`.
+
+  :attr:`status` (trained, stalled, spiked, diverged, nonfinite) is judged
+  as in the LR sweep; :meth:`best` is the stable run with the best score.
+  """
+
+  configs: dict[str, np.ndarray]
+  losses: np.ndarray
+  final_loss: np.ndarray
+  mean_loss: np.ndarray
+  diverged: np.ndarray
+  diverged_at: np.ndarray
+  eval_metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  initial_metrics: dict[str, np.ndarray] = dataclasses.field(
+      default_factory=dict)
+  stop_reason: str = "completed"
+  config: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  COLUMNS: ClassVar = (
+      Column("losses", np.float64, ("k", "n")),
+      Column("final_loss", np.float64, ("k",)),
+      Column("mean_loss", np.float64, ("k",)),
+      Column("diverged", np.bool_, ("k",)),
+      Column("diverged_at", np.int64, ("k",)),
+  )
+  METRICS: ClassVar = {"configs": ("k",), "eval_metrics": ("k",),
+                       "initial_metrics": ("k",)}
+  CHOICES: ClassVar = {"stop_reason": ("completed", "data_exhausted",
+                                       "interrupted")}
+
+  def _check(self) -> None:
+    if not self.configs:
+      raise ValueError("configs must name at least one hyperparameter")
+
+  @property
+  def num_configs(self) -> int:
+    return int(self.losses.shape[0])
+
+  @property
+  def names(self) -> tuple[str, ...]:
+    return tuple(self.configs)
+
+  def __repr__(self) -> str:
+    return (f"GridSweepResult(configs={self.num_configs}, "
+            f"names={list(self.names)}, steps={self.losses.shape[1]}, "
+            f"stable={int(self.stable.sum())})")
+
+  def classify(self, **kwargs: Any) -> np.ndarray:
+    """Each run's status (see :func:`optax_clr.suggestions.classify`)."""
+    kwargs.setdefault("diverge_threshold", self.config.get(
+        "diverge_threshold", _sg.DIVERGE_THRESHOLD))
+    return _sg.classify(self.losses, self.mean_loss,
+                        initial_metrics=self.initial_metrics,
+                        final_metrics=self.eval_metrics, **kwargs)
+
+  @property
+  def status(self) -> np.ndarray:
+    return self.classify()
+
+  @property
+  def stable(self) -> np.ndarray:
+    return self.status == "trained"
+
+  def score(self) -> tuple[np.ndarray, str, bool]:
+    """``(score, name, higher_is_better)``: final validation accuracy, else
+    validation loss, else the final windowed training loss."""
+    if "accuracy" in self.eval_metrics:
+      return self.eval_metrics["accuracy"], "val_accuracy", True
+    if "loss" in self.eval_metrics:
+      return self.eval_metrics["loss"], "val_loss", False
+    return self.mean_loss, "train_loss", False
+
+  def best_index(self) -> int | None:
+    """Index of the stable run with the best score (None if none)."""
+    score, _, higher = self.score()
+    ok = self.stable & np.isfinite(score)
+    if not ok.any():
+      return None
+    value = np.where(ok, score if higher else -score, -np.inf)
+    return int(np.argmax(value))
+
+  def best(self) -> dict[str, float] | None:
+    """The best stable run's configuration (None if no run trained)."""
+    i = self.best_index()
+    if i is None:
+      return None
+    return {name: float(v[i]) for name, v in self.configs.items()}
+
+  def grid(self, *names: str, metric: str | None = None
+           ) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """A full grid as an N-D array: ``(axes, values)``.
+
+    Args:
+      *names: the swept names, in the order of the array's axes (default:
+        all, in ``configs`` order).
+      metric: ``"mean_loss"`` (default: the score of :meth:`score`),
+        ``"final_loss"``, or a key of ``eval_metrics``; unstable runs are
+        NaN.
+
+    Returns:
+      ``(axes, values)``: the sorted distinct values of each name, and the
+      metric with one axis per name.
+
+    Raises:
+      ValueError: the configurations are not the full grid of ``names``.
+    """
+    names = names or self.names
+    for n in names:
+      if n not in self.configs:
+        raise ValueError(f"names must be among {list(self.names)}, got "
+                         f"{n!r}")
+    if metric is None:
+      values = self.score()[0]
+    elif metric in ("mean_loss", "final_loss"):
+      values = getattr(self, metric)
+    elif metric in self.eval_metrics:
+      values = self.eval_metrics[metric]
+    else:
+      raise ValueError(f"metric must be mean_loss, final_loss or one of "
+                       f"{sorted(self.eval_metrics)}, got {metric!r}")
+    values = np.where(self.stable, values, np.nan)
+    axes = tuple(np.unique(self.configs[n]) for n in names)
+    if np.prod([a.size for a in axes]) != self.num_configs:
+      raise ValueError(
+          f"the {self.num_configs} configurations are not the full grid of "
+          f"{list(names)} ({' x '.join(str(a.size) for a in axes)})")
+    out = np.full(tuple(a.size for a in axes), np.nan)
+    for k in range(self.num_configs):
+      index = tuple(int(np.searchsorted(a, self.configs[n][k]))
+                    for a, n in zip(axes, names))
+      out[index] = values[k]
+    return axes, out
+
+  def _derived(self, suggestions: bool) -> dict[str, Any]:
+    return {"status": list(self.status), "best": self.best()}
+
+  def _csv(self):
+    """One row per configuration: the hyperparameters, ``status``,
+    ``final_loss``, ``mean_loss``, ``diverged``, ``eval_<metric>...``."""
+    names = list(self.configs)
+    metrics = list(self.eval_metrics)
+    header = names + ["status", "final_loss", "mean_loss", "diverged"] + [
+        f"eval_{m}" for m in metrics]
+    status = self.status
+    rows = [[self.configs[n][k] for n in names]
+            + [str(status[k]), self.final_loss[k], self.mean_loss[k],
+               self.diverged[k]]
+            + [self.eval_metrics[m][k] for m in metrics]
+            for k in range(self.num_configs)]
+    return header, rows
+
+  def _plot(self, ax: Any, **kwargs: Any) -> Any:
+    from optax_clr import plotting
+    return plotting.plot_grid(self, ax, **kwargs)
