@@ -16,7 +16,7 @@ state); the parallel sweep shards its copies over 8 forced CPU devices and
 reports its best fixed LR (``sweep.suggest().best``). Both results are
 written as JSON and plots.
 
-  python examples/adapt_existing_training.py    # -> runs/examples/adapt_existing_training/
+  python examples/adapt_existing_training.py  # -> runs/examples/<this name>/
   python examples/adapt_existing_training.py --quick --out /tmp/adapt
 """
 

@@ -15,9 +15,9 @@ The sweep is then run a second time on a mesh of one device, to show that
 the sharded result is the same and how long each took (on a 2-core laptop
 the 8 "devices" share 2 cores, so do not expect an 8x speed-up there).
 
-  python examples/parallel_sweep.py               # -> runs/examples/parallel_sweep/
+  python examples/parallel_sweep.py        # -> runs/examples/parallel_sweep/
   python examples/parallel_sweep.py --quick --out /tmp/parallel_sweep
-  python examples/parallel_sweep.py --update-docs  # -> docs/img/parallel_sweep.png
+  python examples/parallel_sweep.py --update-docs  # docs/img/parallel_sweep.png
 """
 
 from __future__ import annotations

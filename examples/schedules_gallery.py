@@ -8,9 +8,9 @@ phases. Every panel is one ``optax_clr.policy_schedules`` call -- the same
 function the CLI trains with -- and draws the LR and, dashed on the right
 axis, the momentum that the policy cycles inversely to it.
 
-  python examples/schedules_gallery.py             # -> runs/examples/schedules_gallery/
+  python examples/schedules_gallery.py    # -> runs/examples/schedules_gallery/
   python examples/schedules_gallery.py --quick --out /tmp/gallery
-  python examples/schedules_gallery.py --update-docs   # -> docs/img/schedules.png
+  python examples/schedules_gallery.py --update-docs  # docs/img/schedules.png
 """
 
 from __future__ import annotations

@@ -83,14 +83,16 @@ def _log_wanted(values: np.ndarray, log_loss: bool | None) -> bool:
 
 
 def _legend(ax: Any, *extra_axes: Any) -> None:
-  """One legend for the axes (and twins), outside, right of the data."""
+  """One legend for the axes (and twins), outside, right of the data (and
+  right of a twin axis's labels)."""
   handles, labels = ax.get_legend_handles_labels()
-  for other in extra_axes:
-    if other is not None:
-      h, lab = other.get_legend_handles_labels()
-      handles, labels = handles + h, labels + lab
+  twins = [other for other in extra_axes if other is not None]
+  for other in twins:
+    h, lab = other.get_legend_handles_labels()
+    handles, labels = handles + h, labels + lab
   if handles:
-    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.08, 1.0),
+    ax.legend(handles, labels, loc="upper left",
+              bbox_to_anchor=(1.16 if twins else 1.02, 1.0),
               fontsize="small", borderaxespad=0.0)
 
 
@@ -300,12 +302,17 @@ def plot_sweep(result: Any, ax: Any = None, *, suggestions: Any = True,
   mean = _finite_or_nan(result.mean_loss)
   ax.plot(lrs[stable], mean[stable], color="tab:blue", linewidth=2.0,
           marker="o", label="final mean loss (stable runs)", gid="mean_loss")
+  # The y-range is that of the stable runs; an unstable run far outside it
+  # (a loss of 1e25) sits at the top of the axes instead of squashing it.
+  shown = mean[stable & np.isfinite(mean)]
+  ceiling = (shown.max() + (shown.max() - shown.min()) if shown.size
+             else np.inf)
   for name, style in _STATUS_STYLE.items():
     hit = status == name
     if not hit.any():
       continue
     y = mean[hit]
-    top = ~np.isfinite(y)
+    top = ~np.isfinite(y) | (y > ceiling)
     if (~top).any():
       ax.plot(lrs[hit][~top], y[~top], linestyle="none", markersize=9,
               label=f"{name} ({int(hit.sum())})", gid=f"status:{name}",
@@ -318,6 +325,10 @@ def plot_sweep(result: Any, ax: Any = None, *, suggestions: Any = True,
   ax.set_xscale("log")
   if _log_wanted(mean[stable], log_loss):
     ax.set_yscale("log")
+  if shown.size and np.isfinite(ceiling) and shown.max() > shown.min():
+    lo, hi = shown.min(), ceiling
+    pad = 0.05 * (hi - lo)
+    ax.set_ylim(max(lo - pad, 0.0) if lo >= 0 else lo - pad, hi + pad)
   ax.set_xlabel("learning rate")
   ax.set_ylabel("training loss (last steps' mean)")
   sugg = _suggestions(result, suggestions)

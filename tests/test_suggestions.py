@@ -254,11 +254,32 @@ def test_accuracy_bounds_validate_margin_and_window():
 # --- CLR bounds and suggest -------------------------------------------------------
 
 
-def test_clr_bounds_loss_rule_is_steepest_and_minimum_over_three():
+def test_clr_bounds_without_a_rise_are_a_factor_below_the_minimum():
+  # LOSS never climbs back within the grid (its parabola reaches half the
+  # fall only at lr 10**0.41): max_lr = LR at the minimum (0.1) / 4.
   base, top, rule = sg.clr_bounds(LRS, LOSS)
-  assert base == pytest.approx(1e-3)
-  assert top == pytest.approx(0.1 / 3)
-  assert "steepest" in rule and "/ 3" in rule
+  assert top == pytest.approx(0.1 / 4)
+  assert base == pytest.approx(top / 4)
+  assert "never climbs back" in rule and "raise end_lr" in rule
+
+
+def test_clr_bounds_loss_rule_is_the_rise_point_over_four():
+  # Falls from 1.0 to 0.2 (minimum at lr 5), climbs back above 1.0 - 0.4 =
+  # 0.6 at lr 8: max_lr = 8 / 4, base_lr = max_lr / 4.
+  lrs = np.arange(1.0, 9.0)
+  loss = [1.0, 0.99, 0.98, 0.5, 0.2, 0.3, 0.6, 0.9]
+  base, top, rule = sg.clr_bounds(lrs, loss, skip_start=0, skip_end=0)
+  assert top == pytest.approx(2.0) and base == pytest.approx(0.5)
+  assert "climbs back to half its fall (0.6) at LR 8" in rule
+
+
+def test_the_rise_point_ignores_skip_end_and_a_noisy_first_point():
+  lrs = np.arange(1.0, 13.0)
+  # A noisy first point (3.0) does not set the starting level (the median
+  # of the first quarter before the minimum, 1.0, does).
+  loss = [3.0, 1.0, 1.0, 1.0, 1.0, 0.9, 0.6, 0.2, 0.3, 0.5, 0.7, 0.9]
+  i, note = sg.rise_point(lrs, loss, 7, start=1)
+  assert i == 10 and "at LR 11" in note
 
 
 def test_clr_bounds_prefers_the_accuracy_rule():
@@ -271,19 +292,8 @@ def test_clr_bounds_prefers_the_accuracy_rule():
 
 def test_clr_bounds_fall_back_to_the_loss_rule_without_accuracy_bounds():
   base, top, rule = sg.clr_bounds(LRS, LOSS, np.zeros(61))
-  assert top == pytest.approx(0.1 / 3)
+  assert top == pytest.approx(0.1 / 4)
   assert rule.startswith("accuracy bounds unavailable")
-
-
-def test_clr_bounds_keep_base_below_max_when_steepest_is_too_close():
-  # Steepest drop right before the minimum: steepest (index 3, lr 4) is not
-  # below min / 3 = 5 / 3, so base = max / 4.
-  lrs = np.arange(1.0, 9.0)
-  loss = [1.0, 0.99, 0.98, 0.5, 0.2, 0.3, 0.6, 0.9]
-  base, top, rule = sg.clr_bounds(lrs, loss, skip_start=0, skip_end=0)
-  assert top == pytest.approx(5.0 / 3)
-  assert base == pytest.approx(5.0 / 12)
-  assert "not below max_lr" in rule
 
 
 def test_clr_bounds_are_none_without_a_minimum():

@@ -13,6 +13,7 @@ from optax_clr.suggestions._ramp import accuracy_bounds
 from optax_clr.suggestions._ramp import clr_bounds
 from optax_clr.suggestions._ramp import MIN_POINTS
 from optax_clr.suggestions._ramp import minimum
+from optax_clr.suggestions._ramp import rise_point
 from optax_clr.suggestions._ramp import signal_threshold
 from optax_clr.suggestions._ramp import steepest
 from optax_clr.suggestions._ramp import suggest
@@ -35,7 +36,7 @@ from optax_clr.suggestions._types import SweepSuggestions
 __all__ = [
     "DIVERGE_THRESHOLD", "MIN_POINTS", "STATUSES", "TOLERANCE", "SeedSuggestions", "Spread", "Suggestion",
     "Suggestions", "SweepSuggestions", "accuracy_bounds", "aggregate",
-    "classify", "clr_bounds", "minimum", "signal_threshold", "steepest",
+    "classify", "clr_bounds", "minimum", "rise_point", "signal_threshold", "steepest",
     "suggest", "suggest_ramp", "suggest_sweep", "valley", "validate_curve",
     "windowed_mean",
 ]
