@@ -16,6 +16,7 @@ from optax_clr.data import load_dataset
 from optax_clr.data import load_digits
 from optax_clr.data import load_mnist
 from optax_clr.data import load_npz
+from optax_clr.drivers import batch_size_sweep
 from optax_clr.drivers import BoundsChoice
 from optax_clr.drivers import find_bounds
 from optax_clr.drivers import multi_seed_range_test
@@ -23,6 +24,7 @@ from optax_clr.drivers import parallel_range_test
 from optax_clr.drivers import sweep
 from optax_clr.drivers import range_test
 from optax_clr.drivers import train
+from optax_clr.drivers import weight_decay_range_test
 from optax_clr.models import CNN
 from optax_clr.models import cross_entropy_loss
 from optax_clr.models import Im2ColConv
@@ -36,6 +38,7 @@ from optax_clr.optimizers import find_hyperparams
 from optax_clr.optimizers import get_hyperparams
 from optax_clr.optimizers import get_step
 from optax_clr.optimizers import set_hyperparams
+from optax_clr.results import BatchSizeSweepResult
 from optax_clr.results import bounds_of
 from optax_clr.results import GridSweepResult
 from optax_clr.results import load_results
@@ -44,6 +47,7 @@ from optax_clr.results import ParallelSweepResult
 from optax_clr.results import RangeTestResult
 from optax_clr.results import RunSummary
 from optax_clr.results import TrainHistory
+from optax_clr.results import WeightDecayRangeTestResult
 from optax_clr.schedules import cyclic_momentum_schedule
 from optax_clr.schedules import cyclic_schedule
 from optax_clr.schedules import exp_range_schedule
@@ -61,10 +65,10 @@ from optax_clr.suggestions import SweepSuggestions
 __version__ = "0.2.0"
 
 __all__ = [
-    "BoundsChoice", "CNN", "Dataset", "GridSweepResult", "Im2ColConv", "MultiSeedRangeTestResult",
+    "BatchSizeSweepResult", "BoundsChoice", "CNN", "Dataset", "GridSweepResult", "Im2ColConv", "MultiSeedRangeTestResult",
     "ParallelSweepResult", "RangeTestResult", "ResNet", "RunSummary",
     "SeedSuggestions", "Suggestion", "Suggestions", "SweepSuggestions",
-    "TrainHistory", "bounds_of", "cross_entropy_loss", "cyclic_adam", "cyclic_adamw",
+    "TrainHistory", "batch_size_sweep", "bounds_of", "cross_entropy_loss", "cyclic_adam", "cyclic_adamw",
     "cyclic_momentum_schedule", "cyclic_optimizer", "cyclic_schedule",
     "cyclic_sgd", "enable_compilation_cache", "exp_range_schedule", "find_bounds", "find_hyperparams",
     "get_hyperparams", "get_step", "load_cifar10", "load_dataset",
@@ -73,4 +77,5 @@ __all__ = [
     "one_cycle_schedule", "parallel_range_test", "policy_schedules",
     "range_test", "set_hyperparams", "suggest", "sweep", "train",
     "triangular2_schedule", "triangular_schedule",
+    "WeightDecayRangeTestResult", "weight_decay_range_test",
 ]

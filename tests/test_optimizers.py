@@ -607,4 +607,4 @@ def test_module_exports():
   assert set(opt_lib.__all__) == {
       "cyclic_optimizer", "cyclic_sgd", "cyclic_adam", "cyclic_adamw",
       "get_hyperparams", "get_step", "set_hyperparams", "find_hyperparams",
-      "MOMENTUM_NAMES"}
+      "MOMENTUM_NAMES", "check_hyperparam_value", "sgd", "adam", "adamw"}

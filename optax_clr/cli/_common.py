@@ -567,43 +567,15 @@ def momentum_name(optimizer: str) -> str:
   return "momentum" if optimizer == "sgd" else "b1"
 
 
-def _no_momentum(momentum: Any) -> bool:
-  return isinstance(momentum, (int, float)) and momentum == 0
-
-
-def sgd(learning_rate: Any, momentum: Any = 0.9,
-        weight_decay: float = 0.0) -> Any:
-  """``optax.sgd`` (heavy-ball momentum; 0: none), with the weight decay
-  added to the gradient."""
-  import optax
-  tx = optax.sgd(learning_rate, None if _no_momentum(momentum) else momentum)
-  if weight_decay:
-    return optax.chain(optax.add_decayed_weights(weight_decay), tx)
-  return tx
-
-
-def adam(learning_rate: Any, b1: Any = 0.9, weight_decay: float = 0.0) -> Any:
-  """``optax.adam`` with the weight decay added to the gradient."""
-  import optax
-  tx = optax.adam(learning_rate, b1=b1)
-  if weight_decay:
-    return optax.chain(optax.add_decayed_weights(weight_decay), tx)
-  return tx
-
-
-def adamw(learning_rate: Any, b1: Any = 0.9, weight_decay: float = 0.0) -> Any:
-  """``optax.adamw`` (decoupled weight decay)."""
-  import optax
-  return optax.adamw(learning_rate, b1=b1, weight_decay=weight_decay)
-
-
 @functools.lru_cache(maxsize=None)
 def optimizer_factory(name: str, momentum: float,
                       weight_decay: float = 0.0) -> Callable[..., Any]:
   """``(lr, **driven) -> GradientTransformation`` for the range tests, the
   sweep and the confirmation (the momentum may be driven too). The same
   object for the same flags, so compiled programs are reused."""
-  fn = {"sgd": sgd, "adam": adam, "adamw": adamw}[name]
+  from optax_clr import optimizers
+  fn = {"sgd": optimizers.sgd, "adam": optimizers.adam,
+        "adamw": optimizers.adamw}[name]
   return functools.partial(fn, **{momentum_name(name): momentum},
                            weight_decay=weight_decay)
 

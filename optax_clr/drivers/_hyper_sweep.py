@@ -29,6 +29,7 @@ from optax_clr.drivers import _sweep
 from optax_clr.engine import _optimizer
 from optax_clr.optimizers import _hyperparams
 from optax_clr.results import as_array
+from optax_clr.results import BatchSizeSweepResult
 from optax_clr.results import GridSweepResult
 
 
@@ -218,3 +219,56 @@ def _config_fn(schedule_fn: Callable[..., Any]) -> Callable[..., Any]:
     got = (schedule_fn, lambda hyper, t: dict(schedule_fn(hyper, t)))
     _CONFIG_FNS[id(schedule_fn)] = got
   return got[1]
+
+
+def batch_size_sweep(
+    model: Any,
+    loss_fn: Callable[..., Any],
+    train_data: Any,
+    *,
+    batch_sizes: Any,
+    num_examples: int,
+    lrs: Any = None,
+    num_lrs: int = 8,
+    min_lr: float = 1e-4,
+    max_lr: float = 1.0,
+    **kwargs: Any,
+) -> BatchSizeSweepResult:
+  """LR sweeps at several batch sizes, each for ``num_examples`` examples.
+
+  Copies of one batch size share an array shape, copies of different
+  batch sizes cannot: each batch size is one compiled program (the LR axis
+  vmapped within it, as :func:`~optax_clr.parallel_range_test`), run one
+  after another. Comparing them by examples seen, not steps, is fair to
+  the small batches (Smith 2018: the larger batch allows the larger LR).
+
+  Args:
+    model, loss_fn, train_data: as in
+      :func:`~optax_clr.parallel_range_test` (``train_data`` as arrays).
+    batch_sizes: the batch sizes (distinct, >= 1).
+    num_examples: examples each run trains on: ``num_examples //
+      batch_size`` steps.
+    lrs, num_lrs, min_lr, max_lr: the LRs of every sweep.
+    **kwargs: other arguments of :func:`~optax_clr.parallel_range_test`.
+
+  Returns:
+    A :class:`~optax_clr.BatchSizeSweepResult`.
+  """
+  if isinstance(batch_sizes, (int, np.integer)) or not batch_sizes:
+    raise ValueError("batch_sizes must be a non-empty list of integers")
+  sizes = sorted({_checks.check_int(f"batch_sizes[{i}]", b, low=1)
+                  for i, b in enumerate(batch_sizes)})
+  if len(sizes) != len(batch_sizes):
+    raise ValueError(f"batch_sizes must be distinct, got {list(batch_sizes)}")
+  num_examples = _checks.check_int("num_examples", num_examples, low=1,
+                                   high=None)
+  short = [b for b in sizes if num_examples // b < 1]
+  if short:
+    raise ValueError(f"num_examples={num_examples} gives batch size "
+                     f"{short[0]} no step; use num_examples >= {max(sizes)}")
+  sweeps = []
+  for b in sizes:
+    sweeps.append(_sweep.parallel_range_test(
+        model, loss_fn, train_data, lrs=lrs, num_lrs=num_lrs, min_lr=min_lr,
+        max_lr=max_lr, batch_size=b, num_steps=num_examples // b, **kwargs))
+  return BatchSizeSweepResult(tuple(sizes), tuple(sweeps), num_examples)

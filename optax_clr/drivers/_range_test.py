@@ -29,10 +29,8 @@ Smith's accuracy-based variant: pass ``val_data`` (and optionally
 ``eval_every``/``eval_fn``); ``eval_metrics["accuracy"]`` against
 ``eval_lrs`` gives the accuracy bounds.
 
-:func:`multi_seed_range_test` runs S such ramps side by side -- each seed its
-own data order (and optionally its own initial weights) -- vmapped and
-sharded over the devices like the sweep, and reports each suggestion as a
-median with its spread over the seeds.
+:mod:`._multi_ramp` runs S such ramps side by side (one per seed, or one
+per weight decay), vmapped and sharded over the devices like the sweep.
 """
 
 from __future__ import annotations
@@ -49,7 +47,6 @@ from jax.sharding import Mesh
 
 from optax_clr import _checks
 from optax_clr import _progress
-from optax_clr.drivers import _population
 from optax_clr.drivers import _setup
 from optax_clr.engine import _engine
 from optax_clr.engine import _feed
@@ -57,7 +54,6 @@ from optax_clr.engine import _loss
 from optax_clr.engine import _model
 from optax_clr.engine import _placement
 from optax_clr.engine import _runner
-from optax_clr.results import MultiSeedRangeTestResult
 from optax_clr.results import RangeTestResult
 
 PyTree = Any
@@ -98,7 +94,7 @@ def ramp_lrs(start_lr: float, end_lr: float, num_steps: int,
   return lrs
 
 
-def _check_ramp(start_lr, end_lr, num_steps, ramp, smoothing,
+def check_ramp(start_lr, end_lr, num_steps, ramp, smoothing,
                 diverge_threshold, eval_every, val_data):
   start = _checks.check_number("start_lr", start_lr, low=0.0,
                                low_inclusive=False)
@@ -128,7 +124,7 @@ def _check_ramp(start_lr, end_lr, num_steps, ramp, smoothing,
   return start, end, num_steps, lrs
 
 
-def _ramp_body(engine: _engine.Engine, has_val: bool,
+def ramp_body(engine: _engine.Engine, has_val: bool,
                eval_names: tuple[str, ...],
                data_axis: str | None = None) -> Callable[..., Any]:
   """One step of a ramp: update at the step's LR, EMA, stop, evaluate."""
@@ -136,8 +132,10 @@ def _ramp_body(engine: _engine.Engine, has_val: bool,
     state, avg, best, stopped, code = carry
     micro, ok, t, lr = x
     key = _loss.step_key(consts["seed"], consts["copy"], t)
-    new_state, metrics = engine.step(state, micro, key,
-                                     {"learning_rate": lr}, data_axis)
+    # A multi-ramp may give each copy its own other hyperparameters (e.g.
+    # weight decay); the LR is the ramp's.
+    hyper = {**consts.get("hyper", {}), "learning_rate": lr}
+    new_state, metrics = engine.step(state, micro, key, hyper, data_axis)
     loss = metrics["loss"]
     active = ok & ~stopped
     finite = jnp.isfinite(loss)
@@ -168,7 +166,7 @@ def _ramp_body(engine: _engine.Engine, has_val: bool,
   return body
 
 
-def _ramp_consts(seed: int, copy: int, smoothing: float,
+def ramp_consts(seed: int, copy: int, smoothing: float,
                  diverge_threshold: float | None, eval_every: int | None
                  ) -> dict[str, np.ndarray]:
   return {
@@ -180,19 +178,19 @@ def _ramp_consts(seed: int, copy: int, smoothing: float,
   }
 
 
-def _ramp_carry(state: Any) -> tuple:
+def ramp_carry(state: Any) -> tuple:
   return (state, jnp.float32(0), jnp.float32(jnp.inf), jnp.bool_(False),
           jnp.int32(0))
 
 
-def _ramp_code(carry: tuple) -> Any:
+def ramp_code(carry: tuple) -> Any:
   return carry[4]
 
 
 STOP_CODES = {1: "diverged", 2: "nonfinite"}
 
 
-def _stop_reason(code: int, recorded: int, num_steps: int, exhausted: bool,
+def stop_reason(code: int, recorded: int, num_steps: int, exhausted: bool,
                  interrupted: bool) -> str:
   if code in STOP_CODES:
     return STOP_CODES[code]
@@ -328,7 +326,7 @@ def range_test(
     A :class:`~optax_clr.RangeTestResult` with every recorded step, also
     when the test diverged, ran out of data or was interrupted.
   """
-  start, end, num_steps, lrs = _check_ramp(
+  start, end, num_steps, lrs = check_ramp(
       start_lr, end_lr, num_steps, ramp, smoothing, diverge_threshold,
       eval_every, val_data)
   _setup.check_common(
@@ -352,7 +350,7 @@ def range_test(
   names = tuple(setup.eval_names)
   program = engine.program(
       ("ramp", setup.execution, has_val, names, mesh, axis),
-      lambda: _runner.single_program(_ramp_body(engine, has_val, names),
+      lambda: _runner.single_program(ramp_body(engine, has_val, names),
                                      setup.execution, mesh))
 
   def spec(lead):
@@ -364,8 +362,8 @@ def range_test(
     state = engine.program(("init", mesh), lambda: jax.jit(
         lambda p, r, s: engine.init(p, _model.fold_in_keys(r, s, 0))))(
             params, rest, np.int32(seed))
-    carry = _ramp_carry(state)
-    consts = _placement.put(_ramp_consts(seed, 0, smoothing,
+    carry = ramp_carry(state)
+    consts = _placement.put(ramp_consts(seed, 0, smoothing,
                                          diverge_threshold, eval_every), mesh)
     val = None if not has_val else _placement.put(setup.val, mesh, spec(1))
 
@@ -433,7 +431,7 @@ def _ramp_result(outcome: _runner.Outcome, lrs: np.ndarray, num_steps: int,
         outcome.interrupted) else 0
   losses, smoothed = cat("loss"), cat("smoothed")
   n = int(keep.sum())
-  stop = _stop_reason(code, n, num_steps, outcome.exhausted,
+  stop = stop_reason(code, n, num_steps, outcome.exhausted,
                       outcome.interrupted)
   eval_steps = np.zeros(0, np.int64)
   eval_metrics: dict[str, np.ndarray] = {}
@@ -445,167 +443,4 @@ def _ramp_result(outcome: _runner.Outcome, lrs: np.ndarray, num_steps: int,
   return RangeTestResult(
       lrs=lrs[:n], losses=losses, smoothed_losses=smoothed,
       stop_reason=stop, eval_steps=eval_steps, eval_lrs=lrs[eval_steps],
-      eval_metrics=eval_metrics, config=config)
-
-
-def multi_seed_range_test(
-    model: Any,
-    loss_fn: Callable[..., Any],
-    train_data: Any,
-    *,
-    num_seeds: int = 5,
-    seeds: Any = None,
-    init: str = "shared",
-    model_init: Callable[[jax.Array], Any] | None = None,
-    start_lr: float = DEFAULT_START_LR,
-    end_lr: float = DEFAULT_END_LR,
-    num_steps: int | None = None,
-    ramp: str = "exp",
-    optimizer: Any = None,
-    batch_size: int | None = None,
-    smoothing: float = 0.05,
-    diverge_threshold: float | None = 4.0,
-    val_data: Any = None,
-    eval_every: int | None = None,
-    eval_fn: Callable[..., Any] | None = None,
-    val_batches: int = 4,
-    accumulation_steps: int = 1,
-    compute_dtype: Any = None,
-    wrt: Any = nnx.Param,
-    step_mode: Any = "train",
-    eval_mode: Any = "eval",
-    mesh: Mesh | None = None,
-    group_size: int | str = "auto",
-    execution: str = "auto",
-    steps_per_chunk: int | None = None,
-    progress: Any = None,
-) -> MultiSeedRangeTestResult:
-  """S range tests over the same ramp, one per seed, in one program.
-
-  Seed ``s`` samples its own data order (array data; an iterable gives every
-  seed the same batches) and its own per-step keys; with
-  ``init="independent"`` it also starts from ``model_init(key(s))``. The S
-  copies are vmapped and sharded over the devices as in
-  :func:`~optax_clr.parallel_range_test`; each stops on its own, and the
-  results equal S separate :func:`range_test` calls.
-
-  Args:
-    model, loss_fn, train_data: as in :func:`range_test`.
-    num_seeds: S, when ``seeds`` is not given (seeds ``0 .. S-1``).
-    seeds: the seeds themselves (distinct integers >= 0).
-    init: ``"shared"`` (every seed starts from ``model``'s weights) or
-      ``"independent"`` (from ``model_init(jax.random.key(seed))``).
-    model_init: ``key -> model`` for ``init="independent"``.
-    mesh: a mesh with an axis ``"copies"`` (default: all devices).
-    group_size: seeds vmapped together on a device (``"auto"`` or an int).
-    Others: as in :func:`range_test`.
-
-  Returns:
-    A :class:`~optax_clr.MultiSeedRangeTestResult`; ``suggest()`` gives each
-    suggestion's median and spread over the seeds.
-  """
-  start, end, num_steps, lrs = _check_ramp(
-      start_lr, end_lr, num_steps, ramp, smoothing, diverge_threshold,
-      eval_every, val_data)
-  seed_list = _population.check_seeds(seeds, num_seeds)
-  _setup.check_common(
-      accumulation_steps=accumulation_steps, val_batches=val_batches,
-      seed=seed_list[0], steps_per_chunk=steps_per_chunk, loss_fn=loss_fn,
-      eval_fn=eval_fn, progress=progress, step_mode=step_mode,
-      eval_mode=eval_mode, val_data=val_data)
-  setup = _setup.prepare(
-      model, loss_fn, train_data, optimizer=optimizer,
-      driven=("learning_rate",), batch_size=batch_size, seed=seed_list[0],
-      val_data=val_data, val_batches=val_batches, eval_fn=eval_fn,
-      accumulation_steps=accumulation_steps, compute_dtype=compute_dtype,
-      wrt=wrt, step_mode=step_mode, eval_mode=eval_mode, execution=execution,
-      steps_per_chunk=steps_per_chunk, num_steps=num_steps)
-  has_val = setup.val is not None
-  if has_val and eval_every is None:
-    eval_every = max(1, num_steps // 20)
-  names = tuple(setup.eval_names)
-  _population.check_model_init(model_init, init, setup, wrt)
-  plan = _population.plan(len(seed_list), mesh, None, group_size, setup)
-  body = _ramp_body(setup.engine, has_val, names, plan.data_axis)
-  consts = _population.stack_consts([
-      _ramp_consts(s, 0, smoothing, diverge_threshold, eval_every)
-      for s in seed_list])
-  feeds = _population.seed_feeds(setup.feed, train_data, batch_size,
-                                 seed_list)
-  lrs32 = lrs.astype(np.float32)
-  outcome = _population.run(
-      plan, setup, body, consts, init=init, model_init=model_init,
-      wrt=wrt, init_keys=[jax.random.key(s) for s in seed_list],
-      carry_of=_ramp_carry, feeds=feeds, num_steps=num_steps,
-      accumulation_steps=accumulation_steps,
-      per_step=lambda first, n: _pad_lrs(lrs32, first, n),
-      progress=progress, desc="multi-seed range test",
-      code_of=_ramp_code, body_key=("ramp", has_val, names,
-                                    plan.data_axis))
-  return _seeds_result(outcome.records, outcome.codes, seed_list,
-                       lrs32.astype(np.float64),
-                       num_steps, names, has_val, outcome.exhausted,
-                       outcome.interrupted, config={
-                           "test": "multi_seed_range_test",
-                           "start_lr": start, "end_lr": end,
-                           "num_steps": int(num_steps), "ramp": ramp,
-                           "smoothing": float(smoothing),
-                           "diverge_threshold": diverge_threshold,
-                           "eval_every": eval_every, "init": init,
-                           "seeds": seed_list, **plan.config(),
-                           **_setup.config_common(
-                               setup, model=model, batch_size=batch_size,
-                               accumulation_steps=accumulation_steps,
-                               compute_dtype=compute_dtype,
-                               seed=seed_list[0],
-                               optimizer_description=(
-                                   setup.engine.optimizer.description))})
-
-
-def _pad_lrs(lrs32: np.ndarray, first: int, count: int) -> np.ndarray:
-  out = np.full(count, lrs32[-1], np.float32)
-  n = max(0, min(count, lrs32.size - first))
-  out[:n] = lrs32[first:first + n]
-  return out
-
-
-def _seeds_result(records, codes, seeds, lrs, num_steps, names, has_val,
-                  exhausted, interrupted, config
-                  ) -> MultiSeedRangeTestResult:
-  s = len(seeds)
-  if records:
-    rec = _setup.concat(records, "recorded", axis=1).astype(bool)
-    loss = _setup.concat(records, "loss", axis=1)
-    smooth = _setup.concat(records, "smoothed", axis=1)
-  else:
-    rec = np.zeros((s, 0), bool)
-    loss = smooth = np.zeros((s, 0))
-  n = min(rec.shape[1], num_steps)
-  rec, loss, smooth = rec[:, :n], loss[:, :n], smooth[:, :n]
-  counts = rec.sum(1)
-  losses = np.full((s, num_steps), np.nan)
-  smoothed = np.full((s, num_steps), np.nan)
-  for i in range(s):
-    losses[i, :counts[i]] = loss[i][rec[i]]
-    smoothed[i, :counts[i]] = smooth[i][rec[i]]
-  reasons = tuple(_stop_reason(int(codes[i]) if codes is not None else 0,
-                               int(counts[i]), num_steps, exhausted,
-                               interrupted) for i in range(s))
-  eval_steps = np.zeros(0, np.int64)
-  eval_metrics: dict[str, np.ndarray] = {}
-  if has_val and records and config.get("eval_every"):
-    every = int(config["eval_every"])
-    eval_steps = np.arange(every - 1, num_steps, every)
-    evaluated = _setup.concat(records, "evaluated", axis=1)[:, :n]
-    for k in names:
-      vals = np.concatenate([r["metrics"][k] for r in records], 1)[:, :n]
-      out = np.full((s, eval_steps.size), np.nan)
-      for i in range(s):
-        at = np.flatnonzero(evaluated[i] & rec[i])
-        out[i, np.searchsorted(eval_steps, at)] = vals[i][at]
-      eval_metrics[k] = out
-  return MultiSeedRangeTestResult(
-      seeds=np.asarray(seeds), lrs=lrs, losses=losses,
-      smoothed_losses=smoothed, num_recorded=counts, stop_reasons=reasons,
-      eval_steps=eval_steps, eval_lrs=lrs[eval_steps],
       eval_metrics=eval_metrics, config=config)

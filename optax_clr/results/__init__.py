@@ -9,6 +9,7 @@ directory's ``results.json``).
 from optax_clr.results._base import as_array
 from optax_clr.results._base import FORMAT_VERSION
 from optax_clr.results._base import Result
+from optax_clr.results._grid import BatchSizeSweepResult
 from optax_clr.results._grid import GridSweepResult
 from optax_clr.results._load import Bounds
 from optax_clr.results._load import bounds_of
@@ -18,11 +19,12 @@ from optax_clr.results._load import RunSummary
 from optax_clr.results._range_test import MultiSeedRangeTestResult
 from optax_clr.results._range_test import RangeTestResult
 from optax_clr.results._range_test import STOP_REASONS
+from optax_clr.results._range_test import WeightDecayRangeTestResult
 from optax_clr.results._sweep import ParallelSweepResult
 from optax_clr.results._training import TrainHistory
 
-__all__ = ["Bounds", "FORMAT_VERSION", "GridSweepResult",
+__all__ = ["BatchSizeSweepResult", "Bounds", "FORMAT_VERSION", "GridSweepResult",
            "MultiSeedRangeTestResult",
            "ParallelSweepResult", "RESULT_TYPES", "RangeTestResult",
            "Result", "RunSummary", "STOP_REASONS", "TrainHistory",
-           "as_array", "bounds_of", "load_results"]
+           "as_array", "WeightDecayRangeTestResult", "bounds_of", "load_results"]

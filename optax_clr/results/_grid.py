@@ -176,3 +176,91 @@ class GridSweepResult(Result):
   def _plot(self, ax: Any, **kwargs: Any) -> Any:
     from optax_clr import plotting
     return plotting.plot_grid(self, ax, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class BatchSizeSweepResult:
+  """LR sweeps at several batch sizes, each for the same number of
+  examples (one compiled program per batch size).
+
+  Attributes:
+    batch_sizes: the batch sizes, ascending.
+    sweeps: one :class:`~optax_clr.ParallelSweepResult` per batch size.
+    num_examples: the examples each run trained on.
+  """
+
+  batch_sizes: tuple[int, ...]
+  sweeps: tuple[Any, ...]
+  num_examples: int
+
+  def __post_init__(self):
+    if len(self.batch_sizes) != len(self.sweeps) or not self.sweeps:
+      raise ValueError("BatchSizeSweepResult needs one sweep per batch size")
+    object.__setattr__(self, "batch_sizes", tuple(int(b) for b in
+                                                  self.batch_sizes))
+    object.__setattr__(self, "sweeps", tuple(self.sweeps))
+
+  def examples_seen(self, i: int) -> np.ndarray:
+    """Examples seen after each step of batch size ``batch_sizes[i]``."""
+    steps = self.sweeps[i].num_steps
+    return np.arange(1, steps + 1) * self.batch_sizes[i]
+
+  def best(self) -> dict[str, float] | None:
+    """The batch size and LR of the best stable run over all sweeps (by
+    validation accuracy, else validation loss, else training loss)."""
+    best = None
+    for bs, sweep in zip(self.batch_sizes, self.sweeps):
+      s = sweep.suggest()
+      if s.best.lr is None:
+        continue
+      score, _, higher = _score_of(sweep)
+      value = float(score[s.best.index])
+      key = value if higher else -value
+      if best is None or key > best[0]:
+        best = (key, {"batch_size": bs, "learning_rate": s.best.lr,
+                      "score": value})
+    return None if best is None else best[1]
+
+  def to_dict(self) -> dict[str, Any]:
+    from optax_clr import _serialize
+    from optax_clr.results._base import FORMAT_VERSION
+    return _serialize.jsonable({
+        "type": type(self).__name__, "format_version": FORMAT_VERSION,
+        "batch_sizes": list(self.batch_sizes),
+        "num_examples": self.num_examples,
+        "sweeps": [s.to_dict() for s in self.sweeps], "best": self.best()})
+
+  @classmethod
+  def from_dict(cls, data: Any) -> BatchSizeSweepResult:
+    from optax_clr import _serialize
+    from optax_clr.results._sweep import ParallelSweepResult
+    if not isinstance(data, dict):
+      raise ValueError("expected a BatchSizeSweepResult JSON object")
+    _serialize.check_type(cls, data)
+    try:
+      return cls(tuple(data["batch_sizes"]), tuple(
+          ParallelSweepResult.from_dict(s) for s in data["sweeps"]),
+                 int(data["num_examples"]))
+    except (KeyError, TypeError) as e:
+      raise ValueError(f"malformed BatchSizeSweepResult: {e}") from e
+
+  def to_json(self, path: Any = None, *, indent: int | None = None) -> str:
+    from optax_clr import _serialize
+    return _serialize.dump_json(self.to_dict(), path, indent)
+
+  @classmethod
+  def from_json(cls, source: Any) -> BatchSizeSweepResult:
+    from optax_clr import _serialize
+    return cls.from_dict(_serialize.load_json(source))
+
+  def plot(self, ax: Any = None, *, path: Any = None) -> Any:
+    from optax_clr import plotting
+    return plotting.plot_batch_sizes(self, ax, path=path)
+
+
+def _score_of(sweep: Any) -> tuple[np.ndarray, str, bool]:
+  if "accuracy" in sweep.eval_metrics:
+    return sweep.eval_metrics["accuracy"], "val_accuracy", True
+  if "loss" in sweep.eval_metrics:
+    return sweep.eval_metrics["loss"], "val_loss", False
+  return sweep.mean_loss, "train_loss", False

@@ -18,16 +18,19 @@ from typing import Any, NamedTuple
 from optax_clr import _serialize
 from optax_clr.results._base import FORMAT_VERSION
 from optax_clr.results._base import Result
+from optax_clr.results._grid import BatchSizeSweepResult
 from optax_clr.results._grid import GridSweepResult
 from optax_clr.results._range_test import MultiSeedRangeTestResult
 from optax_clr.results._range_test import RangeTestResult
+from optax_clr.results._range_test import WeightDecayRangeTestResult
 from optax_clr.results._sweep import ParallelSweepResult
 from optax_clr.results._training import TrainHistory
 
 RESULT_TYPES: dict[str, type[Result]] = {
     cls.__name__: cls for cls in (RangeTestResult, MultiSeedRangeTestResult,
                                   ParallelSweepResult, GridSweepResult,
-                                  TrainHistory)}
+                                  WeightDecayRangeTestResult, TrainHistory,
+                                  BatchSizeSweepResult)}
 RESULTS_NAME = "results.json"
 
 
@@ -154,7 +157,8 @@ def bounds_of(result: Result | RunSummary, policy: str = "triangular"
     b = result.bounds
     base, top, lr = b.get("base_lr"), b.get("max_lr"), b.get("lr")
     source = f"the bounds {result.command} chose ({b.get('source', '?')})"
-  elif isinstance(result, (TrainHistory, GridSweepResult)):
+  elif isinstance(result, (TrainHistory, GridSweepResult,
+                           BatchSizeSweepResult)):
     raise ValueError(f"a {type(result).__name__} holds no LR bounds; give "
                      "the results of a range test, an LR sweep or the demo")
   else:

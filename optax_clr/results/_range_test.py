@@ -127,8 +127,80 @@ class RangeTestResult(Result):
     return plotting.plot_range_test(self, ax, **kwargs)
 
 
+_RAMP_COLUMNS = (
+    Column("lrs", np.float64, ("n",)),
+    Column("losses", np.float64, ("s", "n")),
+    Column("smoothed_losses", np.float64, ("s", "n")),
+    Column("num_recorded", np.int64, ("s",)),
+    Column("eval_steps", np.int64, ("m",)),
+    Column("eval_lrs", np.float64, ("m",)),
+)
+
+
+class RampSet:
+  """What S ramps over one LR ramp share (a mixin of the multi-ramp
+  results): per-ramp stop reasons, the ramps as single results, CSV."""
+
+  def _check_ramps(self) -> None:
+    if isinstance(self.stop_reasons, str) or not hasattr(
+        self.stop_reasons, "__len__"):
+      raise TypeError("stop_reasons must be a list of str, one per ramp")
+    reasons = tuple(self.stop_reasons)
+    s = self.losses.shape[0]
+    if len(reasons) != s:
+      raise ValueError(
+          f"stop_reasons must have one entry per ramp ({s}), got "
+          f"{len(reasons)}")
+    for i, r in enumerate(reasons):
+      if r not in STOP_REASONS:
+        raise ValueError(f"stop_reasons[{i}] must be one of "
+                         f"{', '.join(map(repr, STOP_REASONS))}; got {r!r}")
+    object.__setattr__(self, "stop_reasons", reasons)
+    _sg.validate_curve(self.lrs, self.lrs, "lrs")
+    if np.any(self.num_recorded < 0) or np.any(
+        self.num_recorded > self.lrs.size):
+      raise ValueError(f"num_recorded must be in [0, {self.lrs.size}], got "
+                       f"{self.num_recorded}")
+    _check_eval_steps(self.eval_steps)
+
+  @property
+  def num_ramps(self) -> int:
+    return int(self.losses.shape[0])
+
+  def _run_config(self, i: int) -> dict[str, Any]:
+    return dict(self.config)
+
+  def run(self, i: int) -> RangeTestResult:
+    """Ramp ``i`` as a :class:`RangeTestResult`."""
+    n = int(self.num_recorded[i])
+    keep = self.eval_steps < n
+    return RangeTestResult(
+        lrs=self.lrs[:n], losses=self.losses[i, :n],
+        smoothed_losses=self.smoothed_losses[i, :n],
+        stop_reason=self.stop_reasons[i], eval_steps=self.eval_steps[keep],
+        eval_lrs=self.eval_lrs[keep],
+        eval_metrics={k: v[i][keep] for k, v in self.eval_metrics.items()},
+        config=self._run_config(i))
+
+  @property
+  def runs(self) -> tuple[RangeTestResult, ...]:
+    return tuple(self.run(i) for i in range(self.num_ramps))
+
+  def _labels(self) -> list[str]:
+    raise NotImplementedError
+
+  def _csv(self):
+    """One row per step: ``step, lr, loss[label]..., smoothed[label]...``."""
+    labels = self._labels()
+    header = (["step", "lr"] + [f"loss[{x}]" for x in labels]
+              + [f"smoothed_loss[{x}]" for x in labels])
+    rows = [[i, self.lrs[i]] + list(self.losses[:, i])
+            + list(self.smoothed_losses[:, i]) for i in range(self.lrs.size)]
+    return header, rows
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
-class MultiSeedRangeTestResult(Result):
+class MultiSeedRangeTestResult(RampSet, Result):
   """S classic range tests over the same LR ramp, one per seed.
 
   Each seed trains its own copy of the model on its own data order (and,
@@ -158,37 +230,11 @@ class MultiSeedRangeTestResult(Result):
   eval_metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
   config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-  COLUMNS: ClassVar = (
-      Column("seeds", np.int64, ("s",)),
-      Column("lrs", np.float64, ("n",)),
-      Column("losses", np.float64, ("s", "n")),
-      Column("smoothed_losses", np.float64, ("s", "n")),
-      Column("num_recorded", np.int64, ("s",)),
-      Column("eval_steps", np.int64, ("m",)),
-      Column("eval_lrs", np.float64, ("m",)),
-  )
+  COLUMNS: ClassVar = (Column("seeds", np.int64, ("s",)),) + _RAMP_COLUMNS
   METRICS: ClassVar = {"eval_metrics": ("s", "m")}
 
   def _check(self) -> None:
-    if isinstance(self.stop_reasons, str) or not hasattr(
-        self.stop_reasons, "__len__"):
-      raise TypeError("stop_reasons must be a list of str, one per seed")
-    reasons = tuple(self.stop_reasons)
-    if len(reasons) != self.seeds.size:
-      raise ValueError(
-          f"stop_reasons must have one entry per seed ({self.seeds.size}), "
-          f"got {len(reasons)}")
-    for i, r in enumerate(reasons):
-      if r not in STOP_REASONS:
-        raise ValueError(f"stop_reasons[{i}] must be one of "
-                         f"{', '.join(map(repr, STOP_REASONS))}; got {r!r}")
-    object.__setattr__(self, "stop_reasons", reasons)
-    _sg.validate_curve(self.lrs, self.lrs, "lrs")
-    if np.any(self.num_recorded < 0) or np.any(
-        self.num_recorded > self.lrs.size):
-      raise ValueError(f"num_recorded must be in [0, {self.lrs.size}], got "
-                       f"{self.num_recorded}")
-    _check_eval_steps(self.eval_steps)
+    self._check_ramps()
 
   @property
   def num_seeds(self) -> int:
@@ -199,21 +245,11 @@ class MultiSeedRangeTestResult(Result):
             f"num_steps={self.lrs.size}, lrs={summary(self.lrs)}, "
             f"stop_reasons={list(self.stop_reasons)})")
 
-  def run(self, i: int) -> RangeTestResult:
-    """Seed ``i``'s ramp as a :class:`RangeTestResult`."""
-    n = int(self.num_recorded[i])
-    keep = self.eval_steps < n
-    return RangeTestResult(
-        lrs=self.lrs[:n], losses=self.losses[i, :n],
-        smoothed_losses=self.smoothed_losses[i, :n],
-        stop_reason=self.stop_reasons[i], eval_steps=self.eval_steps[keep],
-        eval_lrs=self.eval_lrs[keep],
-        eval_metrics={k: v[i][keep] for k, v in self.eval_metrics.items()},
-        config={**self.config, "seed": int(self.seeds[i])})
+  def _run_config(self, i: int) -> dict[str, Any]:
+    return {**self.config, "seed": int(self.seeds[i])}
 
-  @property
-  def runs(self) -> tuple[RangeTestResult, ...]:
-    return tuple(self.run(i) for i in range(self.num_seeds))
+  def _labels(self) -> list[str]:
+    return [str(int(s)) for s in self.seeds]
 
   def suggest(self, **kwargs: Any) -> _sg.SeedSuggestions:
     """Each seed's suggestions, and their medians and spreads."""
@@ -222,15 +258,65 @@ class MultiSeedRangeTestResult(Result):
   def _derived(self, suggestions: bool) -> dict[str, Any]:
     return {"suggestions": self.suggest().to_dict()} if suggestions else {}
 
-  def _csv(self):
-    """One row per step: ``step, lr, loss[seed]..., smoothed[seed]...``."""
-    seeds = [int(s) for s in self.seeds]
-    header = (["step", "lr"] + [f"loss[{s}]" for s in seeds]
-              + [f"smoothed_loss[{s}]" for s in seeds])
-    rows = [[i, self.lrs[i]] + list(self.losses[:, i])
-            + list(self.smoothed_losses[:, i]) for i in range(self.lrs.size)]
-    return header, rows
-
   def _plot(self, ax: Any, **kwargs: Any) -> Any:
     from optax_clr import plotting
     return plotting.plot_multi_seed(self, ax, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class WeightDecayRangeTestResult(RampSet, Result):
+  """LR range tests at several weight decays (and momenta), one ramp each
+  (Smith 2018); same batches and initial weights for every ramp.
+
+  Attributes:
+    weight_decays: [s] each ramp's weight decay.
+    momenta: [s] each ramp's momentum (or Adam's b1).
+    lrs, losses, smoothed_losses, num_recorded, stop_reasons, eval_steps,
+      eval_lrs, eval_metrics, config: as in
+      :class:`MultiSeedRangeTestResult`, one row per ramp.
+  """
+
+  weight_decays: np.ndarray
+  momenta: np.ndarray
+  lrs: np.ndarray
+  losses: np.ndarray
+  smoothed_losses: np.ndarray
+  num_recorded: np.ndarray
+  stop_reasons: tuple[str, ...]
+  eval_steps: np.ndarray = ()
+  eval_lrs: np.ndarray = ()
+  eval_metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  config: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  COLUMNS: ClassVar = (Column("weight_decays", np.float64, ("s",)),
+                       Column("momenta", np.float64, ("s",))) + _RAMP_COLUMNS
+  METRICS: ClassVar = {"eval_metrics": ("s", "m")}
+
+  def _check(self) -> None:
+    self._check_ramps()
+
+  def __repr__(self) -> str:
+    return (f"WeightDecayRangeTestResult(ramps={self.num_ramps}, "
+            f"weight_decays={sorted(set(self.weight_decays.tolist()))}, "
+            f"momenta={sorted(set(self.momenta.tolist()))})")
+
+  def _run_config(self, i: int) -> dict[str, Any]:
+    return {**self.config, "weight_decay": float(self.weight_decays[i]),
+            "momentum": float(self.momenta[i])}
+
+  def _labels(self) -> list[str]:
+    return [f"wd={w:g},m={m:g}" for w, m in zip(self.weight_decays,
+                                                 self.momenta)]
+
+  def suggest(self, **kwargs: Any) -> _sg.DisciplinedSuggestions:
+    """Smith's choice (:func:`optax_clr.suggestions.disciplined`)."""
+    return _sg.disciplined(self.weight_decays, self.momenta,
+                           [r.suggest(**kwargs) for r in self.runs],
+                           [r.smoothed_losses for r in self.runs])
+
+  def _derived(self, suggestions: bool) -> dict[str, Any]:
+    return {"suggestions": self.suggest().to_dict()} if suggestions else {}
+
+  def _plot(self, ax: Any, **kwargs: Any) -> Any:
+    from optax_clr import plotting
+    return plotting.plot_weight_decay(self, ax, **kwargs)

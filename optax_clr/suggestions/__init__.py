@@ -7,8 +7,11 @@
   best LR, stable range and CLR bounds (``suggest_sweep``).
 * :mod:`._seeds` -- the same over S seeds: medians and spreads
   (``aggregate``).
+* :mod:`._disciplined` -- Smith's 2018 choice of a weight decay (and
+  momentum) from ramps at several of them (``disciplined``).
 """
 
+from optax_clr.suggestions._disciplined import disciplined
 from optax_clr.suggestions._ramp import accuracy_bounds
 from optax_clr.suggestions._ramp import clr_bounds
 from optax_clr.suggestions._ramp import MIN_POINTS
@@ -27,6 +30,7 @@ from optax_clr.suggestions._sweep import STATUSES
 from optax_clr.suggestions._sweep import suggest_sweep
 from optax_clr.suggestions._sweep import TOLERANCE
 from optax_clr.suggestions._sweep import windowed_mean
+from optax_clr.suggestions._types import DisciplinedSuggestions
 from optax_clr.suggestions._types import SeedSuggestions
 from optax_clr.suggestions._types import Spread
 from optax_clr.suggestions._types import Suggestion
@@ -34,8 +38,8 @@ from optax_clr.suggestions._types import Suggestions
 from optax_clr.suggestions._types import SweepSuggestions
 
 __all__ = [
-    "DIVERGE_THRESHOLD", "MIN_POINTS", "STATUSES", "TOLERANCE", "SeedSuggestions", "Spread", "Suggestion",
-    "Suggestions", "SweepSuggestions", "accuracy_bounds", "aggregate",
+    "DIVERGE_THRESHOLD", "DisciplinedSuggestions", "MIN_POINTS", "STATUSES", "TOLERANCE", "SeedSuggestions", "Spread", "Suggestion",
+    "Suggestions", "SweepSuggestions", "accuracy_bounds", "aggregate", "disciplined",
     "classify", "clr_bounds", "minimum", "rise_point", "signal_threshold", "steepest",
     "suggest", "suggest_ramp", "suggest_sweep", "valley", "validate_curve",
     "windowed_mean",

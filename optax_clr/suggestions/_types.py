@@ -265,3 +265,49 @@ class SeedSuggestions:
             "per_seed": [s.to_dict() for s in self.per_seed],
             "base_lr": self.base_lr, "max_lr": self.max_lr,
             "rule": self.rule}
+
+
+@dataclasses.dataclass(frozen=True)
+class DisciplinedSuggestions:
+  """Smith's (2018) choice from LR range tests at several weight decays.
+
+  Attributes:
+    weight_decay, momentum: the chosen ramp's.
+    base_lr, max_lr: its CLR bounds (None when no ramp gave bounds).
+    base_momentum, max_momentum: the cyclical momentum to use with them.
+    rule: how the choice was made, with the numbers.
+    table: one row per ramp: weight_decay, momentum, min_loss, max_lr,
+      eligible, chosen.
+  """
+
+  weight_decay: float | None
+  momentum: float | None
+  base_lr: float | None
+  max_lr: float | None
+  base_momentum: float
+  max_momentum: float
+  rule: str
+  table: tuple[dict[str, Any], ...]
+
+  def __str__(self) -> str:
+    lines = [f"  {'weight decay':>12}  {'momentum':>8}  {'min loss':>9}  "
+             f"{'max_lr':>10}"]
+    for r in self.table:
+      mark = "  <- chosen" if r["chosen"] else (
+          "" if r["eligible"] else "  (loss too high)")
+      lines.append(f"  {r['weight_decay']:>12.3g}  {r['momentum']:>8.3g}  "
+                   f"{r['min_loss']:>9.4g}  {_fmt(r['max_lr']):>10}{mark}")
+    if self.max_lr is None:
+      lines.append("choice: none")
+    else:
+      lines.append(
+          f"choice: weight_decay={self.weight_decay:g}, base_lr="
+          f"{self.base_lr:.3e}, max_lr={self.max_lr:.3e}, momentum "
+          f"{self.max_momentum:g} -> {self.base_momentum:g}")
+    lines.append(f"  rule: {_one_line(self.rule)}")
+    return "\n".join(lines)
+
+  def to_dict(self) -> dict[str, Any]:
+    return {"kind": "disciplined", **{
+        f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+        if f.name != "table"}, "table": list(self.table)}
