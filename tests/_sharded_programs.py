@@ -114,9 +114,27 @@ def multi_seed():
   return {"devices": seeds.config["devices"], "max_err": max(errors)}
 
 
+def grid_sweep():
+  kw = dict(hyperparams={"learning_rate": [1e-3, 1e-2, 0.1, 1e4],
+                         "weight_decay": [0.0, 0.1, 1.0]},
+            optimizer=optax.adamw, num_steps=8, batch_size=8,
+            val_data=_toy.make_data(seed=1), **QUIET)
+  devices = np.array(jax.devices())
+  many = clr.sweep(_toy.make_params(), _toy.regression_loss,
+                   _toy.make_data(), mesh=Mesh(devices, ("copies",)), **kw)
+  one = clr.sweep(_toy.make_params(), _toy.regression_loss, _toy.make_data(),
+                  mesh=Mesh(devices[:1], ("copies",)), **kw)
+  finite = np.isfinite(one.losses).all(1)
+  return {"devices": many.config["devices"],
+          "status_equal": list(many.status) == list(one.status),
+          "nonfinite": int((~finite).sum()),
+          "losses": rel_err(many.losses[finite], one.losses[finite])}
+
+
 if __name__ == "__main__":
   assert len(jax.devices()) == 8, jax.devices()
   print(json.dumps({"explicit": explicit_sharding(),
                     "data_parallel": data_parallel(),
                     "sweep_2d": sweep_over_copies_and_data(),
-                    "multi_seed": multi_seed()}))
+                    "multi_seed": multi_seed(),
+                    "grid": grid_sweep()}))

@@ -47,3 +47,12 @@ def test_multi_seed_on_8_devices_equals_separate_ramps(report):
   r = report["multi_seed"]
   assert r["devices"] == 8
   assert r["max_err"] < 1e-5
+
+
+def test_hyperparameter_grid_on_8_devices_equals_one_device(report):
+  # 12 configurations over 8 devices (two rounds of copies); the LR-1e4 ones
+  # blow up exactly as on one device, the others are unaffected.
+  r = report["grid"]
+  assert r["devices"] == 8 and r["status_equal"]
+  assert r["nonfinite"] >= 2  # LR 1e4: non-finite (with weight decay)
+  assert r["losses"] < 1e-5

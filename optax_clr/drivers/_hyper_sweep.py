@@ -27,7 +27,7 @@ from optax_clr.drivers import _population
 from optax_clr.drivers import _setup
 from optax_clr.drivers import _sweep
 from optax_clr.engine import _optimizer
-from optax_clr.optimizers import _hyperparams
+from optax_clr.optimizers import check_hyperparam_value
 from optax_clr.results import as_array
 from optax_clr.results import BatchSizeSweepResult
 from optax_clr.results import GridSweepResult
@@ -181,7 +181,7 @@ def sweep(
   if schedule_fn is None:
     for name, values in configs.items():
       for v in np.unique(values):
-        _hyperparams.check_hyperparam_value(f"hyperparams[{name!r}]", v)
+        check_hyperparam_value(name, float(v), f"hyperparams[{name!r}]")
   setup = _setup.prepare(
       model, loss_fn, train_data, optimizer=optimizer, driven=names,
       batch_size=batch_size, seed=seed, val_data=val_data,

@@ -191,19 +191,23 @@ def get_step(opt_state: Any, path: str | None = None) -> jax.Array:
   return unwrap(_select(opt_state, path)[1].count)
 
 
-def check_hyperparam_value(name: str, value: Any) -> None:
-  """Range check of a concrete value for a well-known hyperparameter."""
+def check_hyperparam_value(name: str, value: Any,
+                           label: str | None = None) -> None:
+  """Range check of a concrete value for a well-known hyperparameter
+  (``label`` names it in the error; default ``name``)."""
+  label = label or name
   if not _checks.is_real_number(value) and _checks.is_concrete(value):
-    raise TypeError(f"{name} must be a number, got {_checks.describe(value)}")
+    raise TypeError(f"{label} must be a number, got "
+                    f"{_checks.describe(value)}")
   if not _checks.is_concrete(value):
-    _checks.check_real_dtype(name, value.dtype)
+    _checks.check_real_dtype(label, value.dtype)
     return
   if jnp.ndim(value) == 0:
-    _checks.check_number(name, value, **_RANGES.get(name, {}))
+    _checks.check_number(label, value, **_RANGES.get(name, {}))
   else:
-    arr = _checks.check_real_array(name, value)
+    arr = _checks.check_real_array(label, value)
     for x in arr.reshape(-1)[:1024]:
-      _checks.check_number(name, x, **_RANGES.get(name, {}))
+      _checks.check_number(label, x, **_RANGES.get(name, {}))
 
 
 def set_hyperparams(opt_state: Any, path: str | None = None,
