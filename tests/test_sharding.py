@@ -50,7 +50,7 @@ def test_multi_seed_on_8_devices_equals_separate_ramps(report):
 
 
 def test_hyperparameter_grid_on_8_devices_equals_one_device(report):
-  # 12 configurations over 8 devices (two rounds of copies); the LR-1e4 ones
+  # 12 configurations over 8 devices (padded to 16); the LR-1e4 ones
   # blow up exactly as on one device, the others are unaffected.
   r = report["grid"]
   assert r["devices"] == 8 and r["status_equal"]
