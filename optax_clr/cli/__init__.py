@@ -9,6 +9,7 @@ models and optimizers from flags) is in :mod:`._common`.
 * ``train``         CLR, one-cycle or a fixed LR with momentum cycling; the
                     bounds given, read from a run, or ``--auto-bounds``.
 * ``plot-schedule`` draws one or several LR (and momentum) schedules.
+* ``disciplined``   Smith's 2018 recipe: range tests over weight decay.
 * ``demo``          range test -> sweep -> CLR against the best fixed LR.
 
 Heavy modules (jax, flax, matplotlib) are imported inside the commands, so
@@ -26,6 +27,7 @@ from optax_clr.cli import _common
 from optax_clr.cli._common import error_message
 from optax_clr.cli._common import progress_enabled
 from optax_clr.cli.demo import demo_cmd
+from optax_clr.cli.disciplined import disciplined_cmd
 from optax_clr.cli.plot_schedule import plot_schedule_cmd
 from optax_clr.cli.range_test import range_test_cmd
 from optax_clr.cli.train import resolve_bounds
@@ -56,6 +58,7 @@ def cli():
 cli.add_command(range_test_cmd)
 cli.add_command(train_cmd)
 cli.add_command(plot_schedule_cmd)
+cli.add_command(disciplined_cmd)
 cli.add_command(demo_cmd)
 
 

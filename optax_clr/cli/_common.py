@@ -344,7 +344,11 @@ def check_out(out: str | None, overwrite: bool) -> pathlib.Path | None:
     raise usage(f"--out {out} is {why}; give a directory of its own")
   if path.exists() and not path.is_dir():
     raise usage(f"--out {out} exists and is not a directory")
-  if path.is_dir() and any(path.iterdir()):
+  pid = _lock_holder(path)
+  if pid is not None:
+    raise usage(f"--out {path} is in use by another optax-clr run (pid "
+                f"{pid})")
+  if path.is_dir() and any(p.name != LOCK_NAME for p in path.iterdir()):
     if not (path / "config.json").exists():
       raise usage(f"--out {out} is a non-empty directory that holds no "
                   "optax-clr run; give an empty or new directory")
@@ -374,6 +378,17 @@ def _pid_alive(pid: int) -> bool:
   return True
 
 
+def _lock_holder(path: pathlib.Path) -> int | None:
+  """The pid of a live process holding ``path``'s lock, else None."""
+  try:
+    pid = int((path / LOCK_NAME).read_text().strip() or 0)
+  except (OSError, ValueError):
+    return None
+  if pid and pid != os.getpid() and _pid_alive(pid):
+    return pid
+  return None
+
+
 @contextlib.contextmanager
 def locked(path: pathlib.Path) -> Iterator[None]:
   """Holds ``path/.optax-clr.lock`` (exclusive create) while in use; a lock
@@ -384,11 +399,8 @@ def locked(path: pathlib.Path) -> Iterator[None]:
       fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
       break
     except FileExistsError:
-      try:
-        pid = int(lock.read_text().strip() or 0)
-      except (OSError, ValueError):
-        pid = 0
-      if pid and _pid_alive(pid) and pid != os.getpid():
+      pid = _lock_holder(path)
+      if pid is not None:
         raise usage(f"--out {path} is in use by another optax-clr run "
                     f"(pid {pid})")
       lock.unlink(missing_ok=True)

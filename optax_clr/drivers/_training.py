@@ -139,12 +139,18 @@ class _Record:
     self.parts = {k: [] for k in ("steps", "losses", "lrs", "momenta",
                                   "eval_steps", "wall_times")}
     self.metrics: dict[str, list[np.ndarray]] = {}
+    self.initial: dict[str, np.ndarray] = {}
 
   def extend(self, previous: TrainHistory) -> None:
     for key in self.parts:
       self.parts[key].append(np.asarray(getattr(previous, key)))
     for key, values in previous.eval_metrics.items():
       self.metrics[key] = [values]
+    self.initial = dict(previous.initial_metrics)
+
+  def set_initial(self, metrics: Mapping[str, Any]) -> None:
+    self.initial = {k: np.asarray([v], np.float64)
+                    for k, v in metrics.items()}
 
   def add_steps(self, first: int, out: dict[str, np.ndarray]) -> int:
     n = int(out["recorded"].sum())
@@ -173,7 +179,8 @@ class _Record:
         momenta=cat(self.parts["momenta"]),
         eval_steps=cat(self.parts["eval_steps"]).astype(np.int64),
         eval_metrics={k: cat(v) for k, v in self.metrics.items()},
-        wall_times=cat(self.parts["wall_times"]), stop_reason=stop_reason,
+        wall_times=cat(self.parts["wall_times"]),
+        initial_metrics=dict(self.initial), stop_reason=stop_reason,
         config=config)
 
 
@@ -294,7 +301,8 @@ def train(
     state, stop = _epoch_loop(
         setup, epochs, state, record, config, path,
         start_epoch=start_epoch, num_epochs=num_epochs,
-        chunk_steps=chunk_steps, checkpoint_every=checkpoint_every, seed=seed, offset=offset,
+        chunk_steps=chunk_steps, checkpoint_every=checkpoint_every,
+        seed=seed, offset=offset,
         on_epoch=progress if callable(progress) and progress is not True
         else None, bar=bar)
   history = record.history(stop, config)
@@ -305,15 +313,37 @@ def train(
           if setup.parts.graphdef is not None else params), history
 
 
+def _epoch_summary(record: _Record, metrics: Mapping[str, Any]
+                   ) -> dict[str, float]:
+  """What ``progress(epoch, num_epochs, metrics)`` is shown."""
+  losses, lrs = record.parts["losses"], record.parts["lrs"]
+  shown = {"train_loss": float(np.mean(losses[-1])) if losses and len(
+               losses[-1]) else float("nan"),
+           "lr": float(lrs[-1][-1]) if lrs and len(lrs[-1])
+           else float("nan")}
+  shown.update({f"val_{k}": float(v) for k, v in metrics.items()})
+  return shown
+
+
 def _verdict(history: TrainHistory) -> str:
   if history.status == "diverged":
     return (f"training diverged: the loss became non-finite at step "
             f"{len(history)} (stop_reason={history.stop_reason!r}); lower "
             "the learning rate (max_lr)")
-  return ("training stalled: the loss never fell below its initial level "
-          f"(first steps {history.losses[:10].mean():.4g}, last "
-          f"{history.losses[-10:].mean():.4g}); the learning rate is likely "
-          "too high (the model died) or far too low")
+  start, evals = history.initial_metrics, history.eval_metrics
+  if "accuracy" in start and evals.get("accuracy", np.zeros(0)).size:
+    seen = (f"the validation accuracy never rose above its initial "
+            f"{start['accuracy'][0]:.4g} (best "
+            f"{np.nanmax(evals['accuracy']):.4g})")
+  elif "loss" in start and evals.get("loss", np.zeros(0)).size:
+    seen = (f"the validation loss never fell below its initial "
+            f"{start['loss'][0]:.4g} (best {np.nanmin(evals['loss']):.4g})")
+  else:
+    seen = (f"the training loss never fell below its initial level (first "
+            f"steps {history.losses[:10].mean():.4g}, last "
+            f"{history.losses[-10:].mean():.4g})")
+  return (f"training stalled: {seen}; the learning rate is likely too high "
+          "(the model died) or far too low")
 
 
 def _run_config(setup, model, batch_size, steps, num_epochs,
@@ -384,6 +414,9 @@ def _epoch_loop(setup, epochs, state, record, config, path, *, start_epoch,
         lambda st, v, k: engine.evaluate_stack(st.params, st.rest, v,
                                                _loss.eval_key(k, 0))))
   consts = jax.device_put({"seed": np.int32(seed), "copy": np.int32(0)})
+  if evaluate is not None and start_epoch == 0:
+    # The level before training is what "stalled" is judged against.
+    record.set_initial(jax.device_get(evaluate(state, val, seed)))
   carry = (state, jnp.bool_(False))
   start = time.perf_counter() - offset
   total = num_epochs * epochs.steps
@@ -423,13 +456,7 @@ def _epoch_loop(setup, epochs, state, record, config, path, *, start_epoch,
                         history=record.history("completed", config),
                         config=config)
     if on_epoch is not None:
-      losses = record.parts["losses"]
-      lrs = record.parts["lrs"]
-      shown = {"train_loss": float(np.mean(losses[-1])) if losses else
-               float("nan"), "lr": float(lrs[-1][-1]) if lrs and len(
-                   lrs[-1]) else float("nan")}
-      shown.update({f"val_{k}": float(v) for k, v in metrics.items()})
-      on_epoch(epoch_done, num_epochs, shown)
+      on_epoch(epoch_done, num_epochs, _epoch_summary(record, metrics))
     if outcome.exhausted and done - first < epochs.steps:
       return carry, "data_exhausted"
   return carry, "completed"

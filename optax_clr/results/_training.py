@@ -35,6 +35,8 @@ class TrainHistory(Result):
       ``"accuracy"``; empty without validation data.
     wall_times: ``[e]`` seconds since the start of training at each
       evaluation (a resumed run continues from the checkpoint's time).
+    initial_metrics: name -> ``[1]`` the validation metrics before the
+      first step (empty without validation data).
     stop_reason: ``"completed"``, ``"nonfinite"`` (a loss turned NaN/inf:
       training stopped there), ``"data_exhausted"`` or ``"interrupted"``.
     config: the JSON-able configuration of the run.
@@ -50,6 +52,8 @@ class TrainHistory(Result):
   eval_steps: np.ndarray
   eval_metrics: dict[str, np.ndarray]
   wall_times: np.ndarray
+  initial_metrics: dict[str, np.ndarray] = dataclasses.field(
+      default_factory=dict)
   stop_reason: str = "completed"
   config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -61,7 +65,7 @@ class TrainHistory(Result):
       Column("eval_steps", np.int64, ("e",)),
       Column("wall_times", np.float64, ("e",)),
   )
-  METRICS: ClassVar = {"eval_metrics": ("e",)}
+  METRICS: ClassVar = {"eval_metrics": ("e",), "initial_metrics": ("one",)}
   CHOICES: ClassVar = {"stop_reason": STOP_REASONS}
 
   @classmethod
@@ -83,16 +87,31 @@ class TrainHistory(Result):
 
   @property
   def status(self) -> str:
-    """``"diverged"`` (stopped on a NaN/inf loss, or the validation loss is
-    not finite), ``"stalled"`` (the last epoch's mean loss is not
-    ``MIN_IMPROVEMENT`` below the first steps', or the validation accuracy
-    never rose by ``MIN_IMPROVEMENT`` above its first value), else
-    ``"trained"``."""
+    """``"diverged"``: stopped on a NaN/inf loss, or the last validation
+    loss is not finite. ``"stalled"``: it never left its initial level --
+    judged as the sweep judges a run: the validation accuracy never rose
+    ``MIN_IMPROVEMENT`` above its value before training (a model at chance),
+    else the validation loss never fell ``MIN_IMPROVEMENT`` below its
+    initial value, else (no validation) the last epoch's mean training loss
+    is not ``MIN_IMPROVEMENT`` below the first steps'. Else ``"trained"``."""
     if self.stop_reason == "nonfinite":
       return "diverged"
     val = self.eval_metrics.get("loss")
     if val is not None and val.size and not np.isfinite(val[-1]):
       return "diverged"
+    start, evals = self.initial_metrics, self.eval_metrics
+    with np.errstate(invalid="ignore"):
+      if "accuracy" in start and evals.get("accuracy", np.zeros(0)).size:
+        best = np.nanmax(evals["accuracy"])
+        return "trained" if best >= start["accuracy"][0] + (
+            MIN_IMPROVEMENT) else "stalled"
+      if "loss" in start and evals.get("loss", np.zeros(0)).size:
+        a = start["loss"][0]
+        return "trained" if np.nanmin(evals["loss"]) < a - (
+            MIN_IMPROVEMENT * abs(a)) else "stalled"
+    return self._status_from_training_loss()
+
+  def _status_from_training_loss(self) -> str:
     finite = self.losses[np.isfinite(self.losses)]
     if finite.size < 2:
       return "trained" if finite.size else "stalled"
@@ -102,13 +121,8 @@ class TrainHistory(Result):
     tail = finite[-max(1, min(per_epoch or finite.size // 4,
                               finite.size // 2)):]
     start, end = float(np.mean(head)), float(np.mean(tail))
-    if not end < start - MIN_IMPROVEMENT * abs(start):
-      return "stalled"
-    acc = self.eval_metrics.get("accuracy")
-    if acc is not None and acc.size >= 2 and not (
-        np.nanmax(acc) >= acc[0] + MIN_IMPROVEMENT):
-      return "stalled"
-    return "trained"
+    return "trained" if end < start - MIN_IMPROVEMENT * abs(start) else (
+        "stalled")
 
   def final_metrics(self) -> dict[str, float]:
     """The last evaluation's metrics (``val_<name>``) and the last epoch's
