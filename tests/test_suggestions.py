@@ -170,7 +170,7 @@ def test_valley_matches_fastais_rule_on_random_curves():
 
 def test_valley_longest_decreasing_subsequence_is_not_contiguous():
   # 5 > 4 > 3 > 2 with bumps in between: LDS length 4 ending at index 6.
-  lds = sg._ramp._longest_decreasing(np.array([5.0, 9.0, 4.0, 8.0, 3.0, 7.0, 2.0]))
+  lds = sg._points._longest_decreasing(np.array([5.0, 9.0, 4.0, 8.0, 3.0, 7.0, 2.0]))
   np.testing.assert_array_equal(lds, [1, 1, 2, 2, 3, 3, 4])
 
 

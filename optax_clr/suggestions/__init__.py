@@ -1,8 +1,9 @@
 """Learning-rate suggestions: rules for a ramp, for a sweep, over seeds.
 
-* :mod:`._ramp` -- a classic range test's curve: ``steepest``, ``minimum``,
-  ``valley`` (fastai), Smith's ``accuracy_bounds``, the CLR pair
-  (``clr_bounds``), and ``suggest_ramp``, the noise-aware default.
+* :mod:`._points` -- points on a classic range test's curve: ``steepest``,
+  ``minimum``, ``valley`` (fastai), Smith's ``accuracy_bounds``.
+* :mod:`._ramp` -- the CLR pair (``rise_point``, ``clr_bounds``, ``suggest``)
+  and ``suggest_ramp``, the noise-aware default of a ramp.
 * :mod:`._sweep` -- finished runs at fixed LRs: run status (``classify``),
   best LR, stable range and CLR bounds (``suggest_sweep``).
 * :mod:`._seeds` -- the same over S seeds: medians and spreads
@@ -12,17 +13,17 @@
 """
 
 from optax_clr.suggestions._disciplined import disciplined
-from optax_clr.suggestions._ramp import accuracy_bounds
+from optax_clr.suggestions._points import accuracy_bounds
+from optax_clr.suggestions._points import MIN_POINTS
+from optax_clr.suggestions._points import minimum
+from optax_clr.suggestions._points import steepest
+from optax_clr.suggestions._points import validate_curve
+from optax_clr.suggestions._points import valley
 from optax_clr.suggestions._ramp import clr_bounds
-from optax_clr.suggestions._ramp import MIN_POINTS
-from optax_clr.suggestions._ramp import minimum
 from optax_clr.suggestions._ramp import rise_point
 from optax_clr.suggestions._ramp import signal_threshold
-from optax_clr.suggestions._ramp import steepest
 from optax_clr.suggestions._ramp import suggest
 from optax_clr.suggestions._ramp import suggest_ramp
-from optax_clr.suggestions._ramp import valley
-from optax_clr.suggestions._ramp import validate_curve
 from optax_clr.suggestions._seeds import aggregate
 from optax_clr.suggestions._sweep import classify
 from optax_clr.suggestions._sweep import DIVERGE_THRESHOLD
@@ -38,9 +39,10 @@ from optax_clr.suggestions._types import Suggestions
 from optax_clr.suggestions._types import SweepSuggestions
 
 __all__ = [
-    "DIVERGE_THRESHOLD", "DisciplinedSuggestions", "MIN_POINTS", "STATUSES", "TOLERANCE", "SeedSuggestions", "Spread", "Suggestion",
-    "Suggestions", "SweepSuggestions", "accuracy_bounds", "aggregate", "disciplined",
-    "classify", "clr_bounds", "minimum", "rise_point", "signal_threshold", "steepest",
-    "suggest", "suggest_ramp", "suggest_sweep", "valley", "validate_curve",
-    "windowed_mean",
+    "DIVERGE_THRESHOLD", "DisciplinedSuggestions", "MIN_POINTS", "STATUSES",
+    "TOLERANCE", "SeedSuggestions", "Spread", "Suggestion", "Suggestions",
+    "SweepSuggestions", "accuracy_bounds", "aggregate", "classify",
+    "clr_bounds", "disciplined", "minimum", "rise_point", "signal_threshold",
+    "steepest", "suggest", "suggest_ramp", "suggest_sweep", "valley",
+    "validate_curve", "windowed_mean",
 ]

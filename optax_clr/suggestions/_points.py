@@ -1,0 +1,375 @@
+"""Point suggestions on a range test's curve: steepest, minimum, valley,
+Smith's accuracy bounds.
+
+Pure NumPy functions on the recorded curve (LR ascending, loss or accuracy per
+point). Each returns a :class:`Suggestion` that names the derivative it uses,
+because the three well-known implementations differ there: fastai's ``steep``
+differentiates w.r.t. log LR, torch-lr-finder w.r.t. the point index and
+Lightning w.r.t. the raw LR.
+
+Rules shared by every suggester:
+
+* ``lrs`` must be 1-D, finite, > 0 and strictly increasing (a range test's ramp
+  increases by construction; sort a sweep's grid together with its losses).
+  Anything else raises ``ValueError``.
+* Loss suggesters first drop ``skip_start`` points at the start (default
+  ``n // 10``) and ``skip_end`` at the end (default 5), as fastai's ``lr_find``
+  does before all its suggesters, and then everything from the first
+  non-finite value (NaN or inf) on. Accuracy bounds skip nothing but drop the
+  non-finite tail the same way.
+* With fewer than :data:`MIN_POINTS` points left, or with a curve that never
+  decreases (never rises, for accuracy), ``lr`` is None and ``reason`` says why.
+* ``index`` always points into the arrays as passed in, before any dropping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from optax_clr import _checks
+from optax_clr.suggestions._types import Suggestion
+
+# Two points give a single slope and hence no choice; three is the fewest with
+# which "steepest" or "longest descent" can mean anything.
+MIN_POINTS = 3
+
+# ----------------------------------------------------------------------------
+# Input handling.
+
+
+def _as_1d(name: str, value: Any) -> np.ndarray:
+  try:
+    arr = np.asarray(value, dtype=np.float64)
+  except (TypeError, ValueError) as e:
+    raise TypeError(f"{name} must be a 1-D array of numbers: {e}") from e
+  if arr.ndim != 1:
+    raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+  return arr
+
+
+def validate_curve(lrs: Any, values: Any, values_name: str,
+                   lrs_name: str = "lrs") -> tuple[np.ndarray, np.ndarray]:
+  """Returns float64 copies of ``lrs`` and ``values`` after checking them."""
+  lrs = _as_1d(lrs_name, lrs)
+  values = _as_1d(values_name, values)
+  if lrs.shape != values.shape:
+    raise ValueError(
+        f"{lrs_name} and {values_name} must have the same length, got "
+        f"{lrs.size} and {values.size}")
+  bad = np.flatnonzero(~np.isfinite(lrs) | (lrs <= 0))
+  if bad.size:
+    i = int(bad[0])
+    raise ValueError(
+        f"{lrs_name} must be finite and > 0, got {lrs_name}[{i}]={lrs[i]!r}")
+  bad = np.flatnonzero(np.diff(lrs) <= 0)
+  if bad.size:
+    i = int(bad[0])
+    raise ValueError(
+        f"{lrs_name} must be strictly increasing (sort a sweep's LRs together "
+        f"with its values), got {lrs_name}[{i}]={lrs[i]!r} >= "
+        f"{lrs_name}[{i + 1}]={lrs[i + 1]!r}")
+  return lrs, values
+
+
+def _usable_range(values: np.ndarray, skip_start: int | None,
+                  skip_end: int) -> tuple[int, int, str | None]:
+  """The half-open range [start, stop) a suggester may use.
+
+  Same order as fastai's ``lr_find``: slice off ``skip_start`` and
+  ``skip_end`` points, then stop at the first non-finite value. Returns the
+  reason the range is too short as the third item (None when it is usable).
+  """
+  n = values.size
+  if skip_start is None:
+    skip_start = n // 10
+  else:
+    skip_start = _checks.check_int("skip_start", skip_start, low=0)
+  skip_end = _checks.check_int("skip_end", skip_end, low=0)
+  start, stop = skip_start, n - skip_end
+  notes = [f"{n} points", f"skipped {skip_start} at the start and "
+           f"{skip_end} at the end"]
+  nonfinite = np.flatnonzero(~np.isfinite(values))
+  if nonfinite.size and nonfinite[0] < stop:
+    stop = int(nonfinite[0])
+    notes.append(f"dropped from the first non-finite value at index {stop} on")
+  kept = max(0, stop - start)
+  if kept < MIN_POINTS:
+    return start, max(start, stop), (
+        f"too short: {kept} usable point(s), need at least {MIN_POINTS} ("
+        + "; ".join(notes) + ")")
+  return start, stop, None
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+  """Centred running mean; near the ends it averages the points available.
+
+  Centred rather than an EMA because an EMA lags and would shift every
+  threshold crossing to a larger LR.
+  """
+  if window == 1:
+    return values.copy()
+  kernel = np.ones(window)
+  sums = np.convolve(values, kernel, mode="same")
+  counts = np.convolve(np.ones_like(values), kernel, mode="same")
+  return sums / counts
+
+
+# ----------------------------------------------------------------------------
+# Loss-based suggestions.
+
+
+def _descent(y: np.ndarray, min_drop: float, first: int, last: int
+             ) -> tuple[int, int, str | None]:
+  """``(i_min, onset, why)`` of the usable curve ``y`` (points first..last).
+
+  ``i_min`` is the minimum (first on ties); ``onset`` the last point before it
+  that is still within a tenth of the total fall ``y[0] - y[i_min]`` of the
+  starting level, i.e. where the real descent begins. ``why`` is set when the
+  fall is not more than ``min_drop`` (no signal).
+  """
+  i_min = int(np.argmin(y))
+  drop = float(y[0] - y[i_min])
+  if not drop > 0 or not drop >= min_drop:
+    if not drop > 0:
+      return i_min, 0, (f"no decrease: the loss never falls below its value "
+                        f"at point {first} ({y[0]:.4g}) over points "
+                        f"{first}..{last}")
+    return i_min, 0, (f"not enough signal: the loss falls by only "
+                      f"{drop:.3g} over points {first}..{last}, not more "
+                      f"than the {min_drop:.3g} required")
+  high = np.flatnonzero(y[:i_min + 1] >= y[0] - 0.1 * drop)
+  return i_min, int(high[-1]), None
+
+
+def steepest(lrs: Any, losses: Any, *, skip_start: int | None = None,
+             skip_end: int = 5, min_drop: float = 0.0) -> Suggestion:
+  """LR at the steepest descent of the loss w.r.t. log10(LR).
+
+  ``i* = argmin_i g_i`` with ``g = np.gradient(loss, log10(lr))`` (central
+  differences inside, one-sided at the ends), searched from the onset of the
+  descent to the minimum of the points left after skipping and dropping (see
+  the module docstring); the suggestion is ``lrs[i*]``. The onset is the last
+  point before the minimum whose loss is within a tenth of the total fall of
+  the starting level: noise on the flat start of a ramp, where the loss has
+  not moved yet, is never the answer (Lightning #1767). fastai's ``steep``
+  takes forward differences w.r.t. ln(LR) and returns the left point of the
+  steepest segment; the base of the logarithm does not move the argmin, and
+  central differences centre it on a point instead of a segment.
+
+  Args:
+    lrs: [n] strictly increasing learning rates.
+    losses: [n] (smoothed) losses; pass the smoothed curve of a ramp test.
+    skip_start: points dropped at the start; default ``n // 10`` (fastai).
+    skip_end: points dropped at the end (fastai and torch-lr-finder: 5).
+    min_drop: the loss must fall by more than this below its starting level
+      (e.g. a few times its noise), else there is no signal.
+
+  Returns:
+    A Suggestion with ``derivative="log_lr"``; ``lr`` is None when fewer than
+    MIN_POINTS points are usable, or when the loss does not fall (by more
+    than ``min_drop``).
+  """
+  lrs, losses = validate_curve(lrs, losses, "losses")
+  start, stop, why = _usable_range(losses, skip_start, skip_end)
+  if why is not None:
+    return Suggestion("steepest", None, None, "log_lr", why)
+  y = losses[start:stop]
+  grad = np.gradient(y, np.log10(lrs[start:stop]))
+  i_min, onset, why = _descent(y, min_drop, start, stop - 1)
+  if why is not None:
+    return Suggestion("steepest", None, None, "log_lr", why)
+  i = onset + int(np.argmin(grad[onset:i_min + 1]))
+  # Uneven log spacing leaves rounding-level slopes on an exactly flat curve,
+  # so "decreasing" is decided on the values themselves.
+  if not (grad[i] < 0 and np.any(np.diff(y) < 0)):
+    return Suggestion(
+        "steepest", None, None, "log_lr",
+        f"no decrease: the loss never falls over points {start}..{stop - 1} "
+        f"(least slope {grad[i]:.3g} per decade of LR)")
+  return Suggestion(
+      "steepest", lrs[start + i], start + i, "log_lr",
+      f"min d(loss)/d(log10 lr) = {grad[i]:.4g} over the descent, points "
+      f"{start + onset}..{start + i_min}")
+
+
+def minimum(lrs: Any, losses: Any, *, factor: float = 10.0,
+            skip_start: int | None = None, skip_end: int = 5,
+            min_drop: float = 0.0) -> Suggestion:
+  """LR at the minimum loss divided by ``factor`` (fastai's ``minimum``).
+
+  ``i* = argmin_i loss_i`` over the usable points (first one on ties); the
+  suggestion is ``lrs[i*] / factor`` and ``index`` is ``i*`` (the minimum
+  itself, not the suggested LR).
+
+  Args:
+    lrs: [n] strictly increasing learning rates.
+    losses: [n] (smoothed) losses.
+    factor: divisor, >= 1 (fastai: 10).
+    skip_start: points dropped at the start; default ``n // 10``.
+    skip_end: points dropped at the end.
+    min_drop: the loss must fall by more than this (see :func:`steepest`).
+
+  Returns:
+    A Suggestion with ``derivative="none"``; ``lr`` is None when fewer than
+    MIN_POINTS points are usable or the loss never falls (by more than
+    ``min_drop``) below its first usable value.
+  """
+  factor = _checks.check_number("factor", factor, low=1.0)
+  lrs, losses = validate_curve(lrs, losses, "losses")
+  start, stop, why = _usable_range(losses, skip_start, skip_end)
+  if why is not None:
+    return Suggestion("minimum", None, None, "none", why)
+  y = losses[start:stop]
+  i, _, why = _descent(y, min_drop, start, stop - 1)
+  if why is not None:
+    return Suggestion("minimum", None, None, "none", why)
+  return Suggestion(
+      "minimum", lrs[start + i] / factor, start + i, "none",
+      f"lr = lrs[{start + i}] / {factor:g}, the LR at the minimum loss "
+      f"{y[i]:.4g} divided by {factor:g}")
+
+
+def _longest_decreasing(y: np.ndarray) -> np.ndarray:
+  """lds[i] = length of the longest strictly decreasing subsequence ending at i.
+
+  The O(n^2) recurrence of fastai's ``valley``, with the inner loop over j
+  vectorised: ``lds[i] = 1 + max(lds[j] for j < i if y[j] > y[i])``.
+  """
+  lds = np.ones(y.size, dtype=np.int64)
+  for i in range(1, y.size):
+    higher = y[:i] > y[i]
+    if higher.any():
+      lds[i] = lds[:i][higher].max() + 1
+  return lds
+
+
+def valley(lrs: Any, losses: Any, *, skip_start: int | None = None,
+           skip_end: int = 5, min_drop: float = 0.0) -> Suggestion:
+  """fastai's ``valley``: a point about halfway down the longest descent.
+
+  Follows ``valley`` in fastai's ``fastai/callback/schedule.py``:
+  ``lds`` is the length of the longest strictly decreasing subsequence of the
+  loss ending at each point, ``max_end`` the first point where it is longest,
+  ``max_start = max_end - lds[max_end]``, ``sections = (max_end -
+  max_start) / 3`` and the suggestion is the point ``max_start +
+  int(sections) + int(sections / 2)`` -- about 1/2 of the way from
+  ``max_start`` to ``max_end`` (1/3 + 1/6), not 2/3. For a descent made of
+  the first two points, ``max_start = -1`` and fastai returns index -1
+  (Python wraps around to the last, most divergent point); this function
+  uses index 0 instead.
+  fastai does not guard against a curve with no descent (it returns the first
+  point); here ``lr`` is None then.
+
+  Args:
+    lrs: [n] strictly increasing learning rates.
+    losses: [n] (smoothed) losses.
+    skip_start: points dropped at the start; default ``n // 10``.
+    skip_end: points dropped at the end.
+    min_drop: the loss must fall by more than this (see :func:`steepest`).
+
+  Returns:
+    A Suggestion with ``derivative="index"`` (positions, not LR values, set
+    the point).
+  """
+  lrs, losses = validate_curve(lrs, losses, "losses")
+  start, stop, why = _usable_range(losses, skip_start, skip_end)
+  if why is not None:
+    return Suggestion("valley", None, None, "index", why)
+  if min_drop > 0:
+    _, _, why = _descent(losses[start:stop], min_drop, start, stop - 1)
+    if why is not None:
+      return Suggestion("valley", None, None, "index", why)
+  lds = _longest_decreasing(losses[start:stop])
+  max_end = int(np.argmax(lds))
+  if lds[max_end] < 2:
+    return Suggestion(
+        "valley", None, None, "index",
+        f"no decrease: the loss never falls over points {start}..{stop - 1}")
+  max_start = max_end - int(lds[max_end])
+  sections = (max_end - max_start) / 3
+  idx = max(0, max_start + int(sections) + int(sections / 2))
+  return Suggestion(
+      "valley", lrs[start + idx], start + idx, "index",
+      f"longest descent ({lds[max_end]} points) ends at point "
+      f"{start + max_end}; fastai's point about halfway down it")
+
+
+# ----------------------------------------------------------------------------
+# Accuracy-based bounds (Smith 2017, sec. 3.3).
+
+
+def accuracy_bounds(lrs: Any, accuracies: Any, *, margin: float = 0.1,
+                    window: int = 3) -> tuple[Suggestion, Suggestion]:
+  """Smith's bounds: where the accuracy starts to rise, and where that stops.
+
+  Smith (2017, "Cyclical Learning Rates for Training Neural Networks",
+  sec. 3.3) raises the LR while recording accuracy and sets base_lr where the
+  accuracy starts to increase and max_lr where it slows, turns ragged or falls.
+  Made precise here, on ``a`` = the accuracy smoothed by a centred running
+  mean of ``window`` points (non-finite tail dropped first):
+
+  * ``a0 = a[0]``, ``peak = max(a)``, ``rise = peak - a0``; if ``rise <= 0``
+    there are no bounds (the accuracy never rises).
+  * base: the first point with ``a >= a0 + margin * rise``.
+  * max: the earlier of (i) the first point with ``a >= peak - margin * rise``
+    (the rise has slowed to a plateau) and (ii) when, after base, ``a`` first
+    falls more than ``margin * rise`` below its running maximum (ragged or
+    falling), the point of that running maximum.
+  * if base and max are the same point (the whole rise happened between two
+    evaluations), base moves one point back, to the last one before the rise.
+
+  Hence ``base.index < max.index`` and ``base.lr < max.lr`` whenever both
+  are set.
+
+  Args:
+    lrs: [m] strictly increasing LRs at which the accuracy was measured.
+    accuracies: [m] validation accuracies (any scale; higher is better).
+    margin: fraction of the total rise used by the thresholds, in (0, 0.5).
+    window: odd number of points of the running mean (1 = no smoothing).
+
+  Returns:
+    ``(base, max)`` Suggestions named ``"accuracy_base"`` and
+    ``"accuracy_max"`` with ``derivative="none"``; indices point into ``lrs``.
+  """
+  margin = _checks.check_number("margin", margin, low=0.0, high=0.5,
+                                low_inclusive=False, high_inclusive=False)
+  window = _checks.check_int("window", window, low=1)
+  if window % 2 == 0:
+    raise ValueError(f"window must be an odd integer >= 1, got {window}")
+  lrs, acc = validate_curve(lrs, accuracies, "accuracies")
+
+  def none(why):
+    return (Suggestion("accuracy_base", None, None, "none", why),
+            Suggestion("accuracy_max", None, None, "none", why))
+
+  _, stop, why = _usable_range(acc, 0, 0)
+  if why is not None:
+    return none(why)
+  a = _smooth(acc[:stop], window)
+  a0, peak = a[0], a.max()
+  rise = peak - a0
+  if not rise > 0:
+    return none(f"flat: the smoothed accuracy never rises above its initial "
+                f"level {a0:.4g} over points 0..{stop - 1}")
+  base = int(np.argmax(a >= a0 + margin * rise))
+  top = int(np.argmax(a >= peak - margin * rise))
+  how = f"reaches peak - {margin:g} * rise"
+  running_max = np.maximum.accumulate(a)
+  falls = np.flatnonzero(running_max[base + 1:top + 1] - a[base + 1:top + 1]
+                         > margin * rise)
+  if falls.size:
+    fall = base + 1 + int(falls[0])
+    top = int(np.argmax(a[:fall]))
+    how = (f"peaks before falling more than {margin:g} * rise below that "
+           f"peak (at point {fall})")
+  base_note = f"smoothed accuracy first reaches initial + {margin:g} * rise"
+  if top == base:
+    base -= 1
+    base_note = "last point before the accuracy jumps to its plateau"
+  rise_note = f" (initial {a0:.4g}, peak {peak:.4g}, window {window})"
+  return (Suggestion("accuracy_base", lrs[base], base, "none",
+                     base_note + rise_note),
+          Suggestion("accuracy_max", lrs[top], top, "none",
+                     "smoothed accuracy " + how + rise_note))
