@@ -6,13 +6,14 @@ from __future__ import annotations
 import pathlib
 
 from optax_clr.cli import _common as c
+from optax_clr.cli import _run
 
 
 class EpochReporter:
   """Progress of :func:`optax_clr.train`: a bar over epochs and, with
   ``echo``, one line per epoch (the metrics arrive once per epoch)."""
 
-  def __init__(self, run: c.Run, desc: str, enabled: bool, num_epochs: int,
+  def __init__(self, run: _run.Run, desc: str, enabled: bool, num_epochs: int,
                echo: bool = True):
     from optax_clr import _progress
     self.run = run
@@ -43,7 +44,7 @@ class EpochReporter:
     self.bar.close()
 
 
-def fit(run: c.Run, net, train, val, *, optimizer, epochs, batch_size, seed,
+def fit(run: _run.Run, net, train, val, *, optimizer, epochs, batch_size, seed,
         enabled, desc, echo=True, checkpoint_dir=None, resume=True,
         checkpoint_every=1, run_config=None):
   """:func:`optax_clr.train` with a progress bar; returns (model, history).
@@ -76,7 +77,7 @@ def verdict(history) -> str | None:
   return None
 
 
-def train_and_report(run: c.Run, net, dataset, train, val, *, policy,
+def train_and_report(run: _run.Run, net, dataset, train, val, *, policy,
                      base_lr, max_lr, lr, source, up, down, step_size,
                      epochs, per_epoch, waveform, gamma, decay_bounds,
                      pct_start, anneal_strategy, div_factor,

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from optax_clr.cli import _common as c
+from optax_clr.cli import _run
 from optax_clr.cli import _training
 
 
@@ -94,11 +95,11 @@ def demo_cmd(ctx, quick, epochs, width, seed, out, overwrite, no_progress,
   cfg = DemoSettings.make(quick)
   cfg.epochs = epochs or cfg.epochs
   cfg.width = width or cfg.width
-  with c.run_dir(ctx, out, overwrite, as_json) as run:
+  with _run.run_dir(ctx, out, overwrite, as_json) as run:
     return _demo(run, cfg, seed, c.progress_enabled(no_progress))
 
 
-def _demo(run: c.Run, cfg: DemoSettings, seed: int, progress: bool) -> int:
+def _demo(run: _run.Run, cfg: DemoSettings, seed: int, progress: bool) -> int:
   import numpy as np
 
   import optax_clr as clr

@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from optax_clr.cli import _common as c
+from optax_clr.cli import _run
 
 
 def _floats(text: str, flag: str, low: float, high: float | None
@@ -66,7 +67,7 @@ def disciplined_cmd(ctx, data, model, width, batch_size, val_fraction,
                   f"{start_lr:g}, --end-lr={end_lr:g}")
   dataset, train, val = c.load_data(data, val_fraction, seed)
   c.check_batch(train, batch_size)
-  with c.run_dir(ctx, out, overwrite, as_json) as run:
+  with _run.run_dir(ctx, out, overwrite, as_json) as run:
     import optax_clr as clr
     from optax_clr import models
     net = c.build_model(model, dataset, width, seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from optax_clr.cli import _common as c
+from optax_clr.cli import _run
 from optax_clr.cli.train import check_momentum_bounds
 from optax_clr.cli.train import schedule_options
 
@@ -56,7 +57,7 @@ def plot_schedule_cmd(ctx, policies, steps, base_lr, max_lr, step_size,
   for p in dict.fromkeys(policies):
     check_momentum_bounds(base_momentum, max_momentum, p)
   down = None if step_size_down is None else max(1, round(step_size_down))
-  with c.run_dir(ctx, out, overwrite, as_json) as run:
+  with _run.run_dir(ctx, out, overwrite, as_json) as run:
     lrs, moms, resolved = {}, {}, {}
     for policy in dict.fromkeys(policies):
       label = policy

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from optax_clr.cli import _common as c
+from optax_clr.cli import _run
 
 
 def _check(ctx, parallel, seeds, steps, start_lr, end_lr, min_lr, max_lr):
@@ -91,7 +92,7 @@ def range_test_cmd(ctx, data, model, width, batch_size, val_fraction,
   # Data first: a bad --data or --batch-size must not leave a directory.
   dataset, train, val = c.load_data(data, val_fraction, seed)
   c.check_batch(train, batch_size)
-  with c.run_dir(ctx, out, overwrite, as_json) as run:
+  with _run.run_dir(ctx, out, overwrite, as_json) as run:
     net = c.build_model(model, dataset, width, seed)
     from optax_clr import models
     factory = c.optimizer_factory(optimizer, momentum, weight_decay)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from optax_clr.cli import _common as c
+from optax_clr.cli import _run
 
 ONE_CYCLE_ONLY = ("pct_start", "anneal_strategy", "div_factor",
                   "final_div_factor", "three_phase")
@@ -218,7 +219,7 @@ def train_cmd(ctx, data, model, width, batch_size, val_fraction, policy,
   up = max(1, round(step_size * per_epoch))
   down = (None if step_size_down is None
           else max(1, round(step_size_down * per_epoch)))
-  with c.run_dir(ctx, out, overwrite, as_json) as run:
+  with _run.run_dir(ctx, out, overwrite, as_json) as run:
     net = c.build_model(model, dataset, width, seed)
     if auto_bounds:
       policy, base_lr, max_lr, lr, source = _auto_bounds(
