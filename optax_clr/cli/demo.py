@@ -100,26 +100,48 @@ def demo_cmd(ctx, quick, epochs, width, seed, out, overwrite, no_progress,
 
 
 def _demo(run: _run.Run, cfg: DemoSettings, seed: int, progress: bool) -> int:
-  import numpy as np
-
-  import optax_clr as clr
-  from optax_clr import models
-  from optax_clr import plotting
   from optax_clr import results
-  from optax_clr import schedules
   batch_size = 64
   dataset, train, val = c.load_data("digits", 0.2, seed)
   per_epoch = len(train) // batch_size
   run.say(f"data: {dataset.name} {dataset.image_shape}, {len(train)} train "
           f"/ {len(val)} val, batch {batch_size} -> {per_epoch} iterations "
           f"per epoch; CNN width {cfg.width}; SGD momentum")
-  factory = c.optimizer_factory("sgd", 0.9)
   # The range tests and train() work on copies: one model serves every run,
   # which therefore all start from the same weights.
   net = c.build_model("cnn", dataset, cfg.width, seed)
-  common = dict(optimizer=factory, batch_size=batch_size, seed=seed,
-                progress=progress)
+  common = dict(optimizer=c.optimizer_factory("sgd", 0.9),
+                batch_size=batch_size, seed=seed, progress=progress)
+  found = _find_bounds(run, cfg, net, train, val, per_epoch, common)
+  plans, rows, target = _train_both(run, cfg, net, train, val, per_epoch,
+                                    found, batch_size, seed, progress)
+  summary = results.RunSummary(
+      command="demo",
+      parts={"range_test": "range_test.json", "sweep": "sweep.json",
+             "history_clr": "history_clr.json",
+             "history_fixed": "history_fixed.json"},
+      bounds={"base_lr": found["base_lr"], "max_lr": found["max_lr"],
+              "lr": found["fixed_lr"], "policy": "triangular2",
+              "source": f"range test: {c.one_line(found['rt_rule'])}; best "
+              f"fixed LR of the sweep: {c.one_line(found['sweep_rule'])}"},
+      summary={"range_test": found["range_test"], "sweep": found["sweep"],
+               "runs": {r["name"]: r for r in rows},
+               "schedules": {n: p.resolved for n, p in plans.items()},
+               "target_accuracy": target})
+  summary.to_json(run.path("results.json"))
+  wall = run.finish(summary.to_dict()["summary"], base_lr=found["base_lr"],
+                    max_lr=found["max_lr"], fixed_lr=found["fixed_lr"],
+                    epochs=cfg.epochs, width=cfg.width)
+  click.echo(f"demo wall time {wall:.1f} s", err=run.as_json)
+  return 0
 
+
+def _find_bounds(run: _run.Run, cfg: DemoSettings, net, train, val,
+                 per_epoch: int, common: dict[str, Any]) -> dict[str, Any]:
+  """Steps 1 and 2: the range test's CLR bounds and the sweep's best fixed
+  LR, each written with its plot (which draws the bounds trained with)."""
+  import optax_clr as clr
+  from optax_clr import models
   run.say(f"\n[1/4] LR range test: exp ramp {cfg.start_lr:g} -> "
           f"{cfg.end_lr:g} over {cfg.range_steps} steps")
   t0 = time.perf_counter()
@@ -150,19 +172,39 @@ def _demo(run: _run.Run, cfg: DemoSettings, seed: int, progress: bool) -> int:
     raise ValueError(f"no LR of the sweep trained: {swept.rule}")
   run.say(f"best fixed LR: {fixed_lr:.3e} ({c.one_line(swept.best.reason)};"
           f" {t_sweep:.1f} s)")
-  for name, result, plot in (("range_test", rt, rt.plot),
-                             ("sweep", sweep, sweep.plot)):
+  for name, result in (("range_test", rt), ("sweep", sweep)):
     result.to_json(run.path(f"{name}.json"))
     result.to_csv(run.path(f"{name}.csv"))
-    plot(bounds=(base_lr, max_lr), path=run.path(f"{name}.png"))
+    result.plot(bounds=(base_lr, max_lr), path=run.path(f"{name}.png"))
+  return {
+      "base_lr": base_lr, "max_lr": max_lr, "fixed_lr": fixed_lr,
+      "rt_rule": sugg.rule, "sweep_rule": swept.best.reason,
+      "range_test": {"base_lr": base_lr, "max_lr": max_lr,
+                     "rule": sugg.rule, "stop_reason": rt.stop_reason,
+                     "num_steps": rt.num_steps, "time_s": t_rt},
+      "sweep": {"lrs": sweep.lrs, "best_lr": fixed_lr,
+                "rule": swept.best.reason, "num_steps": sweep_steps,
+                "time_s": t_sweep}}
 
+
+def _train_both(run: _run.Run, cfg: DemoSettings, net, train, val,
+                per_epoch: int, found: Mapping[str, Any], batch_size: int,
+                seed: int, progress: bool):
+  """Steps 3 and 4: CLR and the best fixed LR trained side by side, the
+  comparison table, the plots. Returns ``(plans, rows, target)``."""
+  import numpy as np
+
+  from optax_clr import schedules
+  base_lr, max_lr, fixed_lr = (found["base_lr"], found["max_lr"],
+                               found["fixed_lr"])
   up = max(1, round(cfg.step_size * per_epoch))
   total = cfg.epochs * per_epoch
-  clr_s = schedules.policy_schedules(
-      "triangular2", base_lr=base_lr, max_lr=max_lr, step_size_up=up,
-      total_steps=total)
-  fixed_s = schedules.policy_schedules("fixed", lr=fixed_lr, momentum=0.9)
-  plans = {"CLR triangular2": clr_s, f"fixed LR {fixed_lr:.2e}": fixed_s}
+  plans = {
+      "CLR triangular2": schedules.policy_schedules(
+          "triangular2", base_lr=base_lr, max_lr=max_lr, step_size_up=up,
+          total_steps=total),
+      f"fixed LR {fixed_lr:.2e}": schedules.policy_schedules(
+          "fixed", lr=fixed_lr, momentum=0.9)}
   run.say(f"\n[3/4] training {cfg.epochs} epochs each: triangular2 CLR "
           f"[{base_lr:.2e}, {max_lr:.2e}], step size {up} iterations, "
           f"momentum 0.9 -> 0.8; fixed LR {fixed_lr:.2e}, momentum 0.9")
@@ -192,41 +234,22 @@ def _demo(run: _run.Run, cfg: DemoSettings, seed: int, progress: bool) -> int:
           f"accuracy, {target:.4f})")
   run.say(comparison_table(rows))
   run.say(_versus(rows, target, len(val)))
+  _write_comparison(run, plans, histories, rows, total, found)
+  return plans, rows, target
+
+
+def _write_comparison(run, plans, histories, rows, total, found) -> None:
+  from optax_clr import _serialize
+  from optax_clr import plotting
   plotting.plot_schedules(
       {n: p.learning_rate for n, p in plans.items()}, total,
       momentum={n: p.momentum for n, p in plans.items()},
-      title=f"schedules: CLR {base_lr:.2g}-{max_lr:.2g} vs fixed "
-      f"{fixed_lr:.2g}", path=run.path("schedule.png"))
+      title=f"schedules: CLR {found['base_lr']:.2g}-{found['max_lr']:.2g} "
+      f"vs fixed {found['fixed_lr']:.2g}", path=run.path("schedule.png"))
   plotting.plot_training(histories, title="training: CLR vs the best fixed "
                          "LR", path=run.path("training.png"))
-  from optax_clr import _serialize
   _serialize.write_csv(
       ["run", "iterations_to_target", "final_val_accuracy",
        "best_val_accuracy", "wall_time_s"],
       [[r["name"], r["iters"], r["final"], r["best"], round(r["time"], 3)]
        for r in rows], run.path("comparison.csv"))
-  summary = results.RunSummary(
-      command="demo",
-      parts={"range_test": "range_test.json", "sweep": "sweep.json",
-             "history_clr": "history_clr.json",
-             "history_fixed": "history_fixed.json"},
-      bounds={"base_lr": base_lr, "max_lr": max_lr, "lr": fixed_lr,
-              "policy": "triangular2",
-              "source": f"range test: {c.one_line(sugg.rule)}; best fixed "
-              f"LR of the sweep: {c.one_line(swept.best.reason)}"},
-      summary={
-          "range_test": {"base_lr": base_lr, "max_lr": max_lr,
-                         "rule": sugg.rule, "stop_reason": rt.stop_reason,
-                         "num_steps": rt.num_steps, "time_s": t_rt},
-          "sweep": {"lrs": sweep.lrs, "best_lr": fixed_lr,
-                    "rule": swept.best.reason, "num_steps": sweep_steps,
-                    "time_s": t_sweep},
-          "runs": {r["name"]: r for r in rows},
-          "schedules": {n: p.resolved for n, p in plans.items()},
-          "target_accuracy": target})
-  summary.to_json(run.path("results.json"))
-  wall = run.finish(summary.to_dict()["summary"], base_lr=base_lr,
-                    max_lr=max_lr, fixed_lr=fixed_lr, epochs=cfg.epochs,
-                    width=cfg.width)
-  click.echo(f"demo wall time {wall:.1f} s", err=run.as_json)
-  return 0
