@@ -325,6 +325,24 @@ def range_test(
   Returns:
     A :class:`~optax_clr.RangeTestResult` with every recorded step, also
     when the test diverged, ran out of data or was interrupted.
+
+  Examples:
+    A linear regression as a params pytree with a dict batch:
+
+    >>> import jax.numpy as jnp, numpy as np
+    >>> import optax_clr as clr
+    >>> x = np.random.default_rng(0).normal(size=(256, 4)).astype(np.float32)
+    >>> data = {"x": x, "y": x @ np.array([1.0, -2.0, 0.5, 3.0], np.float32)}
+    >>> def loss_fn(params, batch):
+    ...   return jnp.mean((batch["x"] @ params["w"] - batch["y"]) ** 2)
+    >>> res = clr.range_test({"w": jnp.zeros(4)}, loss_fn, data,
+    ...                      batch_size=32, start_lr=1e-3, end_lr=10.0,
+    ...                      num_steps=40, progress=False)
+    >>> res.stop_reason  # the loss blew up before the LR reached end_lr
+    'diverged'
+    >>> s = res.suggest()
+    >>> s.base_lr < s.max_lr < float(res.lrs[-1])
+    True
   """
   start, end, num_steps, lrs = check_ramp(
       start_lr, end_lr, num_steps, ramp, smoothing, diverge_threshold,

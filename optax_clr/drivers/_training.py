@@ -240,8 +240,10 @@ def train(
     eval_fn: ``eval_fn(model, batch) -> dict`` of scalar metrics (default:
       ``loss_fn``'s metrics plus ``"loss"``), in ``eval_mode``.
     seed: seed of the data order and of the per-step keys, >= 0.
-    accumulation_steps, compute_dtype, wrt, step_mode, eval_mode,
-      execution, steps_per_chunk: as in :func:`~optax_clr.range_test`.
+    accumulation_steps, compute_dtype, wrt: as in
+      :func:`~optax_clr.range_test`.
+    step_mode, eval_mode, execution, steps_per_chunk: as in
+      :func:`~optax_clr.range_test`.
     checkpoint_dir: directory of ``checkpoint.msgpack``; None: none.
     checkpoint_every: write a checkpoint every this many epochs (>= 1), and
       always after the last one.

@@ -83,6 +83,14 @@ def _state_of(opt_state: Any) -> Any:
 def find_hyperparams(opt_state: Any) -> dict[str, Any]:
   """Every ``InjectHyperparamsState`` in ``opt_state``, by tree path.
 
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import optax_clr as clr
+    >>> tx = optax.chain(optax.clip(1.0), clr.cyclic_adam(1e-3))
+    >>> list(clr.find_hyperparams(tx.init({"w": jnp.ones(3)})))
+    ['[1]']
+
   Args:
     opt_state: any optimizer state, or an ``nnx.Optimizer``.
 
@@ -146,10 +154,15 @@ def get_hyperparams(opt_state: Any, path: str | None = None, *,
   the value the first update will use. Works under ``jit``; on a stack of
   states (``vmap``) each value has the stack's leading axis.
 
-  Example::
-
-    tx = optax.chain(optax.clip(1.0), clr.cyclic_sgd(lr_schedule, 0.9))
-    clr.get_hyperparams(tx.init(params))   # {'learning_rate': ..., ...}
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import optax_clr as clr
+    >>> lr_schedule = clr.triangular_schedule(0.01, 0.1, step_size_up=10)
+    >>> tx = optax.chain(optax.clip(1.0), clr.cyclic_sgd(lr_schedule, 0.9))
+    >>> hp = clr.get_hyperparams(tx.init({"w": jnp.ones(3)}))
+    >>> sorted((k, round(float(v), 4)) for k, v in hp.items())
+    [('learning_rate', 0.01), ('momentum', 0.9)]
 
   Args:
     opt_state: an optimizer state (plain pytree or the ``opt_state`` of a
@@ -180,6 +193,17 @@ def get_hyperparams(opt_state: Any, path: str | None = None, *,
 
 def get_step(opt_state: Any, path: str | None = None) -> jax.Array:
   """The number of updates applied so far (int32, saturating).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax_clr as clr
+    >>> tx = clr.cyclic_sgd(clr.triangular_schedule(0.01, 0.1, 10))
+    >>> params = {"w": jnp.ones(3)}
+    >>> state = tx.init(params)
+    >>> for _ in range(3):
+    ...   _, state = tx.update({"w": jnp.ones(3)}, state, params)
+    >>> int(clr.get_step(state))
+    3
 
   Args:
     opt_state: an optimizer state, or an ``nnx.Optimizer``.
@@ -222,6 +246,14 @@ def set_hyperparams(opt_state: Any, path: str | None = None,
   finite); traced ones get a dtype check. Scheduled hyperparameters are
   recomputed from their step counter on every update, so setting them would
   have no effect; that is an error.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax_clr as clr
+    >>> state = clr.cyclic_sgd(0.1, momentum=0.9).init({"w": jnp.ones(3)})
+    >>> state = clr.set_hyperparams(state, learning_rate=0.3)
+    >>> round(float(clr.get_hyperparams(state)["learning_rate"]), 4)
+    0.3
 
   A plain state is not modified: a new one is returned. A
   ``flax.nnx.Optimizer`` (or its ``opt_state``) is NNX state: its Variables

@@ -235,11 +235,23 @@ def cyclic_optimizer(
   :func:`get_hyperparams`). Cycling the momentum inversely to the learning
   rate follows Smith & Topin (2017), "Super-Convergence".
 
-  Examples::
-
-    cyclic_optimizer(optax.sgd, learning_rate=lr_fn, momentum=mom_fn)
-    cyclic_optimizer(optax.adam, learning_rate=lr_fn, momentum=b1_fn)  # b1
-    cyclic_optimizer(optax.rmsprop, learning_rate=lr_fn, momentum=0.9)
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import optax_clr as clr
+    >>> lr_fn = clr.cyclic_schedule(1e-3, 1e-2, step_size_up=100)
+    >>> mom_fn = clr.cyclic_momentum_schedule(0.85, 0.95, step_size_up=100)
+    >>> params = {"w": jnp.ones(3)}
+    >>> sgd = clr.cyclic_optimizer(optax.sgd, learning_rate=lr_fn,
+    ...                            momentum=mom_fn)
+    >>> adam = clr.cyclic_optimizer(optax.adam, learning_rate=lr_fn,
+    ...                             momentum=mom_fn)  # cycles b1
+    >>> sorted(clr.get_hyperparams(adam.init(params)))
+    ['b1', 'b2', 'eps', 'eps_root', 'learning_rate']
+    >>> rms = clr.cyclic_optimizer(optax.rmsprop, learning_rate=lr_fn,
+    ...                            momentum=0.9)
+    >>> round(float(clr.get_hyperparams(rms.init(params))["momentum"]), 4)
+    0.9
 
   Args:
     factory: an optax optimizer factory with a ``learning_rate`` parameter,
@@ -309,6 +321,20 @@ def cyclic_sgd(
   training, Smith & Topin (2017) cycle the momentum between 0.95 and 0.85,
   high when the learning rate is low.
 
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax_clr as clr
+    >>> tx = clr.cyclic_sgd(clr.cyclic_schedule(0.01, 0.1, step_size_up=2),
+    ...                     momentum=clr.cyclic_momentum_schedule(
+    ...                         0.8, 0.9, step_size_up=2))
+    >>> params = {"w": jnp.ones(3)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):
+    ...   updates, state = tx.update({"w": jnp.ones(3)}, state, params)
+    >>> hp = clr.get_hyperparams(state)  # what the last update (k = 1) used
+    >>> round(float(hp["learning_rate"]), 4), round(float(hp["momentum"]), 4)
+    (0.055, 0.85)
+
   Args:
     learning_rate: a number > 0 or a schedule of the step count.
     momentum: a number in [0, 1), a schedule, or None for plain SGD (no
@@ -355,6 +381,14 @@ def cyclic_adam(
   (2017) reports that the benefit of cyclical learning rates is sometimes
   smaller with Adam than with SGD.
 
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax_clr as clr
+    >>> b1 = clr.cyclic_momentum_schedule(0.85, 0.95, step_size_up=100)
+    >>> tx = clr.cyclic_adam(clr.triangular_schedule(1e-4, 1e-3, 100), b1=b1)
+    >>> sorted(clr.get_hyperparams(tx.init({"w": jnp.ones(3)})))
+    ['b1', 'b2', 'eps', 'eps_root', 'learning_rate']
+
   Args:
     learning_rate: a number > 0 or a schedule of the step count.
     b1: decay of the first moment, in [0, 1), or a schedule.
@@ -379,6 +413,15 @@ def cyclic_adamw(
 
   The decoupled weight decay is multiplied by the (scheduled) learning rate,
   as in ``optax.adamw``: ``update = -lr(k) * (adam_k + weight_decay * w)``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax_clr as clr
+    >>> tx = clr.cyclic_adamw(clr.one_cycle_schedule(1e-3, 1000),
+    ...                       weight_decay=1e-2)
+    >>> state = tx.init({"w": jnp.ones(3)})
+    >>> round(float(clr.get_hyperparams(state)["weight_decay"]), 4)
+    0.01
 
   Args:
     learning_rate: a number > 0 or a schedule of the step count.

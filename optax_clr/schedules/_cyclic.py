@@ -103,6 +103,23 @@ def cyclic_schedule(
     ValueError, TypeError: for invalid concrete hyperparameters; the message
       names the argument, its value and the allowed range.
 
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> import optax_clr as clr
+    >>> lr = clr.cyclic_schedule(1e-3, 1e-1, step_size_up=500,
+    ...                          mode="triangular2")
+    >>> [round(float(lr(t)), 4) for t in (0, 250, 500, 1000, 1500, 2000)]
+    [0.001, 0.0505, 0.1, 0.001, 0.0505, 0.001]
+    >>> jax.jit(jax.vmap(lr))(jnp.arange(4000)).shape  # a whole run at once
+    (4000,)
+
+    A sweep of peaks, vmapped over ``max_value``:
+
+    >>> peaks = jnp.array([0.1, 0.2, 0.4])
+    >>> at_250 = jax.vmap(lambda m: clr.cyclic_schedule(1e-3, m, 500)(250))
+    >>> [round(float(v), 4) for v in at_250(peaks)]
+    [0.0505, 0.1005, 0.2005]
+
   References:
     Smith, `Cyclical Learning Rates for Training Neural Networks
     <https://arxiv.org/abs/1506.01186>`_, 2017 (WACV).
@@ -147,6 +164,12 @@ def triangular_schedule(
   ``lr(t) = base + (max - base) * shape(t)``; see :func:`cyclic_schedule`
   (``mode="triangular"``) for the formula, arguments and step conventions.
 
+  Examples:
+    >>> import optax_clr as clr
+    >>> lr = clr.triangular_schedule(0.01, 0.1, step_size_up=4)
+    >>> [round(float(lr(t)), 4) for t in range(9)]
+    [0.01, 0.0325, 0.055, 0.0775, 0.1, 0.0775, 0.055, 0.0325, 0.01]
+
   Args:
     base_value: lower bound (>= 0).
     max_value: upper bound (>= ``base_value``).
@@ -178,6 +201,12 @@ def triangular2_schedule(
 
   ``lr(t) = base + (max - base) * shape(t) / 2**(cycle - 1)``; see
   :func:`cyclic_schedule` (``mode="triangular2"``).
+
+  Examples:
+    >>> import optax_clr as clr
+    >>> lr = clr.triangular2_schedule(0.01, 0.1, step_size_up=2)
+    >>> [round(float(lr(t)), 4) for t in range(9)]  # peaks 0.1, then 0.055
+    [0.01, 0.055, 0.1, 0.055, 0.01, 0.0325, 0.055, 0.0325, 0.01]
 
   Args:
     base_value: lower bound (>= 0).
@@ -216,6 +245,12 @@ def exp_range_schedule(
   :func:`cyclic_schedule` (``mode="exp_range"``). ``gamma=1`` (the default,
   as in PyTorch) gives the triangular policy; values such as 0.99994 are
   typical.
+
+  Examples:
+    >>> import optax_clr as clr
+    >>> lr = clr.exp_range_schedule(0.01, 0.1, step_size_up=2, gamma=0.9)
+    >>> [round(float(lr(t)), 4) for t in range(5)]
+    [0.01, 0.0505, 0.0829, 0.0428, 0.01]
 
   Args:
     base_value: lower bound (>= 0).
@@ -273,6 +308,13 @@ def cyclic_momentum_schedule(
   values PyTorch's ``CyclicLR`` sets with ``cycle_momentum=True``.
 
   Value checks are skipped for hyperparameters that are JAX tracers.
+
+  Examples:
+    >>> import optax_clr as clr
+    >>> lr = clr.cyclic_schedule(0.01, 0.1, step_size_up=2)
+    >>> mom = clr.cyclic_momentum_schedule(0.8, 0.9, step_size_up=2)
+    >>> [(round(float(lr(t)), 4), round(float(mom(t)), 4)) for t in range(3)]
+    [(0.01, 0.9), (0.055, 0.85), (0.1, 0.8)]
 
   Args:
     base_momentum: momentum at the learning-rate peak, in [0, 1).

@@ -82,6 +82,14 @@ def one_cycle_schedule(
     ValueError, TypeError: for invalid concrete hyperparameters; the message
       names the argument, its value and the allowed range.
 
+  Examples:
+    >>> import optax_clr as clr
+    >>> lr = clr.one_cycle_schedule(0.1, total_steps=10)
+    >>> [round(float(lr(t)), 4) for t in (0, 1, 2, 5, 9)]  # peak: 0.3 * 10 - 1
+    [0.004, 0.052, 0.1, 0.0611, 0.0]
+    >>> f"{float(lr(9)):.3g}"  # max_value / div_factor / final_div_factor
+    '4e-07'
+
   References:
     Smith & Topin, `Super-Convergence: Very Fast Training of Neural Networks
     Using Large Learning Rates <https://arxiv.org/abs/1708.07120>`_, 2017.
@@ -134,6 +142,12 @@ def one_cycle_momentum_schedule(
   the final annealing. Steps beyond ``total_steps - 1`` hold the final value.
 
   Value checks are skipped for hyperparameters that are JAX tracers.
+
+  Examples:
+    >>> import optax_clr as clr
+    >>> mom = clr.one_cycle_momentum_schedule(total_steps=10)
+    >>> [round(float(mom(t)), 3) for t in (0, 2, 9)]  # 0.95 -> 0.85 -> 0.95
+    [0.95, 0.85, 0.95]
 
   Args:
     total_steps: integer number of steps in the cycle (>= 2).

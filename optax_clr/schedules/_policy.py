@@ -74,6 +74,17 @@ def policy_schedules(
     three_phase: bool = False) -> PolicySchedules:
   """The LR and momentum of a policy (see the module docstring).
 
+  Examples:
+    >>> import optax_clr as clr
+    >>> p = clr.policy_schedules("triangular2", base_lr=0.01, max_lr=0.1,
+    ...                          step_size_up=4)
+    >>> round(float(p.learning_rate(4)), 4), round(float(p.momentum(4)), 4)
+    (0.1, 0.8)
+    >>> p.resolved["base_momentum"], p.resolved["max_momentum"]
+    (0.8, 0.9)
+    >>> clr.policy_schedules("fixed", lr=0.05).learning_rate
+    0.05
+
   Args:
     policy: one of :data:`POLICIES`.
     base_lr, max_lr: the CLR bounds (one-cycle: ``max_lr``, and ``base_lr``

@@ -163,8 +163,8 @@ def clr_bounds(lrs: Any, losses: Any, accuracies: Any = None, *,
   rule and the numbers, and why a fallback was taken.
 
   Args:
-    lrs, losses, accuracies, accuracy_lrs, skip_start, skip_end, margin,
-      window: as in :func:`suggest`.
+    lrs, losses, accuracies, accuracy_lrs: as in :func:`suggest`.
+    skip_start, skip_end, margin, window: as in :func:`suggest`.
 
   Returns:
     ``(base_lr, max_lr, rule)``.

@@ -122,6 +122,19 @@ class Suggestions(_Bounds):
     base_lr, max_lr: the pair for a cyclic schedule (None when none can be
       made); ``base_lr < max_lr`` whenever both are set.
     rule: how ``base_lr`` and ``max_lr`` were chosen, with the numbers.
+
+  Examples:
+    A synthetic curve that falls around LR 1e-2 and blows up near 1:
+
+    >>> import numpy as np
+    >>> import optax_clr as clr
+    >>> lrs = np.geomspace(1e-4, 10, 101)
+    >>> loss = 2.3 - 2 * lrs / (lrs + 0.01) + (lrs / 0.5) ** 2
+    >>> s = clr.suggest(lrs, loss)
+    >>> f"{s.steepest.lr:.3g}", f"{s.minimum.lr:.3g}", s.minimum.index
+    ('0.01', '0.0126', 62)
+    >>> f"base_lr={s.base_lr:.3g} max_lr={s.max_lr:.3g}"
+    'base_lr=0.0351 max_lr=0.141'
   """
 
   steepest: Suggestion
