@@ -9,6 +9,9 @@ CLI.
 * Every file is written to a temporary file in the same directory and then
   renamed over the target (``os.replace``): a crash or an interrupt never
   leaves a torn file, and a reader sees the old or the new file whole.
+* In a multi-process JAX run (``jax.distributed.initialize``) only process
+  0 writes files: every process holds the same results, and N processes
+  renaming over one path on a shared file system would race.
 """
 
 from __future__ import annotations
@@ -54,10 +57,21 @@ def jsonable(value: Any, where: str = "value") -> Any:
       f"{where} is not JSON-able: {type(value).__name__} {value!r}"[:200])
 
 
+def is_writer() -> bool:
+  """False on the processes other than 0 of a multi-process JAX run."""
+  import jax  # here: this module is also used without jax's backends
+  return not jax.distributed.is_initialized() or jax.process_index() == 0
+
+
 @contextlib.contextmanager
 def atomic_open(path: PathLike, mode: str = "w") -> Iterator[Any]:
   """Opens a temporary file next to ``path``; renames it over ``path`` when
-  the block succeeds, deletes it otherwise."""
+  the block succeeds, deletes it otherwise. On a process other than 0 of
+  a multi-process run (:func:`is_writer`) nothing is written: the block
+  writes into memory."""
+  if not is_writer():
+    yield io.BytesIO() if "b" in mode else io.StringIO()
+    return
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",

@@ -8,7 +8,9 @@ Planning (:func:`plan`)
   device); K is padded with copies of the last one to a multiple of the
   device count (their results are dropped). ``max_parallel`` bounds how
   many copies are resident at once: K is then run in *rounds* of at most
-  that many copies, one after another, by the same compiled program. On each
+  that many copies, one after another, by the same compiled program. On
+  GPU/TPU, without ``max_parallel``, the bound is what fits in device
+  memory (:func:`optax_clr.engine._autotune.memory_max_parallel`). On each
   device the local copies run in vmapped groups of ``group_size``
   (:mod:`optax_clr.engine._autotune` chooses it).
 
@@ -61,6 +63,8 @@ class Plan:
     group_size: copies vmapped together on a device.
     data_axis: a mesh axis that splits every copy's batch (data
       parallelism within each copy), or None.
+    memory_cap: the copies per round that fit in device memory when
+      ``max_parallel`` was not given (None: unknown, e.g. on CPU).
   """
   num_copies: int
   mesh: Mesh
@@ -70,6 +74,7 @@ class Plan:
   local: int
   group_size: int
   data_axis: str | None = None
+  memory_cap: int | None = None
 
   def round_slice(self, r: int) -> np.ndarray:
     """Indices of round ``r``'s copies (padding repeats the last copy)."""
@@ -79,7 +84,7 @@ class Plan:
   def config(self) -> dict[str, Any]:
     return {"copies_per_round": self.per_round, "rounds": self.rounds,
             "devices": self.devices, "group_size": self.group_size,
-            "data_axis": self.data_axis,
+            "data_axis": self.data_axis, "memory_cap": self.memory_cap,
             "mesh": {str(k): int(v) for k, v in self.mesh.shape.items()}}
 
 
@@ -95,8 +100,10 @@ def check_mesh(mesh: Any) -> Mesh:
 
 
 def plan(num_copies: int, mesh: Any, max_parallel: Any, group_size: Any,
-         setup: _setup.Setup) -> Plan:
-  """Lays K copies out over the mesh (see the module docstring)."""
+         setup: _setup.Setup, accumulation_steps: int = 1) -> Plan:
+  """Lays K copies out over the mesh (see the module docstring); without
+  ``max_parallel``, on GPU/TPU, as many copies per round as fit in device
+  memory (:func:`optax_clr.engine._autotune.memory_max_parallel`)."""
   mesh = check_mesh(mesh)
   if max_parallel is not None:
     _checks.check_int("max_parallel", max_parallel, low=1)
@@ -104,6 +111,12 @@ def plan(num_copies: int, mesh: Any, max_parallel: Any, group_size: Any,
     _checks.check_int("group_size", group_size, low=1)
   n_dev = mesh.shape[_placement.COPY_AXIS]
   cap = -(-num_copies // n_dev) * n_dev
+  memory_cap = None
+  if max_parallel is None:
+    fit = _autotune.memory_max_parallel(setup, mesh.devices.ravel(),
+                                        accumulation_steps)
+    memory_cap = None if fit is None else fit * n_dev
+    max_parallel = memory_cap
   if max_parallel is not None:
     cap = min(cap, max(n_dev, max_parallel // n_dev * n_dev))
   rounds = -(-num_copies // cap)
@@ -116,7 +129,7 @@ def plan(num_copies: int, mesh: Any, max_parallel: Any, group_size: Any,
     g = min(int(group_size), local)
   data_axis = _placement.resolve_data_axis(mesh, None)
   return Plan(num_copies, mesh, n_dev, per_round, rounds, local, g,
-              data_axis)
+              data_axis, memory_cap)
 
 
 def check_seeds(seeds: Any, num_seeds: Any) -> list[int]:

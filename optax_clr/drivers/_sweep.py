@@ -241,6 +241,11 @@ def parallel_range_test(
     compute_dtype: e.g. ``jnp.bfloat16`` for the forward/backward pass.
     max_parallel: most copies resident at once (rounded down to a multiple
       of the devices, at least one per device); K is then run in rounds.
+      Default: all K on CPU; on GPU/TPU as many as fit in 80% of each
+      device's free memory (``memory_stats()``), estimated from XLA's
+      memory analysis of the compiled step, so that e.g. K = 4096 runs
+      in rounds instead of running out of memory (``config
+      ["memory_cap"]``).
     group_size: copies vmapped together on a device: ``"auto"`` (measured
       on CPU, all on GPU/TPU; :mod:`optax_clr.engine._autotune`) or an int.
     mesh: a ``jax.sharding.Mesh`` with an axis named ``"copies"`` (the
@@ -317,7 +322,8 @@ def run_sweep(setup: _setup.Setup, hyper: dict[str, np.ndarray], *,
   confirmation of bounds). ``hyper_fn`` identifies the compiled program:
   pass the same object for the same function."""
   num_k = len(next(iter(hyper.values())))
-  plan = _population.plan(num_k, mesh, max_parallel, group_size, setup)
+  plan = _population.plan(num_k, mesh, max_parallel, group_size, setup,
+                          accumulation_steps)
   consts = {"hyper": hyper, "seed": np.full(num_k, seed, np.int32),
             "copy": np.arange(num_k, dtype=np.int32)}
   keys = list(jax.random.split(jax.random.key(seed), num_k))

@@ -15,6 +15,26 @@ batch, optimizer, compute dtype), in memory and in
 ``$OPTAX_CLR_CACHE_DIR/autotune.json`` (default
 ``~/.cache/optax-clr/autotune.json``; an empty ``OPTAX_CLR_CACHE_DIR``
 keeps it in memory only), so a model is measured once per machine.
+
+Across processes (``jax.distributed.initialize``) every process must
+compile the same programs: process 0 measures (or reads its cache) and its
+choice is broadcast to the others.
+
+**Copies per round from device memory** (:func:`memory_max_parallel`): on
+GPU/TPU, where ``Device.memory_stats()`` reports the allocator's limit and
+use, the copies resident at once are capped so that a round fits,
+
+  n = floor((MEMORY_FRACTION * (bytes_limit - bytes_in_use) - fixed)
+            / per_copy)
+
+per device (at least 1), ``per_copy`` and ``fixed`` from XLA's memory
+analysis of the compiled vmapped step at 1 and 2 copies (its marginal and
+constant parts: parameters, optimizer state, gradients, activations) plus
+the chunks of batches on the device (the running one and the prefetched
+next one) and the validation batches; K copies then run in rounds
+(:mod:`optax_clr.drivers._population`), so K = 4096 never runs out of
+memory. The smallest ``n`` of all local devices and all processes is used.
+On CPU ``memory_stats()`` is None and nothing is capped.
 """
 
 from __future__ import annotations
@@ -25,6 +45,8 @@ import os
 import pathlib
 import platform
 import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -40,7 +62,12 @@ PyTree = Any
 # candidates.
 MIN_COPIES_TO_MEASURE = 4
 MAX_GROUP = 16
+# Share of a device's free memory one round may plan for: XLA's memory
+# analysis leaves out allocator fragmentation and the (separate)
+# evaluation program.
+MEMORY_FRACTION = 0.8
 _MEMORY: dict[str, int] = {}
+_PROBED: dict[str, tuple[int, int]] = {}
 
 
 def cache_dir() -> pathlib.Path | None:
@@ -101,11 +128,12 @@ def _store(key: str, value: int) -> None:
     pass  # a read-only home: keep the choice in memory only
 
 
-def _time_group(setup: Any, g: int, repeats: int = 3) -> float:
-  """Seconds per copy of one vmapped step of ``g`` copies (warm)."""
+def _vmapped_step(setup: Any) -> tuple[Callable[..., Any], Any, Any]:
+  """``(step, state, micro)``: one update of copies vmapped over a leading
+  axis (``step(states, lrs)``, states donated as in the chunk programs),
+  one copy's initial state and one step's micro-batches ``[1, ...]``."""
   engine = setup.engine
-  state = engine.init(setup.parts.params, setup.parts.rest)
-  states = jax.tree.map(lambda x: jnp.broadcast_to(x, (g,) + x.shape), state)
+  state = jax.eval_shape(engine.init, setup.parts.params, setup.parts.rest)
   micro = jax.tree.map(lambda x: np.asarray(x)[None] if not _model.is_key(
       x) else x[None], setup.feed.first_batch())
   key = jax.random.key(0)
@@ -113,13 +141,28 @@ def _time_group(setup: Any, g: int, repeats: int = 3) -> float:
   def step(s, lr):
     return engine.step(s, micro, key, {name: lr for name in
                                        engine.optimizer.driven})[0]
-  f = jax.jit(jax.vmap(step))
+  return jax.jit(jax.vmap(step), donate_argnums=0), state, micro
+
+
+def _stacked(tree: PyTree, g: int) -> PyTree:
+  """Abstract ``[g, ...]`` copies of an abstract tree."""
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct((g,) + tuple(x.shape), x.dtype), tree)
+
+
+def _time_group(setup: Any, g: int, repeats: int = 3) -> float:
+  """Seconds per copy of one vmapped step of ``g`` copies (warm)."""
+  f, state, _ = _vmapped_step(setup)
+  init = jax.jit(lambda: jax.tree.map(
+      lambda x: jnp.broadcast_to(x, (g,) + x.shape),
+      setup.engine.init(setup.parts.params, setup.parts.rest)))
   lrs = jnp.full((g,), 1e-3, jnp.float32)
-  jax.block_until_ready(f(states, lrs))
+  del state
+  states = jax.block_until_ready(f(init(), lrs))
   best = float("inf")
   for _ in range(repeats):
     t0 = time.perf_counter()
-    jax.block_until_ready(f(states, lrs))
+    states = jax.block_until_ready(f(states, lrs))
     best = min(best, time.perf_counter() - t0)
   return best / g
 
@@ -130,6 +173,8 @@ def group_size(setup: Any, local: int) -> int:
   All of them on GPU/TPU; on CPU the fastest per copy among 1, 2, 4, ...
   (up to ``MAX_GROUP``), measured once per machine and model (see the
   module docstring); 1 for fewer than ``MIN_COPIES_TO_MEASURE`` copies.
+  Across processes, process 0's choice (every process compiles the same
+  program).
   """
   if local <= 1:
     return 1
@@ -137,6 +182,15 @@ def group_size(setup: Any, local: int) -> int:
     return local
   if local < MIN_COPIES_TO_MEASURE or not setup.engine.optimizer.driven:
     return 1
+  if jax.process_count() == 1:
+    return _measured_group_size(setup, local)
+  mine = _measured_group_size(setup, local) if jax.process_index() == 0 else 0
+  from jax.experimental import multihost_utils
+  return int(multihost_utils.broadcast_one_to_all(np.int32(mine)))
+
+
+def _measured_group_size(setup: Any, local: int) -> int:
+  """The cached or measured choice of :func:`group_size` on CPU."""
   key = _key(setup, local)
   if key not in _MEMORY:
     cached = _load().get(key)
@@ -155,3 +209,155 @@ def group_size(setup: Any, local: int) -> int:
     g *= 2
   _store(key, best_g)
   return best_g
+
+
+# -- copies per round from device memory -------------------------------------
+
+
+def free_bytes(stats: Mapping[str, Any] | None) -> int | None:
+  """``bytes_limit - bytes_in_use`` of a ``Device.memory_stats()`` dict.
+
+  Returns:
+    The free bytes (>= 0), or None when the device reports no statistics
+    (CPU: ``memory_stats()`` is None) or no limit.
+  """
+  if not stats:
+    return None
+  limit, used = stats.get("bytes_limit"), stats.get("bytes_in_use")
+  if limit is None or used is None or int(limit) <= 0:
+    return None
+  return max(0, int(limit) - int(used))
+
+
+def copies_that_fit(free: int | None, per_copy: int, fixed: int,
+                    fraction: float = MEMORY_FRACTION) -> int | None:
+  """Copies one device can hold at once:
+
+    n = floor((fraction * free - fixed) / per_copy),  at least 1.
+
+  Args:
+    free: the device's free bytes (:func:`free_bytes`); None: unknown.
+    per_copy: bytes each further copy needs (> 0).
+    fixed: bytes needed whatever the number of copies (batches, ...).
+    fraction: share of ``free`` to plan for, in (0, 1].
+
+  Returns:
+    ``n``, or None when ``free`` is None (no cap). 1 when even one copy
+    does not fit (the round then holds one copy per device).
+  """
+  if free is None:
+    return None
+  if per_copy <= 0:
+    raise ValueError(f"per_copy must be > 0 bytes, got {per_copy}")
+  if not 0 < fraction <= 1:
+    raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+  return max(1, int((fraction * free - fixed) // per_copy))
+
+
+def reports_memory(devices: Sequence[Any]) -> bool:
+  """Whether the devices' platform reports memory statistics (GPU, TPU;
+  not CPU, whose ``memory_stats()`` is None)."""
+  return any(d.platform != "cpu" for d in devices)
+
+
+def device_free_bytes(devices: Sequence[Any]) -> int | None:
+  """The least free memory of the local ``devices``; None if any of them
+  reports no statistics (CPU)."""
+  free = []
+  for d in devices:
+    if d.process_index != jax.process_index():
+      continue
+    try:
+      stats = d.memory_stats()
+    except Exception:  # pylint: disable=broad-except
+      stats = None  # a backend without the call: no statistics
+    f = free_bytes(stats)
+    if f is None:
+      return None
+    free.append(f)
+  return min(free) if free else None
+
+
+def _total(analysis: Any) -> int:
+  """Peak device bytes of a compiled program from its memory analysis:
+  arguments + outputs - aliased (donated) + temporaries."""
+  return int(analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+             - analysis.alias_size_in_bytes + analysis.temp_size_in_bytes)
+
+
+def step_bytes(setup: Any) -> tuple[int, int]:
+  """``(per_copy, fixed)`` device bytes of the vmapped training step.
+
+  XLA's memory analysis of the step compiled for 1 and 2 copies (nothing
+  runs): ``per_copy = M(2) - M(1)`` (at least one copy's state),
+  ``fixed = M(1) - per_copy`` (at least 0). Cached per model signature.
+  """
+  key = _key(setup, 0)
+  if key in _PROBED:
+    return _PROBED[key]
+  f, state, _ = _vmapped_step(setup)
+  totals = []
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # buffers a copy cannot donate
+    for g in (1, 2):
+      lrs = jax.ShapeDtypeStruct((g,), jnp.float32)
+      analysis = f.lower(_stacked(state, g), lrs).compile().memory_analysis()
+      if analysis is None:
+        raise RuntimeError("no memory analysis")
+      totals.append(_total(analysis))
+  state_bytes = sum(_nbytes(x) for x in jax.tree.leaves(state))
+  per_copy = max(totals[1] - totals[0], state_bytes, 1)
+  fixed = max(totals[0] - per_copy, 0)
+  _PROBED[key] = (per_copy, fixed)
+  return per_copy, fixed
+
+
+def _nbytes(x: Any) -> int:
+  if _model.is_key(x):
+    return int(np.prod(x.shape)) * 8
+  return int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
+
+
+def chunk_bytes(setup: Any, accumulation_steps: int) -> int:
+  """Device bytes of the batches while a chunk runs: the running chunk and
+  the prefetched next one, plus the validation batches."""
+  batch = sum(_nbytes(x) for x in jax.tree.leaves(setup.feed.first_batch()))
+  val = 0 if setup.val is None else sum(
+      _nbytes(x) for x in jax.tree.leaves(setup.val))
+  return 2 * batch * setup.chunk_steps * accumulation_steps + val
+
+
+def memory_max_parallel(setup: Any, devices: Sequence[Any],
+                        accumulation_steps: int = 1) -> int | None:
+  """Copies per device that fit in memory on every device (see the module
+  docstring); None on CPU or without memory statistics.
+
+  Args:
+    setup: the driver's setup (model, engine, feed, validation data).
+    devices: the devices along the copy axis (of all processes).
+    accumulation_steps: micro-batches per step.
+  """
+  if not reports_memory(devices):
+    return None  # e.g. CPU: known to every process, no collective needed
+  free = device_free_bytes(devices)
+  n = None
+  if free is not None:
+    try:
+      per_copy, fixed = step_bytes(setup)
+    except Exception:  # pylint: disable=broad-except
+      per_copy = fixed = None  # no memory analysis: no cap
+    if per_copy is not None:
+      n = copies_that_fit(free, per_copy,
+                          fixed + chunk_bytes(setup, accumulation_steps))
+  if jax.process_count() > 1:
+    n = agree_min(n)
+  return n
+
+
+def agree_min(n: int | None) -> int | None:
+  """The smallest ``n`` of all processes (None: no cap, on every one)."""
+  from jax.experimental import multihost_utils
+  mine = np.int64(-1 if n is None else n)
+  every = np.asarray(multihost_utils.process_allgather(mine))
+  capped = every[every >= 0]
+  return int(capped.min()) if capped.size else None

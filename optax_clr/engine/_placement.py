@@ -1,12 +1,13 @@
 """Meshes and shardings, written for many devices and many hosts.
 
-Every array placed on a mesh here is built with
-``jax.make_array_from_process_local_data`` (replicated or data-sharded
-values that every process holds in full) or
-``jax.make_array_from_callback`` (values sharded over the copy axis), never
-assuming that all devices are local; results are gathered with
-``multihost_utils.process_allgather``. On one process these reduce to
-``jax.device_put``.
+Every array placed on a mesh here (:func:`put`) is built with
+``jax.make_array_from_callback`` when several processes share the mesh,
+never assuming that all devices are local: every process holds the whole
+host value (the same data, sampled with the same seed) and the callback
+materialises only the shards of its own devices. Results are read back by
+:func:`fetch`: replicated arrays from a local shard, sharded ones gathered
+in one compiled program. On one process these reduce to
+``jax.device_put`` and ``jax.device_get``.
 
 Mesh axes the drivers use:
 
@@ -117,13 +118,55 @@ def _is_key(x: Any) -> bool:
 
 
 def fetch(tree: PyTree) -> PyTree:
-  """NumPy copies of (possibly not fully addressable) arrays."""
-  def get(x):
-    if getattr(x, "is_fully_addressable", True):
-      return np.asarray(jax.device_get(x))
-    from jax.experimental import multihost_utils
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-  return jax.tree.map(get, tree)
+  """NumPy copies of (possibly not fully addressable) arrays.
+
+  On one process every array is addressable and this is
+  ``jax.device_get``. Across processes, a replicated array is read from a
+  local shard; the arrays sharded over other processes' devices are
+  gathered together in ONE compiled program (all-gathers to replicated),
+  so that a chunk's outputs cost one collective program, not one per
+  leaf. Every process must call it with the same arrays, in the same
+  order (the program is a collective).
+  """
+  leaves, treedef = jax.tree.flatten(tree)
+  remote = [i for i, x in enumerate(leaves) if _is_remote(x)]
+  if remote:
+    gathered = _replicate([leaves[i] for i in remote])
+    for i, x in zip(remote, gathered):
+      leaves[i] = x
+  out = [np.asarray(x.addressable_data(0)) if _is_replicated_global(x)
+         else np.asarray(jax.device_get(x)) for x in leaves]
+  return jax.tree.unflatten(treedef, out)
+
+
+def _is_global(x: Any) -> bool:
+  return isinstance(x, jax.Array) and not x.is_fully_addressable
+
+
+def _is_replicated_global(x: Any) -> bool:
+  return _is_global(x) and x.sharding.is_fully_replicated
+
+
+def _is_remote(x: Any) -> bool:
+  """Sharded over devices of other processes: needs a gather."""
+  return _is_global(x) and not x.sharding.is_fully_replicated
+
+
+def _identity(x: Any) -> Any:
+  return x
+
+
+def _replicate(arrays: list[jax.Array]) -> list[jax.Array]:
+  """The arrays replicated on their devices, by one jitted identity."""
+  shardings = []
+  for x in arrays:
+    if isinstance(x.sharding, NamedSharding):
+      shardings.append(NamedSharding(x.sharding.mesh, P()))
+    else:  # e.g. a PositionalSharding: process_allgather's own fallback
+      from jax.experimental import multihost_utils
+      return [multihost_utils.process_allgather(x, tiled=True)
+              for x in arrays]
+  return jax.jit(_identity, out_shardings=shardings)(arrays)
 
 
 def mesh_context(mesh: Mesh | None) -> Any:
