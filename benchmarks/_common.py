@@ -7,7 +7,6 @@ them to ``benchmarks/results/<name>.json`` plus a flat ``<name>.csv``.
 
 from __future__ import annotations
 
-import csv
 import datetime
 import json
 import os
@@ -19,19 +18,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from optax_clr import _serialize
+from optax_clr.engine._autotune import cpu_model
+
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            "results")
-
-
-def cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
 
 
 def _version(module: str) -> str | None:
@@ -146,33 +137,25 @@ def print_table(rows: Sequence[dict[str, Any]],
 def write_results(name: str, rows: Sequence[dict[str, Any]],
                   summary: dict[str, Any], machine: dict[str, Any],
                   config: dict[str, Any]) -> None:
-  """Writes ``results/<name>.json`` (everything) and ``<name>.csv`` (rows)."""
+  """Writes ``results/<name>.json`` (everything) and ``<name>.csv`` (rows),
+  strict JSON and full-precision CSV as the library writes its results."""
   os.makedirs(RESULTS_DIR, exist_ok=True)
   machine = dict(machine)
   machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-  data = {"benchmark": name, "machine": machine, "config": config,
-          "summary": summary, "rows": list(rows)}
-  with open(os.path.join(RESULTS_DIR, f"{name}.json"), "w") as f:
-    json.dump(data, f, indent=1, default=_jsonable)
+  data = _serialize.jsonable({"benchmark": name, "machine": machine,
+                              "config": config, "summary": summary,
+                              "rows": list(rows)}, name)
+  _serialize.dump_json(data, os.path.join(RESULTS_DIR, f"{name}.json"), 1)
   columns: list[str] = []
-  for r in rows:
+  for r in data["rows"]:
     columns += [k for k in r if k not in columns]
-  with open(os.path.join(RESULTS_DIR, f"{name}.csv"), "w", newline="") as f:
-    w = csv.DictWriter(f, columns)
-    w.writeheader()
-    for r in rows:
-      w.writerow({k: _jsonable(v) if not isinstance(v, (int, float, str))
-                  else v for k, v in r.items()})
+  # Nested values (lists, dicts) go into one cell as JSON text.
+  flat = lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v  # noqa: E731
+  _serialize.write_csv(columns, [[flat(r.get(k)) for k in columns]
+                                 for r in data["rows"]],
+                       os.path.join(RESULTS_DIR, f"{name}.csv"))
   print(f"load average start {machine['loadavg']} end "
         f"{machine['loadavg_end']}; wrote {RESULTS_DIR}/{name}.json/.csv")
-
-
-def _jsonable(v: Any) -> Any:
-  if hasattr(v, "tolist"):
-    return v.tolist()
-  if hasattr(v, "item"):
-    return v.item()
-  return str(v)
 
 
 # ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ for the whole file; one test runs the real ``python -m optax_clr`` process.
 import json
 import os
 import pathlib
+import runpy
 import subprocess
 import sys
 
@@ -520,7 +521,6 @@ EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
 
 def run_example(name: str, *args):
-  import runpy
   namespace = runpy.run_path(str(EXAMPLES / f"{name}.py"),
                              run_name=f"example_{name}")
   return namespace["main"]([str(a) for a in args])
@@ -539,7 +539,6 @@ def test_schedules_gallery_example_draws_every_policy(capsys, tmp_path):
   paths = run_example("schedules_gallery", "--quick", "--out", tmp_path)
   assert paths == [tmp_path / "schedules.png"]
   assert_png(tmp_path / "schedules.png")
-  import runpy
   gallery = runpy.run_path(str(EXAMPLES / "schedules_gallery.py"),
                            run_name="x")["gallery"](50, 400)
   assert {"triangular", "triangular2", "exp_range", "exp_range, decay_bounds",
@@ -603,6 +602,66 @@ def test_clr_vs_fixed_example_trains_three_runs(capsys, tmp_path):
   assert_png(tmp_path / "range_test.png")
 
 
+@pytest.mark.slow  # ~2 min on 2 cores: 18 short training runs
+def test_clr_evidence_example_chooses_by_library_rules(capsys, tmp_path):
+  report = run_example("clr_evidence", "--quick", "--out", tmp_path)
+  for opt in ("sgd", "adam"):
+    chosen = report["choices"][opt]
+    assert 0 < chosen["base_lr"] < chosen["max_lr"]
+    assert chosen["fixed_lr"] in chosen["sweep"]["lrs"]
+  assert set(report["runs"]) == {
+      "sgd/fixed", "sgd/triangular2", "sgd/one-cycle", "sgd/schedule-free",
+      "adam/fixed", "adam/triangular2", "adam/one-cycle",
+      "adam/schedule-free", "adam/prodigy"}
+  assert {r["verdict"] for r in report["summary"]} <= {
+      "better", "worse", "same", "-"}
+  for suffix in ("json", "csv", "md"):
+    assert (tmp_path / f"clr_evidence.{suffix}").stat().st_size > 0
+  assert_png(tmp_path / "clr_evidence.png")
+
+
+@pytest.mark.slow  # ~30 s: three compiled sweeps and two training runs
+def test_disciplined_example_runs_smiths_recipe(capsys, tmp_path):
+  recipe, grid, sizes, histories = run_example("disciplined", "--quick",
+                                               "--out", tmp_path)
+  assert recipe.weight_decay in (0.0, 1e-3)
+  assert 0 < recipe.base_lr < recipe.max_lr
+  assert (recipe.base_momentum, recipe.max_momentum) == (0.85, 0.95)
+  assert grid.num_configs == 3 * 2  # 3 LRs x 2 weight decays
+  assert grid.grid("learning_rate", "weight_decay")[1].shape == (3, 2)
+  assert list(sizes.batch_sizes) == [32, 64]
+  assert len(histories) == 2
+  for name in ("weight_decay.png", "grid.png", "batch_sizes.png"):
+    assert_png(tmp_path / name)
+
+
+def _evidence_report(fixed, other, val_size=400):
+  run = lambda accs: [{"seed": s, "eval_steps": [10, 20],  # noqa: E731
+                       "val_accuracy": [a / 2, a]}
+                      for s, a in enumerate(accs)]
+  return {"val_size": val_size,
+          "runs": {"sgd/fixed": run(fixed), "sgd/triangular2": run(other)}}
+
+
+@pytest.fixture(scope="module")
+def evidence():
+  return runpy.run_path(str(EXAMPLES / "clr_evidence.py"))
+
+
+@pytest.mark.parametrize("other, verdict", [
+    ((0.95, 0.96, 0.97), "better"),    # +0.05, far above the margin
+    ((0.902, 0.908, 0.921), "same"),   # within one validation example
+    ((0.85, 0.86, 0.87), "worse"),
+    ((0.99, 0.80, 0.95), "same"),      # mean +0.013, but noisy over seeds
+])
+def test_clr_evidence_verdicts_are_paired_by_seed_with_a_margin(
+    evidence, other, verdict):
+  rows = evidence["summarize"](_evidence_report((0.90, 0.91, 0.92), other))
+  row = next(r for r in rows if r["policy"] == "triangular2")
+  assert row["verdict"] == verdict
+  assert row["margin"] >= 1 / 400
+
+
 def test_parallel_sweep_example_uses_8_forced_devices(tmp_path):
   proc = subprocess.run(
       [sys.executable, str(EXAMPLES / "parallel_sweep.py"), "--quick",
@@ -629,7 +688,9 @@ def git_status() -> str | None:
 @pytest.mark.parametrize("name", [
     "schedules_gallery", "train_loop", "range_test", "parallel_sweep",
     "adapt_existing_training",
-    pytest.param("clr_vs_fixed", marks=pytest.mark.slow)])
+    pytest.param("clr_vs_fixed", marks=pytest.mark.slow),
+    pytest.param("clr_evidence", marks=pytest.mark.slow),
+    pytest.param("disciplined", marks=pytest.mark.slow)])
 def test_examples_write_only_under_runs_by_default(capsys, tmp_path,
                                                    monkeypatch, name):
   before = git_status()

@@ -88,11 +88,7 @@ class GridSweepResult(Result):
   def score(self) -> tuple[np.ndarray, str, bool]:
     """``(score, name, higher_is_better)``: final validation accuracy, else
     validation loss, else the final windowed training loss."""
-    if "accuracy" in self.eval_metrics:
-      return self.eval_metrics["accuracy"], "val_accuracy", True
-    if "loss" in self.eval_metrics:
-      return self.eval_metrics["loss"], "val_loss", False
-    return self.mean_loss, "train_loss", False
+    return _score_of(self)
 
   def best_index(self) -> int | None:
     """Index of the stable run with the best score (None if none)."""
