@@ -222,3 +222,19 @@ def test_traced_step_sizes_must_still_be_integers():
 def test_boolean_steps_are_rejected():
   with pytest.raises(TypeError, match="step must be an integer"):
     cyclic(**CYC)(True)
+
+
+@pytest.mark.parametrize("factory, kwargs, new, example", [
+    (cyclic, dict(base_lr=1e-3, max_lr=0.1), "base_value",
+     "cyclic_schedule(base_value=1e-3, max_value=0.1, step_size_up=2000)"),
+    (one_cycle, dict(max_value=0.1, epochs=10), "total_steps",
+     "one_cycle_schedule(max_value=0.1, total_steps=10000)"),
+])
+def test_pytorch_keyword_names_the_argument_and_a_valid_call(
+    factory, kwargs, new, example):
+  with pytest.raises(TypeError) as info:
+    factory(**kwargs)
+  message = str(info.value)
+  assert f"use {new}=..." in message and message.endswith(example)
+  # The example in the message is itself a valid call.
+  assert callable(eval("sch." + example))  # pylint: disable=eval-used

@@ -19,6 +19,9 @@ PYTORCH_NAMES = {
     "total_iters": "total_steps", "epochs": "total_steps",
     "steps_per_epoch": "total_steps",
 }
+# The example call in the error, by constructor (default: the cyclic ones').
+EXAMPLES = {"one_cycle_schedule": "max_value=0.1, total_steps=10000"}
+CYCLIC_EXAMPLE = "base_value=1e-3, max_value=0.1, step_size_up=2000"
 
 
 def pytorch_names(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -32,7 +35,6 @@ def pytorch_names(fn: Callable[..., Any]) -> Callable[..., Any]:
         raise TypeError(
             f"{fn.__name__}() has no argument {name!r} (PyTorch's name); "
             f"use {new}=... (optax's naming), e.g. "
-            f"{fn.__name__}(base_value=1e-3, max_value=0.1, "
-            "step_size_up=2000)")
+            f"{fn.__name__}({EXAMPLES.get(fn.__name__, CYCLIC_EXAMPLE)})")
     return fn(*args, **kwargs)
   return wrapper
