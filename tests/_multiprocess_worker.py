@@ -10,8 +10,9 @@ Usage::
 ``localhost:PORT`` (CPU collectives: gloo); ``DEVICES`` host devices per
 process are forced with ``XLA_FLAGS`` before jax is imported. Runs an LR
 sweep (copies vmapped in groups of ``GROUP_SIZE``: ``auto`` measures it, on
-process 0), a hyperparameter grid with ``max_parallel`` (two rounds) and a
-data-parallel classic range test over the global devices; prints one JSON
+process 0), a hyperparameter grid with ``max_parallel`` (two rounds), a
+data-parallel classic range test and a multi-seed range test over the
+global devices; prints one JSON
 line with every result in full; writes the sweep's JSON to ``OUTDIR``
 (only process 0 should write it).
 """
@@ -101,6 +102,17 @@ def data_parallel():
                    "val": result.eval_metrics["loss"]})}
 
 
+def multi_seed():
+  # 3 seeds over 8 devices (padded), each its own data order: the per-seed
+  # batches are sharded over the copies, across the processes.
+  result = clr.multi_seed_range_test(
+      _toy.make_params(), _toy.regression_loss, _toy.make_data(),
+      seeds=[0, 4, 9], batch_size=8, num_steps=12, start_lr=1e-3,
+      end_lr=1.0, **QUIET)
+  return {"devices": result.config["devices"],
+          **lists({"losses": result.losses})}
+
+
 def memory_agreement():
   """The copies per round every process uses: the smallest that fits on
   any process (None: no process knows its memory)."""
@@ -116,7 +128,7 @@ if __name__ == "__main__":
   report = {"process": jax.process_index(),
             "processes": jax.process_count(),
             "sweep": lr_sweep(), "grid": grid_sweep(),
-            "data_parallel": data_parallel()}
+            "data_parallel": data_parallel(), "multi_seed": multi_seed()}
   if NUM_PROCESSES > 1:
     report["memory_agreement"] = memory_agreement()
   print(json.dumps(report))

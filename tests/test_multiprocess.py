@@ -4,11 +4,12 @@ Two local processes with 4 forced CPU host devices each join
 ``jax.distributed.initialize`` (coordinator on a free localhost port, gloo
 CPU collectives) and run the same LR sweep, hyperparameter grid (in two
 rounds) and data-parallel range test over the 8 global devices as one
-process with 8 forced devices (tests/_multiprocess_worker.py).
+process with 8 forced devices, and a multi-seed range test
+(tests/_multiprocess_worker.py).
 
 What "the same" means:
 
-* the sweeps are bitwise identical: each copy runs on one device, the
+* the sweeps and the multi-seed test are bitwise identical: each copy runs on one device, the
   program and its vmap groups are the same (process 0 measures the group
   size and broadcasts it; the reference runs with that size), and no
   value crosses a device;
@@ -143,6 +144,12 @@ def test_data_parallel_range_test_equals_one_process_to_float32(runs):
     a, b = _floats(multi[name]), _floats(one[name])
     assert a.shape == b.shape and a.size > 0
     assert np.max(np.abs(a - b) / np.abs(b)) < 1e-6, name
+
+
+def test_multi_seed_over_processes_is_bitwise_one_process(runs):
+  multi, one = runs["p0"]["multi_seed"], runs["one"]["multi_seed"]
+  assert multi["devices"] == 8
+  assert multi == one
 
 
 def test_processes_agree_on_the_smallest_memory_cap(runs):
