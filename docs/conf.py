@@ -43,8 +43,8 @@ source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
 exclude_patterns = ["_build", "evidence/*.md", "Thumbs.db", ".DS_Store"]
 
-# MyST: ::: fences, $math$, and anchors for headings down to ###.
-myst_enable_extensions = ["colon_fence", "dollarmath"]
+# MyST: ::: fences, definition lists, $math$, and anchors for headings down to ###.
+myst_enable_extensions = ["colon_fence", "deflist", "dollarmath"]
 myst_heading_anchors = 3
 
 # autodoc: members in source order, signatures without the long defaults'

@@ -16,10 +16,11 @@ e.g. ``--bounds-from runs/range-test-*/results.json``). The rules:
   its imports) and by the earlier python blocks of the same ``##`` section
   in full: blocks of one section may build on each other's definitions;
   a new section starts from the imports only.
-* **slow**: a command that starts with one of :data:`SLOW_COMMANDS` (the
-  demo, training runs, example scripts: tens of seconds each), and every
-  command or block of a fenced block that follows a ``<!-- slow -->`` line
-  (blank lines may stand between them), is marked ``slow`` and runs only
+* **slow**: a command that matches one of :data:`SLOW_COMMANDS` at its start
+  (the demo, training runs, sweeps, example scripts: tens of seconds each),
+  and every command or block of a fenced block that follows a
+  ``<!-- slow -->`` line (blank lines may stand between them), is marked
+  ``slow`` and runs only
   with ``python -m pytest -m slow``. A python block that replays a slow
   block of its section is slow too. A fast command that needs the output
   of a slow one must be marked slow itself.
@@ -49,14 +50,14 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 
 # Commands (after stripping ``pip install ... &&``) that take longer than
-# ~20 s on 2 CPU cores, by prefix.
+# ~20 s on 2 CPU cores: regular expressions matched at the command's start.
 SLOW_COMMANDS = (
-    "optax-clr demo",
-    "optax-clr train",
-    "optax-clr disciplined",
-    "python examples/",
-    "bash benchmarks/",
-    "python benchmarks/",
+    r"optax-clr demo",
+    r"optax-clr train",
+    r"optax-clr disciplined",
+    r"optax-clr range-test\b.*--(parallel|seeds)\b",  # many copies at once
+    r"python examples/",
+    r"(bash|python) benchmarks/",
 )
 SLOW_MARKER = "<!-- slow -->"
 # Directories copied next to the commands, so that relative paths work.
@@ -150,7 +151,7 @@ def strip_install(command: str) -> str | None:
 
 
 def is_slow_command(command: str) -> bool:
-  return any(command.lstrip().startswith(p) for p in SLOW_COMMANDS)
+  return any(re.match(p, command.lstrip()) for p in SLOW_COMMANDS)
 
 
 def import_lines(code: str) -> list[str]:
@@ -262,6 +263,7 @@ pip install ".[dev]" && python -m pytest
 pip install ".[bench]"
 optax-clr range-test \\
   --steps 10   # short
+optax-clr range-test --steps 50 --parallel 8
 ```
 
 ## One
@@ -296,8 +298,9 @@ def test_bash_commands_lose_pip_install_and_keep_continuations():
       ("python -m pytest", False, True),
       ('pip install ".[bench]"', False, True),
       ("optax-clr range-test --steps 10   # short", False, False),
+      ("optax-clr range-test --steps 50 --parallel 8", True, False),
   ]
-  assert [c.line for c in bash] == [4, 5, 6, 7]
+  assert [c.line for c in bash] == [4, 5, 6, 7, 9]
 
 
 def test_python_blocks_replay_their_section_and_keep_earlier_imports():
