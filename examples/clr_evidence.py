@@ -10,7 +10,7 @@ with the same model, epochs, batch size, data split and seeds everywhere:
   fixed          the best fixed LR of a ``parallel_range_test`` sweep of 12
                  LRs trained for the whole budget (the library's sweep rule:
                  best validation accuracy among the stable runs);
-  triangular2    CLR between the median bounds of a 3-seed range test
+  triangular2    CLR between the median bounds of a 5-seed range test
                  (``multi_seed_range_test``, the library's CLR rule), step
                  size ``--step-epochs`` epochs, momentum cycled inversely
                  (SGD 0.9 -> 0.8; Adam b1 0.95 -> 0.85);
@@ -65,7 +65,7 @@ class Settings:
   step_epochs: int = 3
   batch_size: int = 64
   width: int = 16
-  range_seeds: int = 3
+  range_seeds: int = 5
   range_steps: int = 280
   range_start: float = 1e-6
   sweep_lrs: int = 12

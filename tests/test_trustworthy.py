@@ -109,6 +109,28 @@ def ema(raw, a=0.05):
   return np.array(out)
 
 
+# Two measured 12-LR sweeps of the digits CNN (SGD, 528 steps) whose final
+# accuracies differ only by float rounding: the argmax moved 0.043 <-> 0.081.
+_FLAT_TOP = {
+    "a": ([0.8969, 0.9164, 0.9387, 0.9638, 0.9777, 0.9805, 0.9889, 0.9805,
+           0.9694, 0.078, 0.0919, 0.0919], 9),
+    "b": ([0.8997, 0.9164, 0.9387, 0.9638, 0.9777, 0.9805, 0.9833, 0.9889,
+           0.9861, 0.2228, 0.0919, 0.0919], 10),
+}
+
+
+@pytest.mark.parametrize("run", sorted(_FLAT_TOP))
+def test_a_flat_optimum_gives_its_middle_lr_whatever_the_rounding(run):
+  acc, trained = _FLAT_TOP[run]
+  lrs = np.geomspace(1e-3, 1.0, 12)
+  status = ["trained"] * trained + ["stalled"] * (12 - trained)
+  s = sg.suggest_sweep(lrs, status, np.ones(12), np.full(12, 2.3),
+                       final_metrics={"accuracy": acc},
+                       initial_metrics={"accuracy": np.full(12, 0.1)})
+  assert s.best.index == 6  # lr 0.0433 in both runs
+  assert s.best.lr == pytest.approx(0.04329, rel=1e-3)
+
+
 def test_noise_on_the_flat_start_of_a_ramp_is_never_the_steepest_point():
   lrs, raw = ramp_curve()
   raw[25:28] -= 0.3   # a dip in the noise before anything is learned
