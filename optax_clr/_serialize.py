@@ -101,6 +101,13 @@ def write_bytes(path: PathLike, data: bytes) -> None:
     f.write(data)
 
 
+def source_name(source: PathLike) -> str:
+  """How :func:`load_json` names ``source`` in its errors."""
+  if isinstance(source, str) and source.lstrip().startswith(("{", "[")):
+    return "JSON text"
+  return os.fspath(source)
+
+
 def load_json(source: PathLike) -> Any:
   """Parses JSON text, or the file at ``source`` when it is not JSON text.
 
@@ -109,10 +116,10 @@ def load_json(source: PathLike) -> Any:
       nested too deeply to read.
     OSError: the file cannot be read.
   """
-  if isinstance(source, str) and source.lstrip().startswith(("{", "[")):
-    name, text = "JSON text", source
+  name = source_name(source)
+  if name == "JSON text":
+    text = source
   else:
-    name = os.fspath(source)
     raw = pathlib.Path(source).read_bytes()
     try:
       text = raw.decode("utf-8")

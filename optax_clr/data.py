@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import importlib.resources
+import math
 import os
 import pathlib
 import pickle
@@ -62,10 +63,10 @@ class Dataset:
   def __post_init__(self):
     images = np.asarray(self.images)
     labels = np.asarray(self.labels)
-    if images.ndim != 4:
+    if images.ndim != 4 or 0 in images.shape[1:]:
       raise ValueError(
-          f"Dataset {self.name!r}: images must be [N, H, W, C] (ndim 4), got "
-          f"shape {images.shape}")
+          f"Dataset {self.name!r}: images must be [N, H, W, C] (ndim 4, no "
+          f"empty H, W or C), got shape {images.shape}")
     if not np.issubdtype(images.dtype, np.floating):
       raise ValueError(
           f"Dataset {self.name!r}: images must be floating point (scaled to "
@@ -271,7 +272,7 @@ def read_idx(path: PathLike, *, expected_magic: int) -> np.ndarray:
         f"{header} for {ndim} dimensions)")
   shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big")
                 for i in range(ndim))
-  size = int(np.prod(shape))
+  size = math.prod(shape)  # exact: np.prod wraps at 2**63 (e.g. to 0)
   if len(data) - header != size:
     raise ValueError(
         f"{path.name}: IDX header declares shape {shape} ({size} bytes of "
@@ -464,6 +465,8 @@ def load_npz(path: PathLike, *, name: str | None = None) -> Dataset:
     The :class:`Dataset`.
   """
   path = pathlib.Path(path).expanduser()
+  if path.is_dir():
+    raise ValueError(f"{path}: a directory, not an .npz file")
   if not path.is_file():
     raise FileNotFoundError(f"{path}: no such file")
   try:
@@ -488,7 +491,12 @@ def load_npz(path: PathLike, *, name: str | None = None) -> Dataset:
   if x.dtype == np.uint8:
     x = x.astype(np.float32) / 255.0
   elif np.issubdtype(x.dtype, np.floating):
-    x = x.astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):
+      x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+      i = tuple(int(j) for j in np.argwhere(~np.isfinite(x))[0])
+      raise ValueError(f"{path.name}: 'x' must be finite (in float32), got "
+                       f"{x[i]} at index {i}")
   else:
     raise ValueError(
         f"{path.name}: 'x' must be uint8 or floating point, got {x.dtype}")
@@ -503,6 +511,9 @@ def load_npz(path: PathLike, *, name: str | None = None) -> Dataset:
     raise ValueError(f"{path.name}: no examples")
   if y.min() < 0:
     raise ValueError(f"{path.name}: 'y' has negative label {int(y.min())}")
+  if int(y.max()) >= _checks.INT32_MAX:  # labels are int32, classes too
+    raise ValueError(f"{path.name}: 'y' has label {int(y.max())}, beyond "
+                     f"the int32 labels (< {_checks.INT32_MAX})")
   if "num_classes" in arrays:
     num_classes = arrays["num_classes"]
     if num_classes.shape != () or not np.issubdtype(num_classes.dtype,
@@ -511,6 +522,9 @@ def load_npz(path: PathLike, *, name: str | None = None) -> Dataset:
           f"{path.name}: 'num_classes' must be an integer scalar, got "
           f"{num_classes.dtype} {num_classes.shape}")
     num_classes = int(num_classes)
+    if not 1 <= num_classes <= _checks.INT32_MAX:
+      raise ValueError(f"{path.name}: 'num_classes' must be in [1, "
+                       f"{_checks.INT32_MAX}], got {num_classes}")
     if y.max() >= num_classes:
       raise ValueError(
           f"{path.name}: 'y' has label {int(y.max())} >= num_classes "

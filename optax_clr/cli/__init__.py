@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import click
 
+from optax_clr import _interrupt
 from optax_clr.cli import _common
 from optax_clr.cli._common import error_message
 from optax_clr.cli._common import progress_enabled
@@ -64,8 +65,23 @@ cli.add_command(demo_cmd)
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; returns the exit status (0 done, 1 failed, 2
-  usage, 130 interrupted)."""
-  return _common.run_main(cli, argv)
+  usage, 130 interrupted).
+
+  The first Ctrl-C asks the running loop to stop after its chunk (nothing
+  is torn: no compile, step or file write is cut short); the command then
+  writes what it computed and exits 130. A second Ctrl-C stops at once.
+  """
+  with _interrupt.deferred():
+    code = _common.run_main(cli, argv)
+    interrupted = _interrupt.requested()
+  if interrupted and code in (0, 1):
+    # Ctrl-C after the last loop (work done), or a failure it caused (e.g.
+    # an interrupted range test gave no bounds, already reported): the exit
+    # status says the user stopped the command.
+    if code == 0:
+      _common.fail("interrupted")
+    return 130
+  return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,7 @@ import functools
 import math
 import os
 import re
+import struct
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -82,6 +83,11 @@ class Number(click.ParamType):
       self.fail(f"must be a finite number, got {text}", param, ctx)
     if self.kind is float and abs(x) > 3.4028234e38:
       self.fail(f"must be a float32 (|x| <= 3.4e38), got {text}", param, ctx)
+    if (self.kind is float and self.low == 0 and self.low_open and x > 0
+        and struct.unpack("f", struct.pack("f", x))[0] == 0):
+      # Rounds to 0 in float32, where the library uses it: not "> 0".
+      self.fail(f"must be > 0 in float32 (>= 1.4e-45), got {text}", param,
+                ctx)
     if self.kind is int and abs(x) > 2**31 - 1:
       self.fail(f"must be an int32 (|x| <= 2147483647), got {text}", param,
                 ctx)
@@ -275,7 +281,8 @@ def run_options(f):
                    "terminal anyway).")(f)
   f = click.option("--overwrite", is_flag=True,
                    help="Reuse an --out directory that already holds a "
-                   "run.")(f)
+                   "run (its results, plots and records are removed "
+                   "first; a checkpoint is kept).")(f)
   f = click.option("--out", type=click.Path(file_okay=False), default=None,
                    show_default="runs/<command>-<timestamp>",
                    help="Output directory.")(f)

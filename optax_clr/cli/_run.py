@@ -4,7 +4,9 @@ configuration and environment.
 A run directory (``--out``, default ``runs/<command>-<timestamp>``) holds
 ``config.json``, ``environment.json``, the results and the plots, every file
 written atomically. It is locked while a command uses it; a directory that
-already holds a run is refused unless ``--overwrite``; an empty ``--out``,
+already holds a run is refused unless ``--overwrite`` (which first removes
+that run's record, results and plots, so that none of them can pass for
+the new run's); an empty ``--out``,
 the current directory, the home directory, a filesystem root and a
 non-empty directory that is not a run are refused.
 """
@@ -56,7 +58,7 @@ def check_out(out: str | None, overwrite: bool) -> pathlib.Path | None:
   if pid is not None:
     raise usage(f"--out {path} is in use by another optax-clr run (pid "
                 f"{pid})")
-  if path.is_dir() and any(p.name != LOCK_NAME for p in path.iterdir()):
+  if path.is_dir() and any(not _transient(p) for p in path.iterdir()):
     if not (path / "config.json").exists():
       raise usage(f"--out {out} is a non-empty directory that holds no "
                   "optax-clr run; give an empty or new directory")
@@ -64,6 +66,27 @@ def check_out(out: str | None, overwrite: bool) -> pathlib.Path | None:
       raise usage(f"--out {out} already holds a run (config.json); use "
                   "another directory or --overwrite")
   return path
+
+
+def _transient(p: pathlib.Path) -> bool:
+  """The lock, or a temporary file of an atomic write (``.NAME.*.tmp``) that
+  a killed run left behind."""
+  return p.name == LOCK_NAME or (p.name.startswith(".")
+                                 and p.name.endswith(".tmp"))
+
+
+def clear_previous(path: pathlib.Path) -> list[str]:
+  """Removes what a previous run left in ``path`` (its record, results and
+  plots: ``*.json``, ``*.csv``, ``*.png``, temporary files), so that no
+  file of it can pass for one of the new run; a checkpoint
+  (``*.msgpack``) is kept for ``--checkpoint-dir``. Returns the names."""
+  removed = []
+  for p in sorted(path.iterdir()):
+    if p.is_file() and p.name != LOCK_NAME and (
+        _transient(p) or p.suffix in (".json", ".csv", ".png")):
+      p.unlink()
+      removed.append(p.name)
+  return removed
 
 
 def fresh_dir(command: str) -> pathlib.Path:
@@ -192,6 +215,9 @@ class Run:
     self.files: list[str] = []
     self._lock = locked(self.dir)
     self._lock.__enter__()
+    # check_out let through a directory that is new, holds only what a
+    # killed run left (temporary files), or holds a run and --overwrite.
+    clear_previous(self.dir)
     self.config = {
         "command": self.command,
         "options": {k: (str(v) if isinstance(v, pathlib.Path) else v)

@@ -153,6 +153,10 @@ def _find_bounds(run: _run.Run, cfg: DemoSettings, net, train, val,
   run.say(f"stopped: {rt.stop_reason} after {rt.num_steps} steps "
           f"({t_rt:.1f} s)")
   run.say(str(sugg))
+  # Each result is written as soon as it exists: kept also when it gives
+  # nothing to go on with (no bounds, an interrupted run).
+  _write_result(run, "range_test", rt, None if sugg.base_lr is None
+                else (sugg.base_lr, sugg.max_lr))  # the bounds trained with
   if sugg.base_lr is None:
     raise ValueError(f"the range test gave no CLR bounds: {sugg.rule}")
   base_lr, max_lr = sugg.base_lr, sugg.max_lr
@@ -168,14 +172,11 @@ def _find_bounds(run: _run.Run, cfg: DemoSettings, net, train, val,
   t_sweep = time.perf_counter() - t0
   swept = sweep.suggest()
   fixed_lr = swept.best.lr
+  _write_result(run, "sweep", sweep, (base_lr, max_lr))
   if fixed_lr is None:
     raise ValueError(f"no LR of the sweep trained: {swept.rule}")
   run.say(f"best fixed LR: {fixed_lr:.3e} ({c.one_line(swept.best.reason)};"
           f" {t_sweep:.1f} s)")
-  for name, result in (("range_test", rt), ("sweep", sweep)):
-    result.to_json(run.path(f"{name}.json"))
-    result.to_csv(run.path(f"{name}.csv"))
-    result.plot(bounds=(base_lr, max_lr), path=run.path(f"{name}.png"))
   return {
       "base_lr": base_lr, "max_lr": max_lr, "fixed_lr": fixed_lr,
       "rt_rule": sugg.rule, "sweep_rule": swept.best.reason,
@@ -185,6 +186,13 @@ def _find_bounds(run: _run.Run, cfg: DemoSettings, net, train, val,
       "sweep": {"lrs": sweep.lrs, "best_lr": fixed_lr,
                 "rule": swept.best.reason, "num_steps": sweep_steps,
                 "time_s": t_sweep}}
+
+
+def _write_result(run: _run.Run, name: str, result, bounds) -> None:
+  """``name``.json, .csv and .png (with ``bounds`` drawn, if given)."""
+  result.to_json(run.path(f"{name}.json"))
+  result.to_csv(run.path(f"{name}.csv"))
+  result.plot(bounds=bounds, path=run.path(f"{name}.png"))
 
 
 def _train_both(run: _run.Run, cfg: DemoSettings, net, train, val,

@@ -89,7 +89,8 @@ def disciplined_cmd(ctx, data, model, width, batch_size, val_fraction,
     result.plot(path=run.path("weight_decay.png"))
     run.finish({"suggestions": sugg.to_dict()}, **sugg.to_dict())
     if sugg.max_lr is None:
-      raise c.Exit(1, f"no ramp gave CLR bounds ({c.one_line(sugg.rule)}); "
+      raise c.Exit(1, f"no ramp gave CLR bounds "
+                   f"({c.in_flags(c.one_line(sugg.rule))}); "
                    f"results are in {run.dir}")
     run.say(f"next: optax-clr train --bounds-from {run.dir} --optimizer "
             f"{optimizer} --weight-decay {sugg.weight_decay:g} "

@@ -32,7 +32,8 @@ from optax_clr.cli.train import schedule_options
               show_default="runs/plot-schedule-<timestamp>",
               help="Output directory.")
 @click.option("--overwrite", is_flag=True,
-              help="Reuse an --out directory that already holds a run.")
+              help="Reuse an --out directory that already holds a run "
+              "(its results, plots and records are removed first).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object with the results on stdout.")
 @click.pass_context

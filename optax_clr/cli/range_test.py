@@ -139,8 +139,9 @@ def _classic(run, net, train, val, seeds, start_lr, end_lr, steps, ramp,
           "steps")
   result = clr.range_test(net, models.cross_entropy_loss, train, **kwargs,
                           **common)
-  run.say(f"stopped: {result.stop_reason} after {result.num_steps} steps "
-          f"(last LR {result.lrs[-1]:.3g})")
+  last = f" (last LR {result.lrs[-1]:.3g})" if result.num_steps else ""
+  run.say(f"stopped: {result.stop_reason} after {result.num_steps} "
+          f"steps{last}")
   return result
 
 
@@ -166,7 +167,8 @@ def _report(run, result, parallel) -> int:
     raise c.Exit(130, f"interrupted; the steps run so far are in {run.dir}")
   if parallel and sugg.best.lr is None:
     raise c.Exit(1, f"no LR of the sweep trained stably "
-                 f"({c.one_line(sugg.rule)}); results are in {run.dir}")
+                 f"({c.in_flags(c.one_line(sugg.rule))}); results are in "
+                 f"{run.dir}")
   if sugg.base_lr is not None:
     run.say(f"next: optax-clr train --bounds-from {run.dir}")
   return 0

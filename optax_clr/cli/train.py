@@ -253,12 +253,18 @@ def _auto_bounds(run, net, train, val, policy, optimizer, momentum,
   cycle = min(total, up + (down or up))
   run.say(f"auto bounds: range test, then {cycle} steps (one cycle) of "
           "candidate schedules side by side")
-  choice = clr.find_bounds(
-      net, models.cross_entropy_loss, train, val_data=val,
-      batch_size=batch_size, num_steps=max(2, cycle),
-      optimizer=c.optimizer_factory(optimizer, momentum, weight_decay),
-      momentum_name=c.momentum_name(optimizer), seed=seed,
-      progress=c.progress_enabled(no_progress))
+  from optax_clr.drivers import _confirm
+  try:
+    choice = clr.find_bounds(
+        net, models.cross_entropy_loss, train, val_data=val,
+        batch_size=batch_size, num_steps=max(2, cycle),
+        optimizer=c.optimizer_factory(optimizer, momentum, weight_decay),
+        momentum_name=c.momentum_name(optimizer), seed=seed,
+        progress=c.progress_enabled(no_progress))
+  except _confirm.NoBoundsError as e:  # keep the range test it ran
+    e.range_test.to_json(run.path("range_test.json"))
+    e.range_test.plot(path=run.path("range_test.png"))
+    raise
   run.say(str(choice))
   choice.range_test.to_json(run.path("range_test.json"))
   choice.range_test.plot(path=run.path("range_test.png"))

@@ -92,8 +92,8 @@ def read(path: pathlib.Path) -> dict[str, Any]:
   try:
     raw = serialization.msgpack_restore(path.read_bytes())
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f"{path} is not a readable checkpoint: "
-                     f"{' '.join(str(e).split())[:200]}") from e
+    why = " ".join(str(e).split())[:200] or type(e).__name__
+    raise ValueError(f"{path} is not a readable checkpoint: {why}") from e
   if not isinstance(raw, dict) or raw.get("format") != FORMAT:
     raise ValueError(f"{path} is not an optax_clr training checkpoint")
   if raw.get("version") != FORMAT_VERSION:

@@ -184,6 +184,15 @@ def choose(candidates: Sequence[Candidate], sweep: GridSweepResult
   return best, metric, name, rule
 
 
+class NoBoundsError(ValueError):
+  """:func:`find_bounds`' range test gave no bounds; ``range_test`` holds
+  its result, so that a caller can keep it."""
+
+  def __init__(self, message: str, range_test: RangeTestResult):
+    super().__init__(message)
+    self.range_test = range_test
+
+
 def find_bounds(
     model: Any,
     loss_fn: Callable[..., Any],
@@ -219,6 +228,10 @@ def find_bounds(
 
   Returns:
     A :class:`BoundsChoice`.
+
+  Raises:
+    NoBoundsError: (a ValueError) the range test gave no bounds, e.g. it was
+      interrupted; its result is the error's ``range_test``.
   """
   num_steps = _checks.check_int("num_steps", num_steps, low=2)
   if val_data is None:
@@ -231,7 +244,8 @@ def find_bounds(
       optimizer=factory, wrt=wrt, progress=progress, **rt_kwargs)
   sugg = rt.suggest()
   if sugg.max_lr is None:
-    raise ValueError(f"the range test gave no bounds to confirm: {sugg.rule}")
+    raise NoBoundsError(
+        f"the range test gave no bounds to confirm: {sugg.rule}", rt)
   cands = list(candidates or candidates_around(sugg.base_lr, sugg.max_lr))
   driven = ("learning_rate",) + ((momentum_name,) if momentum_name else ())
   setup = _setup.prepare(

@@ -66,7 +66,8 @@ def expand(hyperparams: Any, grid: bool) -> dict[str, np.ndarray]:
     return expand({n: [c[n] for c in hyperparams] for n in names},
                   grid=False)
   raise TypeError("hyperparams must be a dict name -> values or a non-empty "
-                  "list of dicts name -> value")
+                  "list of dicts name -> value, got "
+                  f"{_checks.describe(hyperparams)}")
 
 
 def driven_names(configs: dict[str, np.ndarray],

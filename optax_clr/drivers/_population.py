@@ -36,6 +36,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from optax_clr import _checks
+from optax_clr import _interrupt
 from optax_clr import _progress
 from optax_clr.drivers import _setup
 from optax_clr.engine import _autotune
@@ -309,7 +310,8 @@ def run(plan_: Plan, setup: _setup.Setup, body: Callable[..., Any],
   codes, initial, final = [], [], []
   interrupted = exhausted = False
   total = plan_.rounds * num_steps
-  with _progress.reporter(progress, desc) as report:
+  # Ctrl-C between rounds (evaluation) also ends the run at the next chunk.
+  with _interrupt.deferred(), _progress.reporter(progress, desc) as report:
     for r in range(plan_.rounds):
       idx = plan_.round_slice(r)
       keep = slice(0, min(plan_.per_round,

@@ -39,6 +39,7 @@ import numpy as np
 from flax import nnx
 
 from optax_clr import _checks
+from optax_clr import _interrupt
 from optax_clr import _progress
 from optax_clr import _serialize
 from optax_clr.drivers import _checkpoint
@@ -298,8 +299,10 @@ def train(
   if path is not None and resume and path.exists():
     state, start_epoch, offset = _resume(path, config, num_epochs, state,
                                          record)
-  with _progress.reporter(None if callable(progress) else progress,
-                          "train", "step") as bar:
+  # Ctrl-C between epochs (evaluation, checkpoint) also ends the run at the
+  # next chunk boundary, with the history kept.
+  with _interrupt.deferred(), _progress.reporter(
+      None if callable(progress) else progress, "train", "step") as bar:
     state, stop = _epoch_loop(
         setup, epochs, state, record, config, path,
         start_epoch=start_epoch, num_epochs=num_epochs,
@@ -443,10 +446,9 @@ def _epoch_loop(setup, epochs, state, record, config, path, *, start_epoch,
     for out in outcome.records:
       done += record.add_steps(done, out)
     carry = outcome.carry
-    dead = bool(jax.device_get(carry[1]))
-    if outcome.interrupted:
-      return carry, "interrupted"
-    if dead:
+    if outcome.interrupted:  # before reading the carry: a second Ctrl-C
+      return carry, "interrupted"  # may have left it donated
+    if bool(jax.device_get(carry[1])):
       return carry, "nonfinite"
     metrics = {} if evaluate is None else jax.device_get(
         evaluate(carry[0], val, seed))

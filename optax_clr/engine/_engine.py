@@ -261,11 +261,20 @@ class Engine:
     """Checks ``loss_fn`` on one batch with ``jax.eval_shape``; returns the
     names of its metrics."""
     key = jax.random.key(0)
-    out, _ = jax.eval_shape(
-        lambda p, r, b: self.apply(self.loss, p, r, b, key, self.step_mode),
-        parts.params, parts.rest, batch)
-    _loss.check_loss(out, self.loss.name)
-    return sorted(_loss.split_output(out)[1])
+
+    def probe(p, r, b):
+      out, _ = self.apply(self.loss, p, r, b, key, self.step_mode)
+      loss, metrics = _loss.split_output(out, self.loss.name)
+      if not isinstance(loss, (jax.Array, np.ndarray, np.generic, int,
+                               float)):
+        # Refused here, by name: jax would reject e.g. a str as an output
+        # without saying it came from the loss function. (The pair keeps
+        # check_loss from splitting a tuple loss a second time.)
+        _loss.check_loss((loss, None), self.loss.name)
+      return loss, metrics
+    loss, metrics = jax.eval_shape(probe, parts.params, parts.rest, batch)
+    _loss.check_loss(loss, self.loss.name)
+    return sorted(metrics)
 
   def check_eval(self, parts: _model.ModelParts, batch: PyTree) -> list[str]:
     """Checks evaluation on one batch; returns the metric names."""

@@ -12,8 +12,11 @@ steps of it, for one copy (:func:`single_program`) or for K copies sharded
 over a mesh axis and run in vmapped groups on each device
 (:func:`population_program`). :func:`drive` then feeds chunk after chunk:
 the next chunk is placed on the devices while the current one runs, the host
-syncs once per chunk (outputs and a stop flag), and an interrupt
-(``KeyboardInterrupt``) ends the loop with every finished chunk kept.
+syncs once per chunk (outputs and a stop flag), and Ctrl-C ends the loop
+after the running chunk with every finished chunk kept (the first SIGINT
+is a request read between chunks, :mod:`optax_clr._interrupt`; a second one,
+or a ``KeyboardInterrupt`` where no handler could be installed, ends it at
+once).
 
 Two executions of a chunk:
 
@@ -43,6 +46,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from optax_clr import _checks
+from optax_clr import _interrupt
 from optax_clr.engine import _placement
 
 PyTree = Any
@@ -229,32 +233,35 @@ def drive(program: ChunkProgram, carry: PyTree, consts: PyTree,
   exhausted = False
   start = time.perf_counter()
   try:
-    nxt = next(chunks, None)
-    pending = None if nxt is None else (place(nxt, 0), nxt)
-    exhausted = pending is None
-    while pending is not None:
-      xs, chunk = pending
-      carry, out = program(carry, consts, shared, xs, chunk.num_valid)
-      following = None
-      if not chunk.exhausted and done + chunk.num_valid < num_steps:
-        nxt = next(chunks, None)  # host work overlaps the running chunk
-        if nxt is None:
-          exhausted = True
-        else:
-          following = (place(nxt, done + chunk.num_valid), nxt)
-      outputs = _trim(out.get(), chunk.num_valid, program.step_axis)
-      records.append(outputs)
-      done += chunk.num_valid
-      exhausted = exhausted or chunk.exhausted
-      stop = on_chunk(outputs, chunk, done)
-      if progress is not None:
-        shown = {} if metrics_of is None else metrics_of(outputs)
-        progress(done, num_steps,
-                 {**shown, "elapsed": time.perf_counter() - start})
-      if stop:
-        break
-      pending = following
-  except KeyboardInterrupt:
+    with _interrupt.deferred():
+      nxt = next(chunks, None)
+      pending = None if nxt is None else (place(nxt, 0), nxt)
+      exhausted = pending is None
+      while pending is not None:
+        if _interrupt.requested():  # between chunks: the carry is whole
+          return Outcome(records, carry, exhausted, True)
+        xs, chunk = pending
+        carry, out = program(carry, consts, shared, xs, chunk.num_valid)
+        following = None
+        if not chunk.exhausted and done + chunk.num_valid < num_steps:
+          nxt = next(chunks, None)  # host work overlaps the running chunk
+          if nxt is None:
+            exhausted = True
+          else:
+            following = (place(nxt, done + chunk.num_valid), nxt)
+        outputs = _trim(out.get(), chunk.num_valid, program.step_axis)
+        records.append(outputs)
+        done += chunk.num_valid
+        exhausted = exhausted or chunk.exhausted
+        stop = on_chunk(outputs, chunk, done)
+        if progress is not None:
+          shown = {} if metrics_of is None else metrics_of(outputs)
+          progress(done, num_steps,
+                   {**shown, "elapsed": time.perf_counter() - start})
+        if stop:
+          break
+        pending = following
+  except KeyboardInterrupt:  # a second Ctrl-C, or no handler of ours
     return Outcome(records, carry, exhausted, True)
   return Outcome(records, carry, exhausted, False)
 

@@ -107,7 +107,7 @@ def _check_schedule(name: str, schedule: Callable[..., Any]) -> None:
     raise TypeError(
         f"{name} must be a number or a schedule (a traceable function of the "
         f"int32 step count); calling {name} on a traced step failed with "
-        f"{type(e).__name__}: {e}") from e
+        f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}") from e
   leaves = jax.tree.leaves(out)
   if (len(leaves) != 1 or getattr(leaves[0], "shape", None) != ()
       or not jnp.issubdtype(leaves[0].dtype, jnp.number)

@@ -65,6 +65,9 @@ def as_array(name: str, value: Any, dtype: Any, ndim: int) -> np.ndarray:
                      f"{_checks.describe(value)}")
   if raw.dtype.kind == "c":
     raise ValueError(f"{name} must hold real numbers, got dtype {raw.dtype}")
+  if dtype is not np.bool_ and raw.dtype == np.bool_:
+    raise ValueError(f"{name} must hold numbers, got booleans "
+                     f"{_short(raw)}")
   if dtype is not np.float64 and raw.size and raw.dtype.kind == "f":
     if not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)):
       raise ValueError(f"{name} must hold integers, got {_short(raw)}")
@@ -250,8 +253,20 @@ class Result:
 
   @classmethod
   def from_json(cls, source: str | os.PathLike[str]) -> Result:
-    """From JSON text, or from the file at ``source``."""
-    return cls.from_dict(_serialize.load_json(source))
+    """From JSON text, or from the file at ``source``.
+
+    Raises:
+      ValueError: one line naming the file (or "JSON text") and what is
+        wrong with it.
+    """
+    data = _serialize.load_json(source)
+    try:
+      return cls.from_dict(data)
+    except ValueError as e:
+      name = _serialize.source_name(source)
+      text = _one_line(e)
+      raise ValueError(text if text.startswith(name) else f"{name}: {text}"
+                       ) from e
 
   def _csv(self) -> tuple[list[str], list[list[Any]]]:
     raise NotImplementedError

@@ -64,13 +64,34 @@ class RunSummary:
 
   @classmethod
   def from_dict(cls, data: Mapping[str, Any]) -> RunSummary:
+    """Inverse of :meth:`to_dict`; ValueError naming what is malformed.
+
+    A part must be a file name in the run directory (no path), and a bound
+    (``base_lr``, ``max_lr``, ``lr``) null or a finite number > 0.
+    """
     for key, kind in (("command", str), ("parts", Mapping),
                       ("bounds", Mapping)):
       if not isinstance(data.get(key), kind):
         raise ValueError(f"RunSummary.{key} must be a "
                          f"{'string' if kind is str else 'JSON object'}")
+    summary = data.get("summary") or {}
+    if not isinstance(summary, Mapping):
+      raise ValueError("RunSummary.summary must be a JSON object, got "
+                       f"{type(summary).__name__}")
+    for name, file in data["parts"].items():
+      if not isinstance(file, str) or not file or file != pathlib.PurePath(
+          file).name or file in (".", ".."):
+        raise ValueError(f"RunSummary.parts[{name!r}] must be a file name "
+                         f"in the run directory, got {file!r}")
+    for key in ("base_lr", "max_lr", "lr"):
+      value = data["bounds"].get(key)
+      if value is not None and (
+          isinstance(value, bool) or not isinstance(value, (int, float))
+          or not 0 < value < float("inf")):
+        raise ValueError(f"RunSummary.bounds[{key!r}] must be null or a "
+                         f"finite number > 0, got {value!r}")
     return cls(data["command"], dict(data["parts"]), dict(data["bounds"]),
-               dict(data.get("summary") or {}))
+               dict(summary))
 
 
 def _resolve(source: str | os.PathLike[str]) -> pathlib.Path:
@@ -115,8 +136,12 @@ def load_results(source: str | os.PathLike[str], *,
       if part not in summary.parts:
         raise ValueError(f"has no part {part!r}; its parts are "
                          f"{sorted(summary.parts)}")
-      return load_results(path.parent / summary.parts[part])
-    if kind not in RESULT_TYPES:
+      found = load_results(path.parent / summary.parts[part])
+      if isinstance(found, RunSummary):
+        raise ValueError(f"part {part!r} ({summary.parts[part]}) is itself "
+                         "a RunSummary, not a result")
+      return found
+    if not isinstance(kind, str) or kind not in RESULT_TYPES:
       raise ValueError(
           f"not an optax-clr results file (\"type\" is {kind!r}; expected "
           f"one of {', '.join(sorted(RESULT_TYPES))} or RunSummary)")

@@ -108,11 +108,17 @@ def one_cycle_schedule(
     with np.errstate(over="ignore", under="ignore", divide="ignore"):
       initial = np.float32(top) / np.float32(div)
       lowest = initial / np.float32(final_div)
-    if not np.isfinite(initial) or not np.isfinite(lowest):
+    if not np.isfinite(initial):
       raise ValueError(
           f"div_factor={div!r}: the initial value max_value / div_factor = "
           f"{top / div:.4g} overflows float32; use div_factor >= "
           f"{top / _checks.FLOAT32_MAX:.3g}")
+    if not np.isfinite(lowest):
+      raise ValueError(
+          f"final_div_factor={final_div!r}: the final value max_value / "
+          f"div_factor / final_div_factor = {top / div / final_div:.4g} "
+          f"overflows float32; use final_div_factor >= "
+          f"{float(initial) / _checks.FLOAT32_MAX:.3g}")
   dtype = _profile.float_dtype(max_value, div_factor, final_div_factor)
 
   def schedule(count: chex.Numeric) -> jax.Array:
