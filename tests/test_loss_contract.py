@@ -11,6 +11,8 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from jax.sharding import PartitionSpec as P
+from jax.sharding import reshard
 
 import optax_clr as clr
 from optax_clr.engine import _loss
@@ -340,3 +342,63 @@ def test_factories_built_with_partial_are_named_in_results():
                        num_steps=3,
                        optimizer=lambda lr: optax.adamw(lr, b1=0.8), **QUIET)
   assert lam.config["optimizer"] == "lambda lr: optax.adamw(lr, b1=0.8)"
+
+
+def test_train_takes_an_nnx_optimizer_wrapping_multisteps():
+  # optax.MultiSteps is no GradientTransformation subclass; nnx.Optimizer
+  # keeps it as its tx (optax's gradient-accumulation example).
+  opt = nnx.Optimizer(MLP(nnx.Rngs(0)), optax.MultiSteps(
+      optax.sgd(0.1), every_k_schedule=2), wrt=nnx.Param)
+  twice, history = clr.train(MLP(nnx.Rngs(0)), mlp_loss, batch_list(1) * 2,
+                             optimizer=opt, num_epochs=1, warn=False,
+                             **QUIET)
+  once, _ = clr.train(MLP(nnx.Rngs(0)), mlp_loss, batch_list(1),
+                      optimizer=optax.sgd(0.1), num_epochs=1, **QUIET)
+  # The same batch twice: no update after the first, then its mean gradient.
+  assert history.losses[0] == history.losses[1]
+  for a, b in zip(jax.tree.leaves(nnx.state(twice, nnx.Param)),
+                  jax.tree.leaves(nnx.state(once, nnx.Param))):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+# --- models written for explicit sharding, on their mesh ---------------------
+
+
+class ShardedLM(nnx.Module):
+  """The explicit-sharding idioms of Flax's MiniGPT tutorial: a kernel laid
+  out over "model", the embedding and the logits resharded like the batch
+  (they fail outside a mesh, and inside shard_map)."""
+
+  def __init__(self, rngs):
+    self.emb = nnx.Embed(16, 8, rngs=rngs)
+    self.out = nnx.Linear(
+        8, 16, kernel_metadata={"out_sharding": P(None, "model")},
+        bias_metadata={"out_sharding": P("model")}, rngs=rngs)
+
+  def __call__(self, x):
+    h = self.emb(x, out_sharding=jax.typeof(x).sharding)
+    return reshard(self.out(h), jax.typeof(x).sharding)
+
+
+def sharded_lm_loss(model, batch):
+  return optax.softmax_cross_entropy_with_integer_labels(
+      model(batch["x"]), batch["y"]).mean()
+
+
+def test_the_sweep_and_train_run_explicit_sharding_on_the_users_mesh():
+  tokens = np.random.default_rng(0).integers(0, 16, (64, 6)).astype(np.int32)
+  data = {"x": tokens, "y": np.roll(tokens, -1, 1)}
+  with jax.set_mesh(jax.make_mesh((1, 1), ("batch", "model"))):
+    model = ShardedLM(nnx.Rngs(0))
+    sweep = clr.parallel_range_test(
+        model, sharded_lm_loss, data, batch_size=8, lrs=[0.1, 1.0],
+        optimizer=optax.sgd, num_steps=4, val_data=data, **QUIET)
+    trained, history = clr.train(model, sharded_lm_loss, data,
+                                 optimizer=optax.sgd(0.1), batch_size=8,
+                                 num_epochs=1, val_data=data, warn=False,
+                                 **QUIET)
+  assert sweep.config["mesh"] == {"batch": 1, "model": 1}  # no copy axis
+  # The same batches and SGD at 0.1: the sweep's copy is train()'s run.
+  np.testing.assert_allclose(sweep.losses[0], history.losses[:4], rtol=1e-5)
+  assert sweep.losses[1, -1] < sweep.losses[0, -1]
+  assert jax.typeof(trained.out.kernel[...]).sharding.spec == P(None, "model")

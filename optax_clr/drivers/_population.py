@@ -12,7 +12,10 @@ Planning (:func:`plan`)
   GPU/TPU, without ``max_parallel``, the bound is what fits in device
   memory (:func:`optax_clr.engine._autotune.memory_max_parallel`). On each
   device the local copies run in vmapped groups of ``group_size``
-  (:mod:`optax_clr.engine._autotune` chooses it).
+  (:mod:`optax_clr.engine._autotune` chooses it). Without ``mesh``, under
+  ``jax.set_mesh`` of a mesh with no ``"copies"`` axis (a model written
+  for explicit sharding, e.g. Flax's MiniGPT), the copies instead run side
+  by side on that mesh (:func:`user_mesh`), each laid out as the model.
 
 Running (:func:`run`)
   Per round: the initial states are built on the devices (shared weights
@@ -38,6 +41,7 @@ from jax.sharding import PartitionSpec as P
 from optax_clr import _checks
 from optax_clr import _interrupt
 from optax_clr import _progress
+from optax_clr.drivers import _range_test
 from optax_clr.drivers import _setup
 from optax_clr.engine import _autotune
 from optax_clr.engine import _feed
@@ -66,6 +70,8 @@ class Plan:
       parallelism within each copy), or None.
     memory_cap: the copies per round that fit in device memory when
       ``max_parallel`` was not given (None: unknown, e.g. on CPU).
+    on_user_mesh: the copies run side by side on the user's mesh, which
+      has no copy axis (:func:`user_mesh`).
   """
   num_copies: int
   mesh: Mesh
@@ -76,6 +82,20 @@ class Plan:
   group_size: int
   data_axis: str | None = None
   memory_cap: int | None = None
+  on_user_mesh: bool = False
+
+  def batch_axis(self) -> str | None:
+    """The mesh axis the batches are split over (on the user's mesh the
+    compiler averages over it, so ``data_axis`` is None there)."""
+    if self.on_user_mesh:
+      return _placement.resolve_data_axis(self.mesh, None)
+    return self.data_axis
+
+  def sharding(self) -> Any:
+    """Of arrays with a leading copy axis (None: as their types say)."""
+    if self.on_user_mesh:
+      return None
+    return NamedSharding(self.mesh, P(_placement.COPY_AXIS))
 
   def round_slice(self, r: int) -> np.ndarray:
     """Indices of round ``r``'s copies (padding repeats the last copy)."""
@@ -100,16 +120,40 @@ def check_mesh(mesh: Any) -> Mesh:
   return mesh
 
 
+def user_mesh(mesh: Any) -> Mesh | None:
+  """The mesh set with ``jax.set_mesh``, when ``mesh`` is None and it has no
+  ``"copies"`` axis: the copies then run side by side on it, all on every
+  device (``shard_map``, which splits copies over devices, cannot run
+  models written for explicit sharding)."""
+  ambient = None if mesh is not None else _placement.ambient_mesh()
+  if ambient is None or _placement.COPY_AXIS in ambient.axis_names:
+    return None
+  return ambient
+
+
+def _user_mesh_plan(num_copies: int, mesh: Mesh, max_parallel: Any,
+                    group_size: Any) -> Plan:
+  cap = num_copies if max_parallel is None else min(num_copies, max_parallel)
+  rounds = -(-num_copies // cap)
+  per_round = -(-num_copies // rounds)
+  g = per_round if group_size == "auto" else min(int(group_size), per_round)
+  return Plan(num_copies, mesh, 1, per_round, rounds, per_round, g,
+              on_user_mesh=True)
+
+
 def plan(num_copies: int, mesh: Any, max_parallel: Any, group_size: Any,
          setup: _setup.Setup, accumulation_steps: int = 1) -> Plan:
   """Lays K copies out over the mesh (see the module docstring); without
   ``max_parallel``, on GPU/TPU, as many copies per round as fit in device
   memory (:func:`optax_clr.engine._autotune.memory_max_parallel`)."""
-  mesh = check_mesh(mesh)
+  on_user = user_mesh(mesh)
+  mesh = check_mesh(mesh) if on_user is None else on_user
   if max_parallel is not None:
     _checks.check_int("max_parallel", max_parallel, low=1)
   if group_size != "auto":
     _checks.check_int("group_size", group_size, low=1)
+  if on_user is not None:
+    return _user_mesh_plan(num_copies, mesh, max_parallel, group_size)
   n_dev = mesh.shape[_placement.COPY_AXIS]
   cap = -(-num_copies // n_dev) * n_dev
   memory_cap = None
@@ -167,7 +211,6 @@ def seed_feeds(feed: Any, train_data: Any, batch_size: Any,
 def _init_program(setup: _setup.Setup, plan_: Plan, independent: bool,
                   model_init: Any, wrt: Any) -> Callable[..., Any]:
   engine = setup.engine
-  sharded = NamedSharding(plan_.mesh, P(_placement.COPY_AXIS))
 
   def fold(state, seeds, copies):
     rest = jax.vmap(_model.fold_in_keys)(state.rest, seeds, copies)
@@ -185,7 +228,7 @@ def _init_program(setup: _setup.Setup, plan_: Plan, independent: bool,
       k = seeds.shape[0]
       tile = lambda x: jnp.broadcast_to(x, (k,) + x.shape)  # noqa: E731
       return fold(jax.tree.map(tile, state), seeds, copies)
-  return jax.jit(init, out_shardings=sharded)
+  return jax.jit(init, out_shardings=plan_.sharding())
 
 
 def check_model_init(model_init: Any, init: str, setup: _setup.Setup,
@@ -243,6 +286,8 @@ def _eval_program(setup: _setup.Setup, plan_: Plan,
     if plan_.group_size >= plan_.local:
       return jax.vmap(one)((carry, consts))
     return jax.lax.map(one, (carry, consts), batch_size=plan_.group_size)
+  if plan_.on_user_mesh:
+    return jax.jit(local)
   return jax.jit(jax.shard_map(local, mesh=plan_.mesh,
                                in_specs=(P(axis), P(axis), P()),
                                out_specs=P(axis), check_vma=False))
@@ -293,8 +338,7 @@ def run(plan_: Plan, setup: _setup.Setup, body: Callable[..., Any],
                                    wrt))
   carry_fn = engine.program(
       ("population_carry", carry_of, mesh),
-      lambda: jax.jit(jax.vmap(carry_of), out_shardings=NamedSharding(
-          mesh, P(_placement.COPY_AXIS))))
+      lambda: jax.jit(jax.vmap(carry_of), out_shardings=plan_.sharding()))
   evaluate = None
   if state_of is not None and setup.val is not None:
     evaluate = engine.program(
@@ -317,16 +361,19 @@ def run(plan_: Plan, setup: _setup.Setup, body: Callable[..., Any],
       keep = slice(0, min(plan_.per_round,
                           plan_.num_copies - r * plan_.per_round))
       with _placement.mesh_context(mesh):
-        on_copies = lambda v: _placement.put_copies(  # noqa: E731
-            np.asarray(v)[idx], mesh)
+        on_copies = lambda v: (  # noqa: E731
+            _placement.put if plan_.on_user_mesh else _placement.put_copies)(
+                np.asarray(v)[idx], mesh)
         copy_ids = (on_copies(consts["seed"]), on_copies(consts["copy"]))
         if independent:
           keys = jax.random.key_data(jnp.stack(list(init_keys)))
           state = init_fn(jax.random.wrap_key_data(on_copies(keys)),
                           *copy_ids)
         else:
-          state = init_fn(*_placement.put((setup.parts.params,
-                                           setup.parts.rest), mesh),
+          parts = (setup.parts.params, setup.parts.rest)
+          state = init_fn(*(_range_test._keep_shardings(parts, mesh) if
+                            plan_.on_user_mesh else _placement.put(parts,
+                                                                   mesh)),
                           *copy_ids)
         carry = carry_fn(state)
         copy_consts = jax.tree.map(on_copies, consts)
@@ -342,9 +389,10 @@ def run(plan_: Plan, setup: _setup.Setup, body: Callable[..., Any],
       def place(chunk, first):
         extra = None if per_step is None else per_step(first, chunk_steps)
         lead = 3 if per_copy_batches else 2
-        copy_axis = _placement.COPY_AXIS if per_copy_batches else None
+        copy_axis = (_placement.COPY_AXIS if per_copy_batches
+                     and not plan_.on_user_mesh else None)
         micro = _placement.put(chunk.batches, mesh, lambda x: (
-            _placement.batch_spec(np.ndim(x), lead, plan_.data_axis,
+            _placement.batch_spec(np.ndim(x), lead, plan_.batch_axis(),
                                   copy_axis)))
         rest = _placement.put((chunk.valid, _runner.steps_array(
             first, chunk_steps), extra), mesh)

@@ -37,6 +37,7 @@ from optax_clr.drivers import _population
 from optax_clr.drivers import _setup
 from optax_clr.engine import _engine
 from optax_clr.engine import _loss
+from optax_clr.engine import _placement
 from optax_clr.engine import _optimizer
 from optax_clr.results import ParallelSweepResult
 
@@ -249,7 +250,11 @@ def parallel_range_test(
     group_size: copies vmapped together on a device: ``"auto"`` (measured
       on CPU, all on GPU/TPU; :mod:`optax_clr.engine._autotune`) or an int.
     mesh: a ``jax.sharding.Mesh`` with an axis named ``"copies"`` (the
-      copies are split over it). Default: all of ``jax.devices()``.
+      copies are split over it). Default: all of ``jax.devices()``; under
+      ``jax.set_mesh`` of a mesh without a ``"copies"`` axis, that mesh:
+      the copies run side by side on all of it, each laid out as the
+      model (batches split over its ``"data"``/``"batch"`` axis), which
+      models written for explicit sharding need.
     seed: seed of the batch order and of the per-step and initial keys.
     wrt, step_mode, eval_mode, execution, steps_per_chunk, progress: as in
       :func:`~optax_clr.range_test`.
@@ -271,13 +276,16 @@ def parallel_range_test(
       eval_fn=eval_fn, progress=progress, step_mode=step_mode,
       eval_mode=eval_mode, val_data=val_data)
   _checks.check_choice("init", init, _population.INITS)
+  on_user = _population.user_mesh(mesh)  # the loss is checked on it
   setup = _setup.prepare(
       model, loss_fn, train_data, optimizer=optimizer,
       driven=(_optimizer.LEARNING_RATE,), batch_size=batch_size, seed=seed,
       val_data=val_data, val_batches=val_batches, eval_fn=eval_fn,
       accumulation_steps=accumulation_steps, compute_dtype=compute_dtype,
       wrt=wrt, step_mode=step_mode, eval_mode=eval_mode, execution=execution,
-      steps_per_chunk=steps_per_chunk, num_steps=num_steps)
+      steps_per_chunk=steps_per_chunk, num_steps=num_steps, mesh=on_user,
+      data_axis=None if on_user is None else _placement.resolve_data_axis(
+          on_user, None))
   _population.check_model_init(model_init, init, setup, wrt)
   hyper = {_optimizer.LEARNING_RATE: grid.astype(np.float32)}
   run = run_sweep(

@@ -43,6 +43,7 @@ from optax_clr import _interrupt
 from optax_clr import _progress
 from optax_clr import _serialize
 from optax_clr.drivers import _checkpoint
+from optax_clr.drivers import _range_test
 from optax_clr.drivers import _setup
 from optax_clr.engine import _engine
 from optax_clr.engine import _feed
@@ -261,6 +262,10 @@ def train(
       ``"val_<name>"`` per validation metric.
     warn: warn (``RuntimeWarning``) when the run diverged or stalled.
 
+  Under ``jax.set_mesh(mesh)`` training runs on that mesh as the classic
+  range test does: batches split over its ``"data"``/``"batch"`` axis,
+  parameters already laid out on it (explicit sharding) keep their layout.
+
   Returns:
     ``(trained_model, history)``: a new module (or params pytree) holding
     the final parameters, and the :class:`~optax_clr.TrainHistory` of the
@@ -273,13 +278,15 @@ def train(
       seed=seed, steps_per_chunk=steps_per_chunk, loss_fn=loss_fn,
       eval_fn=eval_fn, progress=progress, step_mode=step_mode,
       eval_mode=eval_mode, val_data=val_data)
+  mesh, axis = _range_test._single_mesh(None, None, False)
   setup = _setup.prepare(
       model, loss_fn, train_data, optimizer=optimizer, driven=(),
       batch_size=batch_size, seed=seed, val_data=val_data,
       val_batches=val_batches, eval_fn=eval_fn,
       accumulation_steps=accumulation_steps, compute_dtype=compute_dtype,
       wrt=wrt, step_mode=step_mode, eval_mode=eval_mode, execution=execution,
-      steps_per_chunk=steps_per_chunk, num_steps=10**9, training=True)
+      steps_per_chunk=steps_per_chunk, num_steps=10**9, training=True,
+      mesh=mesh, data_axis=axis)
   epochs = _Epochs(train_data, batch_size, steps_per_epoch, setup.feed,
                    accumulation_steps)
   # A chunk is at most an epoch, and at most TRAIN_CHUNK steps by default
@@ -287,8 +294,11 @@ def train(
   # 64 are 79 MB).
   chunk_steps = min(epochs.steps, steps_per_chunk or TRAIN_CHUNK)
   engine = setup.engine
-  state = jax.jit(lambda p, r: engine.init(p, _model.fold_in_keys(
-      r, seed, 0)))(setup.parts.params, setup.parts.rest)
+  with _placement.mesh_context(mesh):
+    parts = (setup.parts.params, setup.parts.rest)
+    state = jax.jit(lambda p, r: engine.init(p, _model.fold_in_keys(
+        r, seed, 0)))(*(parts if mesh is None else
+                        _range_test._keep_shardings(parts, mesh)))
   config = _run_config(setup, model, batch_size, epochs.steps, num_epochs,
                        checkpoint_every, compute_dtype, seed,
                        accumulation_steps, run_config, train_data, state)
@@ -307,7 +317,7 @@ def train(
         setup, epochs, state, record, config, path,
         start_epoch=start_epoch, num_epochs=num_epochs,
         chunk_steps=chunk_steps, checkpoint_every=checkpoint_every,
-        seed=seed, offset=offset,
+        seed=seed, offset=offset, mesh=mesh, axis=axis,
         on_epoch=progress if callable(progress) and progress is not True
         else None, bar=bar)
   history = record.history(stop, config)
@@ -406,19 +416,29 @@ def _resume(path, config, num_epochs, state, record):
 
 def _epoch_loop(setup, epochs, state, record, config, path, *, start_epoch,
                 num_epochs, chunk_steps, checkpoint_every,
-                seed, offset, on_epoch, bar) -> tuple[Any, str]:
+                seed, offset, on_epoch, bar, mesh=None,
+                axis=None) -> tuple[Any, str]:
   engine = setup.engine
   program = engine.program(
-      ("train", setup.execution),
-      lambda: _runner.single_program(train_body(engine), setup.execution))
+      ("train", setup.execution, mesh, axis),
+      lambda: _runner.single_program(train_body(engine), setup.execution,
+                                     mesh))
+
+  def spec(lead):
+    return lambda x: _placement.batch_spec(np.ndim(x), lead, axis)
   evaluate = None
   val = None
   if setup.val is not None:
-    val = jax.device_put(setup.val)
-    evaluate = engine.program(("train_eval",), lambda: jax.jit(
+    val = _placement.put(setup.val, mesh, spec(1))
+    eval_program = engine.program(("train_eval", mesh), lambda: jax.jit(
         lambda st, v, k: engine.evaluate_stack(st.params, st.rest, v,
                                                _loss.eval_key(k, 0))))
-  consts = jax.device_put({"seed": np.int32(seed), "copy": np.int32(0)})
+
+    def evaluate(st, v, k):
+      with _placement.mesh_context(mesh):
+        return eval_program(st, v, k)
+  consts = _placement.put({"seed": np.int32(seed), "copy": np.int32(0)},
+                          mesh)
   if evaluate is not None and start_epoch == 0:
     # The level before training is what "stalled" is judged against.
     record.set_initial(jax.device_get(evaluate(state, val, seed)))
@@ -429,9 +449,9 @@ def _epoch_loop(setup, epochs, state, record, config, path, *, start_epoch,
     first = epoch * epochs.steps
 
     def place(chunk, at, first=first):
-      return _placement.put((chunk.batches, chunk.valid,
-                             _runner.steps_array(first + at, chunk_steps),
-                             None), None)
+      return (_placement.put(chunk.batches, mesh, spec(2)),
+              *_placement.put((chunk.valid, _runner.steps_array(
+                  first + at, chunk_steps), None), mesh))
     outcome = _runner.drive(
         program, carry, consts, None,
         epochs.chunks(epoch, chunk_steps), place,

@@ -115,8 +115,12 @@ def _factory_tx(factory: Callable[..., Any], driven: Sequence[str],
 
 
 def _unwrap_nnx(optimizer: Any) -> Any:
+  """An ``nnx.Optimizer``'s ``tx``; an ``optax.MultiSteps`` (which is no
+  ``GradientTransformation`` subclass) as its transformation."""
   if isinstance(optimizer, nnx.Optimizer):
-    return optimizer.tx
+    optimizer = optimizer.tx
+  if isinstance(optimizer, optax.MultiSteps):
+    return optimizer.gradient_transformation()
   return optimizer
 
 

@@ -157,9 +157,19 @@ def population_program(body: Callable[..., Any], execution: str, mesh: Mesh,
   ``per_copy_batches``, have their own leading copy axis (a multi-seed test:
   each seed its own data order). With a ``data_axis`` of the mesh, every
   copy's batch is split over it (the body averages over it: data
-  parallelism within each copy).
+  parallelism within each copy). A mesh without a copy axis (the user's,
+  see :func:`optax_clr.drivers._population.user_mesh`) runs every copy on
+  all of it, under ``jit`` alone: explicit sharding (``reshard``,
+  ``out_sharding``) cannot run inside ``shard_map``.
   """
   axis = _placement.COPY_AXIS
+
+  def compiled(fn, in_specs):
+    if axis not in mesh.axis_names:
+      return jax.jit(fn, donate_argnums=0)
+    return jax.jit(jax.shard_map(
+        fn, mesh=mesh, in_specs=in_specs, out_specs=(P(axis), P(axis)),
+        check_vma=False), donate_argnums=0)
 
   def over_copies(fn, xs):
     if group_size >= local_copies:
@@ -181,9 +191,7 @@ def population_program(body: Callable[..., Any], execution: str, mesh: Mesh,
                             (m, *rest))
       args = (carry, consts, micro) if per_copy_batches else (carry, consts)
       return over_copies(one, args)
-    run = jax.jit(jax.shard_map(
-        local, mesh=mesh, in_specs=(P(axis), P(axis), P(), x_specs),
-        out_specs=(P(axis), P(axis)), check_vma=False), donate_argnums=0)
+    run = compiled(local, (P(axis), P(axis), P(), x_specs))
     return ChunkProgram(run, "scan", 1, mesh)
 
   def local_step(carry, consts, shared, xs, i):
@@ -194,9 +202,7 @@ def population_program(body: Callable[..., Any], execution: str, mesh: Mesh,
       return body(c, k, shared, (m, *rest))
     args = (carry, consts, micro) if per_copy_batches else (carry, consts)
     return over_copies(one, args)
-  run = jax.jit(jax.shard_map(
-      local_step, mesh=mesh, in_specs=(P(axis), P(axis), P(), x_specs, P()),
-      out_specs=(P(axis), P(axis)), check_vma=False), donate_argnums=0)
+  run = compiled(local_step, (P(axis), P(axis), P(), x_specs, P()))
   return ChunkProgram(run, "steps", 1, mesh)
 
 
