@@ -126,11 +126,10 @@ def mnist_reference():
   config = flax_mnist.Config()
   train_ds, _ = flax_mnist.get_datasets(config, settings["num_steps"])
 
-  def upstream_loss(copy):  # step 0, in train mode, with copy's key
-    model = flax_mnist.CNN(rngs=nnx.Rngs(0))
-    model.train()
-    return float(flax_mnist.loss_fn(model, train_ds[0],
-                                    nnx.Rngs(step_key(copy, 0)))[0])
+  initial = flax_mnist.CNN(rngs=nnx.Rngs(0))
+  initial.train()
+  first = nnx.jit(lambda m, key: flax_mnist.loss_fn(  # step 0, copy's key
+      m, train_ds[0], nnx.Rngs(key))[0])
   # Upstream's train_step, given the rngs the library passes.
   model = flax_mnist.CNN(rngs=nnx.Rngs(0))
   optimizer = nnx.Optimizer(model, optax.sgd(config.learning_rate,
@@ -144,7 +143,8 @@ def mnist_reference():
                           nnx.Rngs(step_key(0, t)))
     losses.append(float(metrics.compute()["loss"]))
     metrics.reset()
-  return {"first": [upstream_loss(k) for k in range(4)], "train": losses}
+  return {"first": [float(first(initial, step_key(k, 0))) for k in range(4)],
+          "train": losses}
 
 
 def test_flax_mnist_losses_are_upstreams_with_the_librarys_rngs(
@@ -181,12 +181,10 @@ def lm1b_reference():
     state, metrics = step(state, batch, lm1b.train_config, learning_rate_fn,
                           0.0, dropout_rngs)
     losses.append(float(metrics["loss"] / metrics["denominator"]))
+  loss = jax.jit(lambda key: lm1b.loss_fn(params, batches[0], key)[0])
   return {"train": losses,
-          "first": [float(lm1b.loss_fn(params, batches[0],
-                                       step_key(k, 0))[0]) for k in range(4)],
-          # batch 0 with step 1's key
-          "again": float(lm1b.loss_fn(params, batches[0],
-                                      step_key(0, 1))[0])}
+          "first": [float(loss(step_key(k, 0))) for k in range(4)],
+          "again": float(loss(step_key(0, 1)))}  # batch 0, step 1's key
 
 
 def test_lm1b_records_the_mean_loss_and_the_summed_metric_aside(
@@ -301,18 +299,21 @@ def gradient_accumulation_reference():
   # The notebook's reference: one step on the whole batch, no accumulation.
   # Its fit() jits the step with jax.jit, whose in-place NNX updates flax
   # 0.12 drops (fit leaves the model as it was, and the notebook's check
-  # passes whatever the optimizer does); the step itself is run unjitted.
+  # passes whatever the optimizer does); its step runs under nnx.jit here.
   model_single_batch = m.MLP(nnx.Rngs(0))
+  initial = jax.tree.map(np.asarray, nnx.state(model_single_batch,
+                                               nnx.Param))
+  order = _feed.epoch_order(0, 0, 9)[:3]  # the range test's first batch
+  first = float(m.loss_fn(model_single_batch, dict(
+      image=m.EXAMPLES[order], label=m.LABELS[order])))
   opt_single_batch = nnx.Optimizer(model_single_batch, m.optimizer,
                                    wrt=nnx.Param)
-  m.build_train_step().__wrapped__(model_single_batch, opt_single_batch,
-                                   dict(image=m.EXAMPLES, label=m.LABELS))
-  order = _feed.epoch_order(0, 0, 9)[:3]  # the range test's first batch
+  nnx.jit(m.build_train_step().__wrapped__)(
+      model_single_batch, opt_single_batch,
+      dict(image=m.EXAMPLES, label=m.LABELS))
   return {
       "single": jax.tree.leaves(nnx.state(model_single_batch, nnx.Param)),
-      "initial": jax.tree.leaves(nnx.state(m.MLP(nnx.Rngs(0)), nnx.Param)),
-      "first": float(m.loss_fn(m.MLP(nnx.Rngs(0)), dict(
-          image=m.EXAMPLES[order], label=m.LABELS[order])))}
+      "initial": jax.tree.leaves(initial), "first": first}
 
 
 def test_gradient_accumulation_train_matches_the_notebooks_check(
