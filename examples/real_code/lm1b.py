@@ -28,17 +28,18 @@ sequences of 16) and the data (synthetic counting sentences, packed as
 ``input_pipeline.pack_dataset`` packs them, instead of TFDS lm1b with a
 SentencePiece vocabulary); ``models`` is imported from lm1b_models.py.
 
-Glue: three lines. The loss lives inside ``train_step`` as a closure over
+Glue: two lines. The loss lives inside ``train_step`` as a closure over
 the batch and the dropout rng; lifting it to ``loss_fn(params, batch,
-dropout_rng)`` takes a new ``def`` line and a ``return`` that hands back
-upstream's ``compute_metrics`` as the aux (its lines in between are
-``train_step``'s, one indentation level out; ``train_step``'s
-``fold_in(dropout_rng, state.step)`` is left to the library, whose key of
-step t is ``fold_in(fold_in(key(seed), copy), t)``: upstream's scheme with
-``dropout_rng = fold_in(key(seed), copy)``). The third line is the AdamW
-factory the range tests drive (upstream's optimizer holds the warmup-rsqrt
-schedule, which ``train`` takes as it is). The recorded loss is the mean
-loss; the summed ``"loss"`` of the metrics is recorded as ``"aux_loss"``.
+dropout_rng)`` takes a new ``def`` line (the lines under it are
+``train_step``'s, one indentation level out, its ``return mean_loss,
+logits`` included; ``train_step``'s ``fold_in(dropout_rng, state.step)`` is
+left to the library, whose key of step t is ``fold_in(fold_in(key(seed),
+copy), t)``: upstream's scheme with ``dropout_rng = fold_in(key(seed),
+copy)``). The second line is the AdamW factory the range tests drive
+(upstream's optimizer holds the warmup-rsqrt schedule, which ``train`` takes
+as it is). The recorded loss is the mean loss; the validation metrics are
+upstream's ``eval_step`` (``eval_fn=``), whose ``"loss"`` is summed over
+tokens, next to its ``"denominator"``.
 
   python examples/real_code/lm1b.py   # -> runs/examples/real_code/lm1b/
 """
@@ -46,6 +47,7 @@ loss; the summed ``"loss"`` of the metrics is recorded as ``"aux_loss"``.
 # pytype: disable=wrong-arg-count
 # pytype: disable=attribute-error
 
+import functools
 import types
 
 from flax import linen as nn
@@ -358,10 +360,10 @@ def packed_batches(num_batches: int, seed: int) -> list[dict[str, np.ndarray]]:
 
 
 # --- GLUE: train_step's loss, lifted out of its closure ----------------------
-# Between the two GLUE lines: train_step's lines, one indentation level out.
+# After the GLUE line: train_step's lines, one indentation level out.
 
 
-def loss_fn(params, batch, dropout_rng, config=train_config, label_smoothing=0.0):  # GLUE 1/3
+def loss_fn(params, batch, dropout_rng, config=train_config, label_smoothing=0.0):  # GLUE 1/2
   train_keys = ["inputs", "inputs_position", "inputs_segmentation"]
   (inputs, inputs_positions, inputs_segmentation) = (
       batch.get(k, None) for k in train_keys
@@ -381,7 +383,7 @@ def loss_fn(params, batch, dropout_rng, config=train_config, label_smoothing=0.0
       logits, inputs, weights, label_smoothing
   )
   mean_loss = loss / weight_sum
-  return mean_loss, compute_metrics(logits, inputs, weights)  # GLUE 2/3
+  return mean_loss, logits
 
 
 # --- the range tests and training on the program as it is -------------------
@@ -421,13 +423,14 @@ def run(*, calls=CALLS, num_steps: int = 40, num_lrs: int = 8,
   params, optimizer = state.params, state.tx
   train_ds, eval_ds = packed_batches(num_steps, 0), packed_batches(1, 1)
 
-  tx = lambda lr: optax.adamw(lr, b1=0.9, b2=0.98, eps=1e-9, weight_decay=config.weight_decay)  # GLUE 3/3  # noqa: E731,E501
+  tx = lambda lr: optax.adamw(lr, b1=0.9, b2=0.98, eps=1e-9, weight_decay=config.weight_decay)  # GLUE 2/2  # noqa: E731,E501
 
   out = {}
   if "range_test" in calls:
     out["range_test"] = clr.range_test(
         params, loss_fn, train_ds, optimizer=tx, start_lr=1e-4, end_lr=10.0,
         num_steps=num_steps, val_data=eval_ds, eval_every=num_steps // 2,
+        eval_fn=functools.partial(eval_step, config=eval_config),
         progress=progress)
   if "parallel_range_test" in calls:
     out["parallel_range_test"] = clr.parallel_range_test(
