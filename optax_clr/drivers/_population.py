@@ -322,11 +322,83 @@ def run(plan_: Plan, setup: _setup.Setup, body: Callable[..., Any],
     body_key: what identifies ``body``'s compiled program (two bodies with
       the same key must compute the same thing).
   """
-  engine = setup.engine
   mesh = plan_.mesh
   per_copy_batches = feeds is not None
   independent = init == "independent"
-  program = engine.program(
+  programs = _programs(plan_, setup, body, body_key, per_copy_batches,
+                       independent, model_init, wrt, carry_of, state_of)
+  shared_val = None if setup.val is None else _placement.put(setup.val, mesh)
+  chunk_steps = setup.chunk_steps
+  shared_source = None
+  if not per_copy_batches:
+    shared_source = _feed.ChunkSource(setup.feed, num_steps, chunk_steps,
+                                      accumulation_steps, plan_.rounds)
+  place = _placer(plan_, per_step, chunk_steps, per_copy_batches)
+  rounds: list[list[dict]] = []
+  codes, initial, final = [], [], []
+  interrupted = exhausted = False
+  total = plan_.rounds * num_steps
+  # Ctrl-C between rounds (evaluation) also ends the run at the next chunk.
+  with _interrupt.deferred(), _progress.reporter(progress, desc) as report:
+    for r in range(plan_.rounds):
+      idx = plan_.round_slice(r)
+      keep = slice(0, min(plan_.per_round,
+                          plan_.num_copies - r * plan_.per_round))
+      with _placement.mesh_context(mesh):
+        carry, copy_consts = _start_round(plan_, setup, programs, consts,
+                                          idx, independent, init_keys)
+        if programs.evaluate is not None:
+          initial.append(_placement.fetch(programs.evaluate(
+              carry, copy_consts, shared_val)))
+      if per_copy_batches:
+        chunks = _stacked_chunks([feeds[i] for i in idx], num_steps,
+                                 chunk_steps, accumulation_steps)
+      else:
+        chunks = iter(shared_source)
+      offset = r * num_steps
+      outcome = _runner.drive(
+          programs.step, carry, copy_consts, shared_val, chunks, place,
+          lambda out, chunk, done: _all_stopped(out), num_steps,
+          None if report is None else
+          (lambda done, _, m, o=offset: report(o + done, total, m)))
+      rounds.append([jax.tree.map(lambda x: x[keep], rec)
+                     for rec in outcome.records])
+      exhausted = exhausted or outcome.exhausted
+      if outcome.interrupted:
+        interrupted = True
+        break
+      if code_of is not None:
+        codes.append(_placement.fetch(code_of(outcome.carry))[keep])
+      if programs.evaluate is not None:
+        with _placement.mesh_context(mesh):
+          final.append(_placement.fetch(programs.evaluate(
+              outcome.carry, copy_consts, shared_val)))
+  cut = lambda parts: {k: np.concatenate(  # noqa: E731
+      [p[k] for p in parts])[:plan_.num_copies] for k in (
+          parts[0] if parts else {})}
+  return Outcome(_merge_rounds(rounds), interrupted, exhausted,
+                 None if interrupted or not codes else np.concatenate(codes),
+                 cut(initial) if len(initial) == plan_.rounds else {},
+                 cut(final) if len(final) == plan_.rounds else {})
+
+
+class _Programs(NamedTuple):
+  """The compiled pieces of a population run (cached on the engine)."""
+  step: Callable[..., Any]
+  init: Callable[..., Any]
+  carry: Callable[..., Any]
+  evaluate: Callable[..., Any] | None
+
+
+def _programs(plan_: Plan, setup: _setup.Setup, body: Callable[..., Any],
+              body_key: Any, per_copy_batches: bool, independent: bool,
+              model_init: Any, wrt: Any, carry_of: Callable[[Any], Any],
+              state_of: Callable[[Any], Any] | None) -> _Programs:
+  """The step, init, carry and (with validation data) evaluation programs;
+  each is built once per engine and layout."""
+  engine = setup.engine
+  mesh = plan_.mesh
+  step = engine.program(
       ("population", setup.execution, mesh, plan_.local, plan_.group_size,
        per_copy_batches, body_key, plan_.data_axis),
       lambda: _runner.population_program(
@@ -344,85 +416,47 @@ def run(plan_: Plan, setup: _setup.Setup, body: Callable[..., Any],
     evaluate = engine.program(
         ("population_eval", mesh, plan_.local, plan_.group_size, state_of),
         lambda: _eval_program(setup, plan_, state_of))
-  shared_val = None if setup.val is None else _placement.put(setup.val, mesh)
-  chunk_steps = setup.chunk_steps
-  shared_source = None
-  if not per_copy_batches:
-    shared_source = _feed.ChunkSource(setup.feed, num_steps, chunk_steps,
-                                      accumulation_steps, plan_.rounds)
-  rounds: list[list[dict]] = []
-  codes, initial, final = [], [], []
-  interrupted = exhausted = False
-  total = plan_.rounds * num_steps
-  # Ctrl-C between rounds (evaluation) also ends the run at the next chunk.
-  with _interrupt.deferred(), _progress.reporter(progress, desc) as report:
-    for r in range(plan_.rounds):
-      idx = plan_.round_slice(r)
-      keep = slice(0, min(plan_.per_round,
-                          plan_.num_copies - r * plan_.per_round))
-      with _placement.mesh_context(mesh):
-        on_copies = lambda v: (  # noqa: E731
-            _placement.put if plan_.on_user_mesh else _placement.put_copies)(
-                np.asarray(v)[idx], mesh)
-        copy_ids = (on_copies(consts["seed"]), on_copies(consts["copy"]))
-        if independent:
-          keys = jax.random.key_data(jnp.stack(list(init_keys)))
-          state = init_fn(jax.random.wrap_key_data(on_copies(keys)),
-                          *copy_ids)
-        else:
-          parts = (setup.parts.params, setup.parts.rest)
-          state = init_fn(*(_range_test._keep_shardings(parts, mesh) if
-                            plan_.on_user_mesh else _placement.put(parts,
-                                                                   mesh)),
-                          *copy_ids)
-        carry = carry_fn(state)
-        copy_consts = jax.tree.map(on_copies, consts)
-        if evaluate is not None:
-          initial.append(_placement.fetch(evaluate(carry, copy_consts,
-                                                   shared_val)))
-      if per_copy_batches:
-        chunks = _stacked_chunks([feeds[i] for i in idx], num_steps,
-                                 chunk_steps, accumulation_steps)
-      else:
-        chunks = iter(shared_source)
+  return _Programs(step, init_fn, carry_fn, evaluate)
 
-      def place(chunk, first):
-        extra = None if per_step is None else per_step(first, chunk_steps)
-        lead = 3 if per_copy_batches else 2
-        copy_axis = (_placement.COPY_AXIS if per_copy_batches
-                     and not plan_.on_user_mesh else None)
-        micro = _placement.put(chunk.batches, mesh, lambda x: (
-            _placement.batch_spec(np.ndim(x), lead, plan_.batch_axis(),
-                                  copy_axis)))
-        rest = _placement.put((chunk.valid, _runner.steps_array(
-            first, chunk_steps), extra), mesh)
-        return (micro, *rest)
 
-      offset = r * num_steps
-      outcome = _runner.drive(
-          program, carry, copy_consts, shared_val, chunks, place,
-          lambda out, chunk, done: _all_stopped(out), num_steps,
-          None if report is None else
-          (lambda done, _, m, o=offset: report(o + done, total, m)))
-      rounds.append([jax.tree.map(lambda x: x[keep], rec)
-                     for rec in outcome.records])
-      exhausted = exhausted or outcome.exhausted
-      if outcome.interrupted:
-        interrupted = True
-        break
-      if code_of is not None:
-        codes.append(_placement.fetch(code_of(outcome.carry))[keep])
-      if evaluate is not None:
-        with _placement.mesh_context(mesh):
-          final.append(_placement.fetch(evaluate(outcome.carry, copy_consts,
-                                                 shared_val)))
-  cut = lambda parts: {k: np.concatenate(  # noqa: E731
-      [p[k] for p in parts])[:plan_.num_copies] for k in (
-          parts[0] if parts else {})}
-  return Outcome(_merge_rounds(rounds), interrupted, exhausted,
-                 None if interrupted or not codes else np.concatenate(codes),
-                 cut(initial) if len(initial) == plan_.rounds else {},
-                 cut(final) if len(final) == plan_.rounds else {})
+def _start_round(plan_: Plan, setup: _setup.Setup, programs: _Programs,
+                 consts: dict[str, Any], idx: Any, independent: bool,
+                 init_keys: Sequence[Any]) -> tuple[Any, Any]:
+  """The carry and constants of the copies ``idx``, placed on the mesh."""
+  mesh = plan_.mesh
+  put = _placement.put if plan_.on_user_mesh else _placement.put_copies
+  on_copies = lambda v: put(np.asarray(v)[idx], mesh)  # noqa: E731
+  copy_ids = (on_copies(consts["seed"]), on_copies(consts["copy"]))
+  if independent:
+    keys = jax.random.key_data(jnp.stack(list(init_keys)))
+    state = programs.init(jax.random.wrap_key_data(on_copies(keys)),
+                          *copy_ids)
+  else:
+    parts = (setup.parts.params, setup.parts.rest)
+    state = programs.init(*(_range_test._keep_shardings(parts, mesh)
+                            if plan_.on_user_mesh else
+                            _placement.put(parts, mesh)), *copy_ids)
+  return programs.carry(state), jax.tree.map(on_copies, consts)
+
+
+def _placer(plan_: Plan, per_step: Callable[[int, int], Any] | None,
+            chunk_steps: int, per_copy_batches: bool
+            ) -> Callable[[Any, int], Any]:
+  """``(chunk, first_step) -> program inputs`` on the plan's mesh."""
+  mesh = plan_.mesh
+  lead = 3 if per_copy_batches else 2
+  copy_axis = (_placement.COPY_AXIS if per_copy_batches
+               and not plan_.on_user_mesh else None)
+
+  def place(chunk, first):
+    extra = None if per_step is None else per_step(first, chunk_steps)
+    micro = _placement.put(chunk.batches, mesh, lambda x: (
+        _placement.batch_spec(np.ndim(x), lead, plan_.batch_axis(),
+                              copy_axis)))
+    rest = _placement.put((chunk.valid, _runner.steps_array(
+        first, chunk_steps), extra), mesh)
+    return (micro, *rest)
+  return place
 
 
 def _all_stopped(out: dict[str, np.ndarray]) -> bool:
