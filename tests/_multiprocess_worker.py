@@ -49,6 +49,10 @@ import _toy  # noqa: E402
 import optax_clr as clr  # noqa: E402
 from optax_clr.engine import _autotune  # noqa: E402
 
+# One lane per device whatever the host's cores, so that the one-process
+# run (an explicit group_size, hence one lane) compiles the same program.
+_autotune.cores_per_device = lambda: 1
+
 QUIET = dict(progress=False)
 
 
@@ -71,6 +75,7 @@ def lr_sweep():
   result.to_json(os.path.join(OUTDIR, "sweep.json"))
   return {"devices": result.config["devices"],
           "group_size": result.config["group_size"],
+          "lanes": result.config["lanes"],
           "rounds": result.config["rounds"],
           **lists({"losses": result.losses,
                    "val": result.eval_metrics["loss"],

@@ -40,7 +40,7 @@ def xs(first, steps=5):
 
 def test_all_local_copies_in_one_vmap_on_accelerators(monkeypatch):
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-  assert _autotune.group_size(None, 4096) == 4096
+  assert _autotune.layout(None, 4096) == _autotune.Layout(1, 4096)
 
 
 @pytest.mark.parametrize("execution", ["scan", "steps"])

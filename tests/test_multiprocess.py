@@ -122,6 +122,7 @@ def test_processes_share_process_0s_group_size(runs):
   assert runs["p0"]["sweep"]["group_size"] == runs["p1"]["sweep"][
       "group_size"]
   assert runs["p0"]["sweep"]["group_size"] in (1, 2, 4)
+  assert runs["p0"]["sweep"]["lanes"] == runs["p1"]["sweep"]["lanes"] == 1
 
 
 def test_sweep_over_processes_is_bitwise_one_process(runs):

@@ -240,42 +240,84 @@ def test_model_init_must_match_the_model():
                                 "b": jnp.zeros(())})
 
 
-def test_group_size_is_every_local_copy_on_accelerators(monkeypatch):
+def test_layout_is_every_local_copy_in_one_vmap_on_accelerators(
+    monkeypatch):
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-  assert _autotune.group_size(None, 12) == 12
+  assert _autotune.layout(None, 12) == _autotune.Layout(lanes=1, group=12)
 
 
-def test_group_size_on_cpu_is_measured_once_and_cached(monkeypatch,
-                                                       tmp_path):
+def test_layout_on_cpu_is_measured_once_and_cached(monkeypatch, tmp_path):
   monkeypatch.setenv("OPTAX_CLR_CACHE_DIR", str(tmp_path))
   monkeypatch.setattr(_autotune, "_MEMORY", {})
+  monkeypatch.setattr(_autotune, "cores_per_device", lambda: 2)
   timed = []
-  # Per-copy times: 2 copies at once are fastest, 4 and 8 slower.
-  cost = {1: 3.0, 2: 2.0, 4: 2.5, 8: 4.0}
+  # Seconds per copy of (lanes, group): groups of 2 are best in 2 lanes,
+  # 4 lanes of 2 better still, one lane of 8 worst.
+  cost = {(2, 1): 3.0, (2, 2): 2.0, (2, 4): 2.5, (4, 2): 1.5, (1, 8): 4.0}
 
-  def fake_time(setup, g):
-    timed.append(g)
-    return cost[g]
-  monkeypatch.setattr(_autotune, "_time_group", fake_time)
+  def fake_time(setup, lanes, g):
+    timed.append((lanes, g))
+    return cost[lanes, g]
+  monkeypatch.setattr(_autotune, "_time_layout", fake_time)
   result = parallel_range_test(make_params(), loss_fn, batch_list(3),
                                lrs=np.geomspace(1e-3, 0.1, 8), num_steps=3)
-  assert result.config["group_size"] == 2
-  assert timed == [1, 2, 4, 8]
+  assert (result.config["lanes"], result.config["group_size"]) == (4, 2)
+  assert timed == [(2, 1), (2, 2), (2, 4), (4, 2), (1, 8)]
   assert (tmp_path / "autotune.json").exists()
   # A new process (empty memory) reads the choice from disk: no timing.
   monkeypatch.setattr(_autotune, "_MEMORY", {})
   timed.clear()
   again = parallel_range_test(make_params(), loss_fn, batch_list(3),
                               lrs=np.geomspace(1e-3, 0.1, 8), num_steps=3)
-  assert again.config["group_size"] == 2 and timed == []
+  assert (again.config["lanes"], again.config["group_size"]) == (4, 2)
+  assert timed == []
   np.testing.assert_allclose(again.losses, result.losses, rtol=1e-6)
 
 
+def test_one_core_searches_group_sizes_in_one_lane(monkeypatch):
+  monkeypatch.setattr(_autotune, "_MEMORY", {})
+  monkeypatch.setenv("OPTAX_CLR_CACHE_DIR", "")
+  monkeypatch.setattr(_autotune, "cores_per_device", lambda: 1)
+  timed = []
+  cost = {(1, 1): 3.0, (1, 2): 2.0, (1, 4): 2.5, (1, 8): 2.6}
+
+  def fake_time(setup, lanes, g):
+    timed.append((lanes, g))
+    return cost[lanes, g]
+  monkeypatch.setattr(_autotune, "_time_layout", fake_time)
+  result = parallel_range_test(make_params(), loss_fn, batch_list(3),
+                               lrs=np.geomspace(1e-3, 0.1, 8), num_steps=3)
+  assert (result.config["lanes"], result.config["group_size"]) == (1, 2)
+  assert timed == [(1, 1), (1, 2), (1, 4), (1, 8)]
+
+
+def test_cached_layouts_of_another_format_are_measured_again(monkeypatch,
+                                                             tmp_path):
+  monkeypatch.setenv("OPTAX_CLR_CACHE_DIR", str(tmp_path))
+  (tmp_path / "autotune.json").write_text('{"a": 2, "b": [0, 1], "c": "x"}')
+  assert _autotune._load() == {}
+
+
+@pytest.mark.parametrize("layout", [(1, 1), (2, 1), (3, 2), (4, 2), (1, 7)])
+def test_lanes_and_groups_do_not_change_the_numbers(monkeypatch, layout):
+  lrs = np.geomspace(1e-3, 0.3, 7)
+  monkeypatch.setattr(_autotune, "layout",
+                      lambda setup, local: _autotune.Layout(1, local))
+  vmapped = parallel_range_test(make_params(), loss_fn, batch_list(4),
+                                lrs=lrs, num_steps=4)
+  monkeypatch.setattr(_autotune, "layout",
+                      lambda setup, local: _autotune.Layout(*layout))
+  split = parallel_range_test(make_params(), loss_fn, batch_list(4),
+                              lrs=lrs, num_steps=4)
+  assert (split.config["lanes"], split.config["group_size"]) == layout
+  np.testing.assert_allclose(split.losses, vmapped.losses, rtol=1e-6)
+
+
 def test_few_copies_are_not_measured(monkeypatch):
-  monkeypatch.setattr(_autotune, "_time_group", lambda *a: 1 / 0)
+  monkeypatch.setattr(_autotune, "_time_layout", lambda *a: 1 / 0)
   result = parallel_range_test(make_params(), loss_fn, batch_list(3),
                                lrs=LRS[:3], num_steps=3)
-  assert result.config["group_size"] == 1
+  assert (result.config["lanes"], result.config["group_size"]) == (1, 1)
 
 
 def test_one_device_mesh_and_config():

@@ -11,8 +11,9 @@ Planning (:func:`plan`)
   that many copies, one after another, by the same compiled program. On
   GPU/TPU, without ``max_parallel``, the bound is what fits in device
   memory (:func:`optax_clr.engine._autotune.memory_max_parallel`). On each
-  device the local copies run in vmapped groups of ``group_size``
-  (:mod:`optax_clr.engine._autotune` chooses it). Without ``mesh``, under
+  device the local copies run in vmapped groups of ``group_size``, split
+  into ``lanes`` concurrent parts (:mod:`optax_clr.engine._autotune`
+  chooses both). Without ``mesh``, under
   ``jax.set_mesh`` of a mesh with no ``"copies"`` axis (a model written
   for explicit sharding, e.g. Flax's MiniGPT), the copies instead run side
   by side on that mesh (:func:`user_mesh`), each laid out as the model.
@@ -66,6 +67,8 @@ class Plan:
     rounds: rounds needed for K copies.
     local: copies per device in a round.
     group_size: copies vmapped together on a device.
+    lanes: concurrent parts the local copies are split into (CPU: one per
+      core; see :func:`optax_clr.engine._runner.over_copies`).
     data_axis: a mesh axis that splits every copy's batch (data
       parallelism within each copy), or None.
     memory_cap: the copies per round that fit in device memory when
@@ -83,6 +86,7 @@ class Plan:
   data_axis: str | None = None
   memory_cap: int | None = None
   on_user_mesh: bool = False
+  lanes: int = 1
 
   def batch_axis(self) -> str | None:
     """The mesh axis the batches are split over (on the user's mesh the
@@ -105,6 +109,7 @@ class Plan:
   def config(self) -> dict[str, Any]:
     return {"copies_per_round": self.per_round, "rounds": self.rounds,
             "devices": self.devices, "group_size": self.group_size,
+            "lanes": self.lanes,
             "data_axis": self.data_axis, "memory_cap": self.memory_cap,
             "mesh": {str(k): int(v) for k, v in self.mesh.shape.items()}}
 
@@ -169,12 +174,12 @@ def plan(num_copies: int, mesh: Any, max_parallel: Any, group_size: Any,
   per_round = -(-(-(-num_copies // rounds)) // n_dev) * n_dev
   local = per_round // n_dev
   if group_size == "auto":
-    g = _autotune.group_size(setup, local)
+    layout = _autotune.layout(setup, local)
   else:
-    g = min(int(group_size), local)
+    layout = _autotune.Layout(1, min(int(group_size), local))
   data_axis = _placement.resolve_data_axis(mesh, None)
-  return Plan(num_copies, mesh, n_dev, per_round, rounds, local, g,
-              data_axis, memory_cap)
+  return Plan(num_copies, mesh, n_dev, per_round, rounds, local,
+              layout.group, data_axis, memory_cap, lanes=layout.lanes)
 
 
 def check_seeds(seeds: Any, num_seeds: Any) -> list[int]:
@@ -283,9 +288,8 @@ def _eval_program(setup: _setup.Setup, plan_: Plan,
       key = _loss.eval_key(k["seed"], k["copy"])
       metrics = engine.evaluate_stack(state.params, state.rest, val, key)
       return {n: jnp.where(dead, jnp.nan, v) for n, v in metrics.items()}
-    if plan_.group_size >= plan_.local:
-      return jax.vmap(one)((carry, consts))
-    return jax.lax.map(one, (carry, consts), batch_size=plan_.group_size)
+    return _runner.over_copies(one, (carry, consts), plan_.group_size,
+                               plan_.lanes)
   if plan_.on_user_mesh:
     return jax.jit(local)
   return jax.jit(jax.shard_map(local, mesh=plan_.mesh,
@@ -400,10 +404,10 @@ def _programs(plan_: Plan, setup: _setup.Setup, body: Callable[..., Any],
   mesh = plan_.mesh
   step = engine.program(
       ("population", setup.execution, mesh, plan_.local, plan_.group_size,
-       per_copy_batches, body_key, plan_.data_axis),
+       plan_.lanes, per_copy_batches, body_key, plan_.data_axis),
       lambda: _runner.population_program(
           body, setup.execution, mesh, plan_.local, plan_.group_size,
-          per_copy_batches, plan_.data_axis))
+          per_copy_batches, plan_.data_axis, plan_.lanes))
   init_fn = engine.program(
       ("population_init", mesh, plan_.per_round, independent, model_init,
        wrt), lambda: _init_program(setup, plan_, independent, model_init,
@@ -414,7 +418,8 @@ def _programs(plan_: Plan, setup: _setup.Setup, body: Callable[..., Any],
   evaluate = None
   if state_of is not None and setup.val is not None:
     evaluate = engine.program(
-        ("population_eval", mesh, plan_.local, plan_.group_size, state_of),
+        ("population_eval", mesh, plan_.local, plan_.group_size, plan_.lanes,
+         state_of),
         lambda: _eval_program(setup, plan_, state_of))
   return _Programs(step, init_fn, carry_fn, evaluate)
 

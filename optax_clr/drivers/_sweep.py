@@ -248,7 +248,8 @@ def parallel_range_test(
       in rounds instead of running out of memory (``config
       ["memory_cap"]``).
     group_size: copies vmapped together on a device: ``"auto"`` (measured
-      on CPU, all on GPU/TPU; :mod:`optax_clr.engine._autotune`) or an int.
+      on CPU with the concurrent lanes the copies are split into, all on
+      GPU/TPU; :mod:`optax_clr.engine._autotune`) or an int (one lane).
     mesh: a ``jax.sharding.Mesh`` with an axis named ``"copies"`` (the
       copies are split over it). Default: all of ``jax.devices()``; under
       ``jax.set_mesh`` of a mesh without a ``"copies"`` axis, that mesh:

@@ -1,13 +1,21 @@
-"""How many copies to vmap together on one device, chosen by measurement.
+"""How the copies on one device run, chosen by measurement.
 
 On GPU/TPU all local copies are vmapped at once (wide vmaps are what
-accelerators are for). On a CPU a vmapped group is faster than the same
-copies one after another only while its working set (group size x
-activations) stays in cache, which depends on the model, the batch and the
-CPU: measured on two 2-core machines with the bundled CNN on digits, the
-best group was 2 on an AMD EPYC and 1 on an Intel Xeon (clr-facts). No
-cache-size model predicts that, so :func:`group_size` times one vmapped
-step for group sizes 1, 2, 4, ... and keeps the fastest per copy.
+accelerators are for). On a CPU two choices matter (a :class:`Layout`):
+
+* **lanes**: the copies are split into independent parts in one program,
+  which XLA's CPU runtime runs concurrently; a small model's step does not
+  keep several cores busy by itself (measured on a 2-core Intel Xeon with
+  the bundled CNN on digits: two lanes made 8 copies 1.5x faster than one
+  after another, a vmap of all 8 only 1.2x). The candidate is one lane per
+  core available to the device (the process's CPU affinity divided by its
+  CPU devices), against one lane.
+* **group size**: within a lane, a vmapped group is faster than the same
+  copies one after another only while its working set stays in cache,
+  which depends on the model, the batch and the CPU (the best group was 2
+  on an AMD EPYC and 1 on an Intel Xeon, clr-facts). No cache-size model
+  predicts that, so :func:`layout` times one step for group sizes 1, 2, 4,
+  ... and keeps the fastest per copy.
 
 The choice is cached per machine (backend, device kind, CPU model, device
 count) and model signature (shapes and dtypes of parameters, state and
@@ -47,7 +55,7 @@ import platform
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -62,11 +70,14 @@ PyTree = Any
 # candidates.
 MIN_COPIES_TO_MEASURE = 4
 MAX_GROUP = 16
+# Part of the cache key: choices cached by a release without lanes are
+# measured again.
+_LAYOUT_VERSION = 2
 # Share of a device's free memory one round may plan for: XLA's memory
 # analysis leaves out allocator fragmentation and the (separate)
 # evaluation program.
 MEMORY_FRACTION = 0.8
-_MEMORY: dict[str, int] = {}
+_MEMORY: dict[str, Layout] = {}
 _PROBED: dict[str, tuple[int, int]] = {}
 
 
@@ -96,7 +107,7 @@ def _key(setup: Any, local: int) -> str:
   parts = setup.parts
   batch = setup.feed.first_batch()
   sig = json.dumps([
-      jax.default_backend(), jax.devices()[0].device_kind, cpu_model(),
+      _LAYOUT_VERSION, jax.default_backend(), jax.devices()[0].device_kind, cpu_model(),
       jax.device_count(), local, _model.signature(parts.params),
       _model.signature(parts.rest), _model.signature(batch),
       setup.engine.optimizer.description,
@@ -104,24 +115,42 @@ def _key(setup: Any, local: int) -> str:
   return hashlib.sha256(sig.encode()).hexdigest()[:20]
 
 
-def _load() -> dict[str, int]:
+class Layout(NamedTuple):
+  """How the local copies of one device run (see the module docstring).
+
+  Attributes:
+    lanes: concurrent parts the copies are split into.
+    group: copies vmapped together within a part.
+  """
+  lanes: int
+  group: int
+
+
+def _load() -> dict[str, Layout]:
+  """The cached layouts; entries of another format are ignored."""
   d = cache_dir()
   if d is None:
     return {}
   try:
     data = json.loads((d / "autotune.json").read_text(encoding="utf-8"))
-    return {str(k): int(v) for k, v in data.items()}
+    items = data.items()
   except (OSError, ValueError, TypeError, AttributeError):
     return {}
+  out = {}
+  for k, v in items:
+    if (isinstance(v, list) and len(v) == 2 and all(
+        isinstance(x, int) and x >= 1 for x in v)):
+      out[str(k)] = Layout(*v)
+  return out
 
 
-def _store(key: str, value: int) -> None:
+def _store(key: str, value: Layout) -> None:
   _MEMORY[key] = value
   d = cache_dir()
   if d is None:
     return
-  data = _load()
-  data[key] = value
+  data = {k: list(v) for k, v in _load().items()}
+  data[key] = list(value)
   try:
     _serialize.write_text(d / "autotune.json", json.dumps(data, indent=0))
   except OSError:
@@ -150,65 +179,108 @@ def _stacked(tree: PyTree, g: int) -> PyTree:
       lambda x: jax.ShapeDtypeStruct((g,) + tuple(x.shape), x.dtype), tree)
 
 
-def _time_group(setup: Any, g: int, repeats: int = 3) -> float:
-  """Seconds per copy of one vmapped step of ``g`` copies (warm)."""
-  f, state, _ = _vmapped_step(setup)
-  init = jax.jit(lambda: jax.tree.map(
+def _time_layout(setup: Any, lanes: int, g: int, repeats: int = 3) -> float:
+  """Seconds per copy of one step of ``lanes`` concurrent vmapped groups of
+  ``g`` copies (warm)."""
+  f, _, _ = _vmapped_step(setup)
+  step = jax.jit(lambda states, lrs: [f(s, lr) for s, lr in zip(states, lrs)],
+                 donate_argnums=0)
+  init = jax.jit(lambda: [jax.tree.map(
       lambda x: jnp.broadcast_to(x, (g,) + x.shape),
-      setup.engine.init(setup.parts.params, setup.parts.rest)))
-  lrs = jnp.full((g,), 1e-3, jnp.float32)
-  del state
-  states = jax.block_until_ready(f(init(), lrs))
+      setup.engine.init(setup.parts.params, setup.parts.rest))
+                          for _ in range(lanes)])
+  lrs = [jnp.full((g,), 1e-3, jnp.float32)] * lanes
+  states = jax.block_until_ready(step(init(), lrs))
   best = float("inf")
   for _ in range(repeats):
     t0 = time.perf_counter()
-    states = jax.block_until_ready(f(states, lrs))
+    states = jax.block_until_ready(step(states, lrs))
     best = min(best, time.perf_counter() - t0)
-  return best / g
+  return best / (lanes * g)
 
 
-def group_size(setup: Any, local: int) -> int:
-  """Copies vmapped together on one device for ``local`` copies per device.
+def cores_per_device() -> int:
+  """CPU cores available to each of this process's CPU devices."""
+  try:
+    cores = len(os.sched_getaffinity(0))
+  except (AttributeError, OSError):
+    cores = os.cpu_count() or 1
+  return max(1, cores // max(1, jax.local_device_count()))
 
-  All of them on GPU/TPU; on CPU the fastest per copy among 1, 2, 4, ...
-  (up to ``MAX_GROUP``), measured once per machine and model (see the
-  module docstring); 1 for fewer than ``MIN_COPIES_TO_MEASURE`` copies.
-  Across processes, process 0's choice (every process compiles the same
-  program).
+
+def layout(setup: Any, local: int) -> Layout:
+  """How ``local`` copies per device run: lanes and group size.
+
+  All of them in one vmap on GPU/TPU; on CPU the fastest per copy,
+  measured once per machine and model (see the module docstring); one by
+  one for fewer than ``MIN_COPIES_TO_MEASURE`` copies. Across processes,
+  process 0's choice (every process compiles the same program).
   """
   if local <= 1:
-    return 1
+    return Layout(1, 1)
   if jax.default_backend() != "cpu":
-    return local
+    return Layout(1, local)
   if local < MIN_COPIES_TO_MEASURE or not setup.engine.optimizer.driven:
-    return 1
+    return Layout(1, 1)
   if jax.process_count() == 1:
-    return _measured_group_size(setup, local)
-  mine = _measured_group_size(setup, local) if jax.process_index() == 0 else 0
+    return _measured_layout(setup, local)
+  mine = (np.int32(_measured_layout(setup, local)) if jax.process_index() == 0
+          else np.zeros(2, np.int32))
   from jax.experimental import multihost_utils
-  return int(multihost_utils.broadcast_one_to_all(np.int32(mine)))
+  return Layout(*(int(v) for v in multihost_utils.broadcast_one_to_all(mine)))
 
 
-def _measured_group_size(setup: Any, local: int) -> int:
-  """The cached or measured choice of :func:`group_size` on CPU."""
+def _search_groups(setup: Any, lanes: int, local: int,
+                   start: tuple[int, float] | None = None
+                   ) -> tuple[int, float]:
+  """(group, seconds per copy): the fastest of 1, 2, 4, ... in ``lanes``
+  lanes, stopping after two slower sizes in a row (``start``: a group
+  already timed)."""
+  per_lane = -(-local // lanes)
+  best_g, best_t = start or (1, _time_layout(setup, lanes, 1))
+  g, worse = 2 * best_g, 0
+  while g <= min(per_lane, MAX_GROUP) and worse < 2:
+    t = _time_layout(setup, lanes, g)
+    if t < best_t:
+      best_g, best_t, worse = g, t, 0
+    else:
+      worse += 1
+    g *= 2
+  return best_g, best_t
+
+
+def _measured_layout(setup: Any, local: int) -> Layout:
+  """The cached or measured choice of :func:`layout` on CPU.
+
+  A coordinate search, each step timed (:func:`_time_layout`): the group
+  size with one lane per core; twice the lanes at that group (more lanes
+  than cores hide each lane's serial stretches; measured best on a 2-core
+  Xeon at 32 copies, though within its +-15 % noise), with the group search
+  again from there; and one lane holding as many copies per call (a wide
+  vmap may beat the lanes).
+  """
   key = _key(setup, local)
   if key not in _MEMORY:
     cached = _load().get(key)
     if cached is not None:
       _MEMORY[key] = cached
   if key in _MEMORY:
-    return min(_MEMORY[key], local)
-  best_g, best_t, worse = 1, _time_group(setup, 1), 0
-  g = 2
-  while g <= min(local, MAX_GROUP) and worse < 2:
-    t = _time_group(setup, g)
-    if t < best_t:
-      best_g, best_t, worse = g, t, 0
-    else:
-      worse += 1
-    g *= 2
-  _store(key, best_g)
-  return best_g
+    lanes, group = _MEMORY[key]
+    return Layout(min(lanes, local), min(group, local))
+  lanes = min(cores_per_device(), local)
+  group, best = _search_groups(setup, lanes, local)
+  choice = Layout(lanes, group)
+  if lanes > 1 and 2 * lanes * group <= local:
+    more = _time_layout(setup, 2 * lanes, group)
+    if more < best:
+      group, best = _search_groups(setup, 2 * lanes, local, (group, more))
+      choice = Layout(2 * lanes, group)
+  if choice.lanes > 1:
+    wide = min(choice.lanes * choice.group, local)
+    if _time_layout(setup, 1, wide) < best:
+      choice = Layout(1, wide)
+  _store(key, choice)
+  return choice
 
 
 # -- copies per round from device memory -------------------------------------

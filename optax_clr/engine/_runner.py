@@ -144,15 +144,41 @@ def single_program(body: Callable[..., Any], execution: str,
   return ChunkProgram(jax.jit(run_step, donate_argnums=0), "steps", 0, mesh)
 
 
+def over_copies(fn: Callable[[Any], Any], xs: PyTree, group_size: int,
+                lanes: int = 1) -> PyTree:
+  """``fn`` of every copy of ``xs`` (leading copy axis), in vmapped groups.
+
+  The copies are split into ``lanes`` contiguous parts that share no data,
+  so XLA's CPU runtime runs them concurrently (one per core: a small model's
+  step does not keep several cores busy by itself); within a part the copies
+  run in vmapped groups of ``group_size`` one after another
+  (``lax.map(..., batch_size=group_size)``; one ``vmap`` when the group
+  holds them all).
+  """
+  n = jax.tree.leaves(xs)[0].shape[0]
+  def grouped(part):
+    size = jax.tree.leaves(part)[0].shape[0]
+    if group_size >= size:
+      return jax.vmap(fn)(part)
+    return jax.lax.map(fn, part, batch_size=group_size)
+  if lanes <= 1 or n <= 1:
+    return grouped(xs)
+  cuts = np.linspace(0, n, min(lanes, n) + 1).astype(int)
+  outs = [grouped(jax.tree.map(lambda x, a=a, b=b: x[a:b], xs))
+          for a, b in zip(cuts[:-1], cuts[1:])]
+  return jax.tree.map(lambda *o: jnp.concatenate(o), *outs)
+
+
 def population_program(body: Callable[..., Any], execution: str, mesh: Mesh,
                        local_copies: int, group_size: int,
                        per_copy_batches: bool,
-                       data_axis: str | None = None) -> ChunkProgram:
+                       data_axis: str | None = None,
+                       lanes: int = 1) -> ChunkProgram:
   """Chunks of ``body`` for K copies sharded over ``mesh``'s copy axis.
 
-  On each device the ``local_copies`` copies run in vmapped groups of
-  ``group_size`` (``lax.map(..., batch_size=group_size)``; one ``vmap`` when
-  the group holds them all). ``carry`` and ``consts`` have a leading copy
+  On each device the ``local_copies`` copies run in ``lanes`` concurrent
+  parts of vmapped groups of ``group_size`` (:func:`over_copies`). ``carry``
+  and ``consts`` have a leading copy
   axis; the step inputs are shared by every copy (replicated) or, with
   ``per_copy_batches``, have their own leading copy axis (a multi-seed test:
   each seed its own data order). With a ``data_axis`` of the mesh, every
@@ -171,10 +197,8 @@ def population_program(body: Callable[..., Any], execution: str, mesh: Mesh,
         fn, mesh=mesh, in_specs=in_specs, out_specs=(P(axis), P(axis)),
         check_vma=False), donate_argnums=0)
 
-  def over_copies(fn, xs):
-    if group_size >= local_copies:
-      return jax.vmap(fn)(xs)
-    return jax.lax.map(fn, xs, batch_size=group_size)
+  def copies(fn, xs):
+    return over_copies(fn, xs, min(group_size, local_copies), lanes)
 
   # Batch leaves: [K,] steps, A, B, ...: B over the data axis.
   lead = [axis] if per_copy_batches else []
@@ -190,7 +214,7 @@ def population_program(body: Callable[..., Any], execution: str, mesh: Mesh,
         return jax.lax.scan(lambda cc, x: body(cc, k, shared, x), c,
                             (m, *rest))
       args = (carry, consts, micro) if per_copy_batches else (carry, consts)
-      return over_copies(one, args)
+      return copies(one, args)
     run = compiled(local, (P(axis), P(axis), P(), x_specs))
     return ChunkProgram(run, "scan", 1, mesh)
 
@@ -201,7 +225,7 @@ def population_program(body: Callable[..., Any], execution: str, mesh: Mesh,
       m = _index(args[2] if per_copy_batches else micro, i)
       return body(c, k, shared, (m, *rest))
     args = (carry, consts, micro) if per_copy_batches else (carry, consts)
-    return over_copies(one, args)
+    return copies(one, args)
   run = compiled(local_step, (P(axis), P(axis), P(), x_specs, P()))
   return ChunkProgram(run, "steps", 1, mesh)
 
