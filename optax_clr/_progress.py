@@ -9,18 +9,24 @@ Every driver takes ``progress``:
 * a callable ``progress(done, total, metrics)``, called on the host after
   every compiled chunk (e.g. to log, or to update the user's own bar).
 
-The bar is updated once per chunk: the chunk's outputs arrive on the host
-then anyway, so reading the metrics costs no extra device sync.
+The count and metrics are updated once per chunk (the chunk's outputs
+arrive on the host then anyway, so reading them costs no extra device
+sync); in between, a background thread redraws the bar every
+``REFRESH_SECONDS`` so that its clock and rate stay live while a long
+chunk (or its compilation) runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 Progress = Callable[[int, int, Mapping[str, Any]], Any]
+# A bar is redrawn at least this often (seconds) while it is open.
+REFRESH_SECONDS = 0.5
 
 
 def interactive() -> bool:
@@ -55,6 +61,16 @@ class Bar:
     self.bar = tqdm(total=total, desc=desc, unit=unit, disable=not enabled,
                     leave=False, dynamic_ncols=True, file=sys.stderr,
                     mininterval=0.0)
+    self._closed = threading.Event()
+    self._ticker = None
+    if enabled:
+      self._ticker = threading.Thread(target=self._tick, daemon=True,
+                                      name="optax-clr-progress")
+      self._ticker.start()
+
+  def _tick(self) -> None:
+    while not self._closed.wait(REFRESH_SECONDS):
+      self.bar.refresh()
 
   def __call__(self, done: int, total: int | None = None,
                metrics: Mapping[str, Any] | None = None) -> None:
@@ -74,6 +90,9 @@ class Bar:
     self.bar.write(line, file=sys.stdout)
 
   def close(self) -> None:
+    self._closed.set()
+    if self._ticker is not None:
+      self._ticker.join()
     self.bar.close()
 
 

@@ -11,6 +11,7 @@ import pathlib
 import runpy
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -479,6 +480,17 @@ def test_progress_bar_shows_the_callback_metrics(capsys):
   err = capsys.readouterr().err
   assert "4/10" in err
   assert "loss=1.23" in err and "lr=0.01" in err
+
+
+def test_progress_bar_redraws_while_no_chunk_finishes(capsys):
+  from optax_clr import _progress
+  bar = _progress.Bar("sweep", total=10)
+  bar(1, 10)
+  capsys.readouterr()
+  time.sleep(3 * _progress.REFRESH_SECONDS + 0.2)
+  redraws = capsys.readouterr().err.count("1/10")
+  bar.close()
+  assert redraws >= 2  # at least once a second, without a new count
 
 
 def test_progress_is_off_without_a_terminal_or_with_no_progress(monkeypatch):

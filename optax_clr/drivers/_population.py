@@ -438,7 +438,7 @@ def _start_round(plan_: Plan, setup: _setup.Setup, programs: _Programs,
                           *copy_ids)
   else:
     parts = (setup.parts.params, setup.parts.rest)
-    state = programs.init(*(_range_test._keep_shardings(parts, mesh)
+    state = programs.init(*(_range_test.keep_shardings(parts, mesh)
                             if plan_.on_user_mesh else
                             _placement.put(parts, mesh)), *copy_ids)
   return programs.carry(state), jax.tree.map(on_copies, consts)

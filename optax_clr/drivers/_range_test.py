@@ -201,7 +201,7 @@ def stop_reason(code: int, recorded: int, num_steps: int, exhausted: bool,
   return "completed"
 
 
-def _keep_shardings(tree: PyTree, mesh: Mesh) -> PyTree:
+def keep_shardings(tree: PyTree, mesh: Mesh) -> PyTree:
   """Leaves already laid out on ``mesh`` (a model created under
   ``jax.set_mesh``) keep their sharding; the others are replicated."""
   def one(x):
@@ -213,7 +213,7 @@ def _keep_shardings(tree: PyTree, mesh: Mesh) -> PyTree:
   return jax.tree.map(one, tree)
 
 
-def _single_mesh(mesh: Any, data_axis: Any, data_parallel: Any
+def single_mesh(mesh: Any, data_axis: Any, data_parallel: Any
                  ) -> tuple[Mesh | None, str | None]:
   data_parallel = _checks.check_bool("data_parallel", data_parallel)
   if mesh is not None and not isinstance(mesh, Mesh):
@@ -352,7 +352,7 @@ def range_test(
       seed=seed, steps_per_chunk=steps_per_chunk, loss_fn=loss_fn,
       eval_fn=eval_fn, progress=progress, step_mode=step_mode,
       eval_mode=eval_mode, val_data=val_data)
-  mesh, axis = _single_mesh(mesh, data_axis, data_parallel)
+  mesh, axis = single_mesh(mesh, data_axis, data_parallel)
   setup = _setup.prepare(
       model, loss_fn, train_data, optimizer=optimizer,
       driven=("learning_rate",), batch_size=batch_size, seed=seed,
@@ -376,7 +376,7 @@ def range_test(
   with _placement.mesh_context(mesh):
     params, rest = setup.parts.params, setup.parts.rest
     if mesh is not None:
-      params, rest = _keep_shardings((params, rest), mesh)
+      params, rest = keep_shardings((params, rest), mesh)
     state = engine.program(("init", mesh), lambda: jax.jit(
         lambda p, r, s: engine.init(p, _model.fold_in_keys(r, s, 0))))(
             params, rest, np.int32(seed))

@@ -278,7 +278,7 @@ def train(
       seed=seed, steps_per_chunk=steps_per_chunk, loss_fn=loss_fn,
       eval_fn=eval_fn, progress=progress, step_mode=step_mode,
       eval_mode=eval_mode, val_data=val_data)
-  mesh, axis = _range_test._single_mesh(None, None, False)
+  mesh, axis = _range_test.single_mesh(None, None, False)
   setup = _setup.prepare(
       model, loss_fn, train_data, optimizer=optimizer, driven=(),
       batch_size=batch_size, seed=seed, val_data=val_data,
@@ -298,7 +298,7 @@ def train(
     parts = (setup.parts.params, setup.parts.rest)
     state = jax.jit(lambda p, r: engine.init(p, _model.fold_in_keys(
         r, seed, 0)))(*(parts if mesh is None else
-                        _range_test._keep_shardings(parts, mesh)))
+                        _range_test.keep_shardings(parts, mesh)))
   config = _run_config(setup, model, batch_size, epochs.steps, num_epochs,
                        checkpoint_every, compute_dtype, seed,
                        accumulation_steps, run_config, train_data, state)

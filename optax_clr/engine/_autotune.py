@@ -19,7 +19,8 @@ accelerators are for). On a CPU two choices matter (a :class:`Layout`):
 
 The choice is cached per machine (backend, device kind, CPU model, device
 count) and model signature (shapes and dtypes of parameters, state and
-batch, optimizer, compute dtype), in memory and in
+batch, optimizer, compute dtype) — not per K: the layout measured at the
+first K serves every later K, clamped to its copies — in memory and in
 ``$OPTAX_CLR_CACHE_DIR/autotune.json`` (default
 ``~/.cache/optax-clr/autotune.json``; an empty ``OPTAX_CLR_CACHE_DIR``
 keeps it in memory only), so a model is measured once per machine.
@@ -103,12 +104,14 @@ def cpu_model() -> str:
   return platform.processor() or platform.machine()
 
 
-def _key(setup: Any, local: int) -> str:
+def _key(setup: Any) -> str:
+  # Not the number of copies: a layout measured at one K serves every K
+  # (clamped to the copies there), so a new K costs no new measurement.
   parts = setup.parts
   batch = setup.feed.first_batch()
   sig = json.dumps([
-      _LAYOUT_VERSION, jax.default_backend(), jax.devices()[0].device_kind, cpu_model(),
-      jax.device_count(), local, _model.signature(parts.params),
+      _LAYOUT_VERSION, jax.default_backend(), jax.devices()[0].device_kind,
+      cpu_model(), jax.device_count(), _model.signature(parts.params),
       _model.signature(parts.rest), _model.signature(batch),
       setup.engine.optimizer.description,
       str(setup.engine.compute_dtype)], default=str)
@@ -259,14 +262,15 @@ def _measured_layout(setup: Any, local: int) -> Layout:
   again from there; and one lane holding as many copies per call (a wide
   vmap may beat the lanes).
   """
-  key = _key(setup, local)
+  key = _key(setup)
   if key not in _MEMORY:
     cached = _load().get(key)
     if cached is not None:
       _MEMORY[key] = cached
   if key in _MEMORY:
     lanes, group = _MEMORY[key]
-    return Layout(min(lanes, local), min(group, local))
+    lanes = min(lanes, local)
+    return Layout(lanes, min(group, -(-local // lanes)))
   lanes = min(cores_per_device(), local)
   group, best = _search_groups(setup, lanes, local)
   choice = Layout(lanes, group)
