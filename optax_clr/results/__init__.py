@@ -21,10 +21,11 @@ from optax_clr.results._range_test import RangeTestResult
 from optax_clr.results._range_test import STOP_REASONS
 from optax_clr.results._range_test import WeightDecayRangeTestResult
 from optax_clr.results._sweep import ParallelSweepResult
+from optax_clr.results._sweep import Statuses
 from optax_clr.results._training import TrainHistory
 
 __all__ = ["BatchSizeSweepResult", "Bounds", "FORMAT_VERSION", "GridSweepResult",
            "MultiSeedRangeTestResult",
            "ParallelSweepResult", "RESULT_TYPES", "RangeTestResult",
-           "Result", "RunSummary", "STOP_REASONS", "TrainHistory",
+           "Result", "RunSummary", "STOP_REASONS", "Statuses", "TrainHistory",
            "as_array", "WeightDecayRangeTestResult", "bounds_of", "load_results"]

@@ -7,13 +7,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from optax_clr import suggestions as _sg
 from optax_clr.results._base import Column
 from optax_clr.results._base import Result
+from optax_clr.results._sweep import Statuses
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class GridSweepResult(Result):
+class GridSweepResult(Statuses, Result):
   """K training runs, run ``k`` at the hyperparameters ``configs[name][k]``.
 
   Attributes:
@@ -68,22 +68,6 @@ class GridSweepResult(Result):
     return (f"GridSweepResult(configs={self.num_configs}, "
             f"names={list(self.names)}, steps={self.losses.shape[1]}, "
             f"stable={int(self.stable.sum())})")
-
-  def classify(self, **kwargs: Any) -> np.ndarray:
-    """Each run's status (see :func:`optax_clr.suggestions.classify`)."""
-    kwargs.setdefault("diverge_threshold", self.config.get(
-        "diverge_threshold", _sg.DIVERGE_THRESHOLD))
-    return _sg.classify(self.losses, self.mean_loss,
-                        initial_metrics=self.initial_metrics,
-                        final_metrics=self.eval_metrics, **kwargs)
-
-  @property
-  def status(self) -> np.ndarray:
-    return self.classify()
-
-  @property
-  def stable(self) -> np.ndarray:
-    return self.status == "trained"
 
   def score(self) -> tuple[np.ndarray, str, bool]:
     """``(score, name, higher_is_better)``: final validation accuracy, else

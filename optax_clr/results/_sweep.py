@@ -13,8 +13,34 @@ from optax_clr.results._base import Result
 from optax_clr.results._base import summary
 
 
+class Statuses:
+  """Run statuses of a sweep (:func:`optax_clr.suggestions.classify`), for
+  results with ``losses``, ``mean_loss``, ``initial_metrics``,
+  ``eval_metrics`` and ``config``."""
+
+  def classify(self, **kwargs: Any) -> np.ndarray:
+    """Each run's status; ``kwargs`` override the thresholds of
+    :func:`optax_clr.suggestions.classify` (default: this run's
+    ``diverge_threshold`` and the library's defaults)."""
+    kwargs.setdefault("diverge_threshold", self.config.get(
+        "diverge_threshold", _sg.DIVERGE_THRESHOLD))
+    return _sg.classify(self.losses, self.mean_loss,
+                        initial_metrics=self.initial_metrics,
+                        final_metrics=self.eval_metrics, **kwargs)
+
+  @property
+  def status(self) -> np.ndarray:
+    """[K] status strings with the default thresholds."""
+    return self.classify()
+
+  @property
+  def stable(self) -> np.ndarray:
+    """[K] True for the runs that trained."""
+    return self.status == "trained"
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
-class ParallelSweepResult(Result):
+class ParallelSweepResult(Statuses, Result):
   """K training runs at fixed LRs, trained side by side.
 
   Attributes:
@@ -86,26 +112,6 @@ class ParallelSweepResult(Result):
             f"num_steps={self.num_steps}, lrs={summary(self.lrs)}, "
             f"stable={int(self.stable.sum())}, "
             f"eval_metrics={sorted(self.eval_metrics)})")
-
-  def classify(self, **kwargs: Any) -> np.ndarray:
-    """Each run's status; ``kwargs`` override the thresholds of
-    :func:`optax_clr.suggestions.classify` (default: this run's
-    ``diverge_threshold`` and the library's defaults)."""
-    kwargs.setdefault("diverge_threshold", self.config.get(
-        "diverge_threshold", _sg.DIVERGE_THRESHOLD))
-    return _sg.classify(self.losses, self.mean_loss,
-                        initial_metrics=self.initial_metrics,
-                        final_metrics=self.eval_metrics, **kwargs)
-
-  @property
-  def status(self) -> np.ndarray:
-    """[K] status strings with the default thresholds."""
-    return self.classify()
-
-  @property
-  def stable(self) -> np.ndarray:
-    """[K] True for the runs that trained."""
-    return self.status == "trained"
 
   def suggest(self, *, tolerance: float = _sg.TOLERANCE,
               **kwargs: Any) -> _sg.SweepSuggestions:
