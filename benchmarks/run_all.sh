@@ -8,3 +8,4 @@ python benchmarks/bench_schedule_parity.py "$@"
 python benchmarks/bench_schedule_cost.py
 python benchmarks/bench_range_test.py
 python benchmarks/bench_parallel_sweep.py
+python benchmarks/bench_suggestions.py
