@@ -229,6 +229,22 @@ def test_sweep_plot_marks_best_lr_stable_range_and_unstable_runs(tmp_path):
   assert "stable" in ax.get_title()
 
 
+def test_sweep_plot_on_a_log_axis_pads_by_a_factor(recwarn):
+  k = 8
+  mean = np.array([5.0, 2.0, 1.0, 0.5, 0.2, 0.3, 0.6, 0.9])  # 25x: log
+  losses = np.tile(np.linspace(6.0, 1.0, 4), (k, 1))
+  losses[:, -1] = mean
+  r = ParallelSweepResult(lrs=np.logspace(-4, 0, k), losses=losses,
+                          final_loss=mean, mean_loss=mean,
+                          diverged=np.zeros(k, bool),
+                          diverged_at=np.full(k, -1))
+  ax = plotting.plot_sweep(r, suggestions=False).axes[0]
+  lo, hi = ax.get_ylim()
+  assert ax.get_yscale() == "log"
+  assert 0.2 / 1.2 < lo < 0.2 and hi > 0.9
+  assert not [w for w in recwarn if "non-positive ylim" in str(w.message)]
+
+
 def test_sweep_plot_without_instability_or_accuracy():
   fig = _sweep_result(accuracy=False, unstable=False).plot(suggestions=False)
   assert set(_lines(fig.axes[0])) == {"mean_loss"}

@@ -61,12 +61,16 @@ def plot_sweep(result: Any, ax: Any = None, *, suggestions: Any = True,
               markersize=9, label=None if (~top).any() else
               f"{name} ({int(hit.sum())})", gid=f"status:{name}", **style)
   ax.set_xscale("log")
-  if log_wanted(mean[stable], log_loss):
+  log_y = log_wanted(mean[stable], log_loss)
+  if log_y:
     ax.set_yscale("log")
   if shown.size and np.isfinite(ceiling) and shown.max() > shown.min():
     lo, hi = shown.min(), ceiling
-    pad = 0.05 * (hi - lo)
-    ax.set_ylim(max(lo - pad, 0.0) if lo >= 0 else lo - pad, hi + pad)
+    if log_y and lo > 0:  # pad by a factor: a log axis has no 0
+      ax.set_ylim(lo / 1.1, hi * 1.1)
+    else:
+      pad = 0.05 * (hi - lo)
+      ax.set_ylim(max(lo - pad, 0.0) if lo >= 0 else lo - pad, hi + pad)
   ax.set_xlabel("learning rate")
   ax.set_ylabel("training loss (last steps' mean)")
   sugg = resolve_suggestions(result, suggestions)
