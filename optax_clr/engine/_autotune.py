@@ -368,7 +368,7 @@ def step_bytes(setup: Any) -> tuple[int, int]:
   runs): ``per_copy = M(2) - M(1)`` (at least one copy's state),
   ``fixed = M(1) - per_copy`` (at least 0). Cached per model signature.
   """
-  key = _key(setup, 0)
+  key = _key(setup)
   if key in _PROBED:
     return _PROBED[key]
   f, state, _ = _vmapped_step(setup)
