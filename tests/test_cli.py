@@ -764,3 +764,18 @@ def test_bad_data_spec_leaves_no_output_directory(tmp_path):
                    "--out", str(out), "--no-progress"])
   assert code == 1
   assert not out.exists()
+
+
+def test_range_test_command_defaults_are_the_librarys():
+  import inspect
+  import optax_clr
+  from optax_clr.cli import range_test as command
+  flags = {p.name: p.default for p in command.range_test_cmd.params}
+  classic = inspect.signature(optax_clr.range_test).parameters
+  sweep = inspect.signature(optax_clr.parallel_range_test).parameters
+  for name in ("start_lr", "end_lr", "ramp", "smoothing",
+               "diverge_threshold"):
+    assert flags[name] == classic[name].default, name
+  for name in ("min_lr", "max_lr"):
+    assert flags[name] == sweep[name].default, name
+  assert flags["diverge_threshold"] == sweep["diverge_threshold"].default
