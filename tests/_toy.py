@@ -1,12 +1,15 @@
 """Tiny models and data shared by the engine, range-test and sweep tests.
 
 A dict batch with two inputs and a regression target (no ``(inputs, labels)``
-and no classification head), as a plain params pytree and as an NNX module.
+and no classification head), as a plain params pytree and as an NNX module;
+and a linear 3-class classifier on 4 features (the bad-input, hostile and
+fault tests).
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 N = 64     # examples in the default toy dataset
@@ -84,3 +87,21 @@ def mlp_loss(model, batch):
   x = jnp.concatenate([batch["x1"], batch["x2"]], -1)
   err = model(x) - batch["y"]
   return jnp.mean(err ** 2), {"mae": jnp.mean(jnp.abs(err))}
+
+
+def classifier_params():
+  """A linear classifier's params: 4 features -> 3 classes, all zeros."""
+  return {"w": jnp.zeros((4, 3)), "b": jnp.zeros((3,))}
+
+
+def classifier_loss(p, batch):
+  logits = batch["x"] @ p["w"] + p["b"]
+  return optax.softmax_cross_entropy_with_integer_labels(
+      logits, batch["y"]).mean()
+
+
+def classifier_data(n=32):
+  """``n`` examples: normal features ``x`` [n, 4], labels ``y`` in 0..2."""
+  rng = np.random.default_rng(0)
+  return {"x": rng.normal(size=(n, 4)).astype(np.float32),
+          "y": rng.integers(0, 3, size=(n,)).astype(np.int32)}

@@ -28,23 +28,14 @@ import optax_clr
 from optax_clr import cli
 from optax_clr import data as data_lib
 
+import _toy
+
 PKG = pathlib.Path(optax_clr.__file__).resolve().parent
 
 
-def params():
-  return {"w": jnp.zeros((4, 3)), "b": jnp.zeros((3,))}
-
-
-def loss_fn(p, batch):
-  logits = batch["x"] @ p["w"] + p["b"]
-  return optax.softmax_cross_entropy_with_integer_labels(
-      logits, batch["y"]).mean()
-
-
-def arrays(n=32):
-  rng = np.random.default_rng(0)
-  return {"x": rng.normal(size=(n, 4)).astype(np.float32),
-          "y": rng.integers(0, 3, size=(n,)).astype(np.int32)}
+params = _toy.classifier_params
+loss_fn = _toy.classifier_loss
+arrays = _toy.classifier_data
 
 
 class Tiny(nnx.Module):

@@ -15,7 +15,6 @@ processes interrupted and killed at seeded random points.
 
 import json
 import os
-import pathlib
 import queue
 import re
 import signal
@@ -24,9 +23,7 @@ import sys
 import threading
 import time
 
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import optax_clr as S
@@ -34,6 +31,8 @@ from optax_clr import cli
 from optax_clr import drivers
 from optax_clr.drivers import _checkpoint
 from optax_clr.engine import _runner
+
+import _toy
 
 CHUNK = 25
 TINY = ["--width", "4", "--batch-size", "32", "--no-progress"]
@@ -50,20 +49,12 @@ def sigint():
   os.kill(os.getpid(), signal.SIGINT)
 
 
-def params():
-  return {"w": jnp.zeros((4, 3)), "b": jnp.zeros((3,))}
-
-
-def loss_fn(p, batch):
-  logits = batch["x"] @ p["w"] + p["b"]
-  return optax.softmax_cross_entropy_with_integer_labels(
-      logits, batch["y"]).mean()
+params = _toy.classifier_params
+loss_fn = _toy.classifier_loss
 
 
 def arrays(n=64):
-  rng = np.random.default_rng(0)
-  return {"x": rng.normal(size=(n, 4)).astype(np.float32),
-          "y": rng.integers(0, 3, size=(n,)).astype(np.int32)}
+  return _toy.classifier_data(n)
 
 
 def interrupt_after(steps):

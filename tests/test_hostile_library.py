@@ -35,6 +35,8 @@ from optax_clr.results import ParallelSweepResult
 from optax_clr.results import RangeTestResult
 from optax_clr.results import TrainHistory
 
+import _toy
+
 PKG = pathlib.Path(S.__file__).resolve().parent
 NAN, INF = float("nan"), float("inf")
 
@@ -59,20 +61,9 @@ def C(make, error, *patterns):
 # Tiny runs: a linear classifier on 32 examples of 4 features.
 
 
-def params():
-  return {"w": jnp.zeros((4, 3)), "b": jnp.zeros((3,))}
-
-
-def loss_fn(p, batch):
-  logits = batch["x"] @ p["w"] + p["b"]
-  return optax.softmax_cross_entropy_with_integer_labels(
-      logits, batch["y"]).mean()
-
-
-def arrays(n=32):
-  rng = np.random.default_rng(0)
-  return {"x": rng.normal(size=(n, 4)).astype(np.float32),
-          "y": rng.integers(0, 3, size=(n,)).astype(np.int32)}
+params = _toy.classifier_params
+loss_fn = _toy.classifier_loss
+arrays = _toy.classifier_data
 
 
 EMPTY_VAL = {"x": np.zeros((0, 4), np.float32), "y": np.zeros(0, np.int32)}
