@@ -27,9 +27,9 @@ def count_body(carry, consts, shared, x):
   return new, {"value": new, "recorded": ok}
 
 
-def program(execution, local=4, group=4):
-  return _runner.population_program(count_body, execution, MESH, local,
-                                    group, per_copy_batches=False)
+def program(execution, group=4):
+  return _runner.population_program(count_body, execution, MESH, group,
+                                    per_copy_batches=False)
 
 
 def xs(first, steps=5):

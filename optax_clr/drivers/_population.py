@@ -406,8 +406,8 @@ def _programs(plan_: Plan, setup: _setup.Setup, body: Callable[..., Any],
       ("population", setup.execution, mesh, plan_.local, plan_.group_size,
        plan_.lanes, per_copy_batches, body_key, plan_.data_axis),
       lambda: _runner.population_program(
-          body, setup.execution, mesh, plan_.local, plan_.group_size,
-          per_copy_batches, plan_.data_axis, plan_.lanes))
+          body, setup.execution, mesh, plan_.group_size, per_copy_batches,
+          plan_.data_axis, plan_.lanes))
   init_fn = engine.program(
       ("population_init", mesh, plan_.per_round, independent, model_init,
        wrt), lambda: _init_program(setup, plan_, independent, model_init,

@@ -170,17 +170,16 @@ def over_copies(fn: Callable[[Any], Any], xs: PyTree, group_size: int,
 
 
 def population_program(body: Callable[..., Any], execution: str, mesh: Mesh,
-                       local_copies: int, group_size: int,
-                       per_copy_batches: bool,
+                       group_size: int, per_copy_batches: bool,
                        data_axis: str | None = None,
                        lanes: int = 1) -> ChunkProgram:
   """Chunks of ``body`` for K copies sharded over ``mesh``'s copy axis.
 
-  On each device the ``local_copies`` copies run in ``lanes`` concurrent
-  parts of vmapped groups of ``group_size`` (:func:`over_copies`). ``carry``
-  and ``consts`` have a leading copy
-  axis; the step inputs are shared by every copy (replicated) or, with
-  ``per_copy_batches``, have their own leading copy axis (a multi-seed test:
+  On each device its copies run in ``lanes`` concurrent parts of vmapped
+  groups of ``group_size`` (:func:`over_copies`). ``carry`` and ``consts``
+  have a leading copy axis; the step inputs are shared by every copy
+  (replicated) or, with ``per_copy_batches``, have their own leading copy
+  axis (a multi-seed test:
   each seed its own data order). With a ``data_axis`` of the mesh, every
   copy's batch is split over it (the body averages over it: data
   parallelism within each copy). A mesh without a copy axis (the user's,
@@ -197,9 +196,6 @@ def population_program(body: Callable[..., Any], execution: str, mesh: Mesh,
         fn, mesh=mesh, in_specs=in_specs, out_specs=(P(axis), P(axis)),
         check_vma=False), donate_argnums=0)
 
-  def copies(fn, xs):
-    return over_copies(fn, xs, min(group_size, local_copies), lanes)
-
   # Batch leaves: [K,] steps, A, B, ...: B over the data axis.
   lead = [axis] if per_copy_batches else []
   batches_spec = P(*lead, None, None, data_axis) if data_axis else P(*lead)
@@ -214,7 +210,7 @@ def population_program(body: Callable[..., Any], execution: str, mesh: Mesh,
         return jax.lax.scan(lambda cc, x: body(cc, k, shared, x), c,
                             (m, *rest))
       args = (carry, consts, micro) if per_copy_batches else (carry, consts)
-      return copies(one, args)
+      return over_copies(one, args, group_size, lanes)
     run = compiled(local, (P(axis), P(axis), P(), x_specs))
     return ChunkProgram(run, "scan", 1, mesh)
 
@@ -225,7 +221,7 @@ def population_program(body: Callable[..., Any], execution: str, mesh: Mesh,
       m = _index(args[2] if per_copy_batches else micro, i)
       return body(c, k, shared, (m, *rest))
     args = (carry, consts, micro) if per_copy_batches else (carry, consts)
-    return copies(one, args)
+    return over_copies(one, args, group_size, lanes)
   run = compiled(local_step, (P(axis), P(axis), P(), x_specs, P()))
   return ChunkProgram(run, "steps", 1, mesh)
 
