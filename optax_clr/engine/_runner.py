@@ -179,9 +179,8 @@ def population_program(body: Callable[..., Any], execution: str, mesh: Mesh,
   groups of ``group_size`` (:func:`over_copies`). ``carry`` and ``consts``
   have a leading copy axis; the step inputs are shared by every copy
   (replicated) or, with ``per_copy_batches``, have their own leading copy
-  axis (a multi-seed test:
-  each seed its own data order). With a ``data_axis`` of the mesh, every
-  copy's batch is split over it (the body averages over it: data
+  axis (a multi-seed test: each seed its own data order). With a
+  ``data_axis`` of the mesh, every copy's batch is split over it (the body averages over it: data
   parallelism within each copy). A mesh without a copy axis (the user's,
   see :func:`optax_clr.drivers._population.user_mesh`) runs every copy on
   all of it, under ``jit`` alone: explicit sharding (``reshard``,
