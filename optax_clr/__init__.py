@@ -16,15 +16,19 @@ from optax_clr.data import load_dataset
 from optax_clr.data import load_digits
 from optax_clr.data import load_mnist
 from optax_clr.data import load_npz
+from optax_clr._options import Options
 from optax_clr.drivers import batch_size_sweep
-from optax_clr.drivers import BoundsChoice
+from optax_clr.drivers import Candidate
 from optax_clr.drivers import find_bounds
+from optax_clr.drivers import fit
+from optax_clr.drivers import FitResult
 from optax_clr.drivers import multi_seed_range_test
 from optax_clr.drivers import parallel_range_test
 from optax_clr.drivers import sweep
 from optax_clr.drivers import range_test
 from optax_clr.drivers import train
 from optax_clr.drivers import weight_decay_range_test
+from optax_clr.engine._model import with_state
 from optax_clr.models import CNN
 from optax_clr.models import cross_entropy_loss
 from optax_clr.models import Im2ColConv
@@ -65,17 +69,17 @@ from optax_clr.suggestions import SweepSuggestions
 __version__ = "0.2.0"
 
 __all__ = [
-    "BatchSizeSweepResult", "BoundsChoice", "CNN", "Dataset", "GridSweepResult", "Im2ColConv", "MultiSeedRangeTestResult",
+    "BatchSizeSweepResult", "CNN", "Candidate", "FitResult", "Dataset", "GridSweepResult", "Im2ColConv", "MultiSeedRangeTestResult",
     "ParallelSweepResult", "RangeTestResult", "ResNet", "RunSummary",
     "SeedSuggestions", "Suggestion", "Suggestions", "SweepSuggestions",
     "TrainHistory", "batch_size_sweep", "bounds_of", "cross_entropy_loss", "cyclic_adam", "cyclic_adamw",
     "cyclic_momentum_schedule", "cyclic_optimizer", "cyclic_schedule",
-    "cyclic_sgd", "enable_compilation_cache", "exp_range_schedule", "find_bounds", "find_hyperparams",
+    "cyclic_sgd", "enable_compilation_cache", "exp_range_schedule", "find_bounds", "find_hyperparams", "fit",
     "get_hyperparams", "get_step", "load_cifar10", "load_dataset",
-    "load_digits", "load_mnist", "load_npz", "load_results", "make_model",
+    "load_digits", "load_mnist", "load_npz", "load_results", "make_model", "Options",
     "multi_seed_range_test", "one_cycle_momentum_schedule",
     "one_cycle_schedule", "parallel_range_test", "policy_schedules",
     "range_test", "set_hyperparams", "suggest", "sweep", "train",
     "triangular2_schedule", "triangular_schedule",
-    "WeightDecayRangeTestResult", "weight_decay_range_test",
+    "WeightDecayRangeTestResult", "weight_decay_range_test", "with_state",
 ]

@@ -1,47 +1,109 @@
-"""The parallel range test: K copies of a model, one per LR, side by side.
+"""Sweeps: K copies of a model side by side, each at its own hyperparameters.
 
-Instead of ramping the LR during one run, :func:`parallel_range_test` trains
-K copies of the model for ``num_steps`` steps each, copy k at its own LR
-``lrs[k]`` (or a per-copy schedule ``schedule_fn(lrs[k])``), on the same
-batches, and reports each copy's loss curve, final and windowed mean loss,
-validation metrics before and after, and its status (trained, stalled,
-spiked, diverged; :func:`optax_clr.suggestions.classify`). It answers "which
-LR trains best over N steps" directly, at the cost of K runs of compute --
-run as one compiled program, vmapped and sharded over every device
-(:mod:`optax_clr.drivers._population`).
+* :func:`parallel_range_test`: copy ``k`` trains at its own fixed LR
+  ``lrs[k]`` (or a per-copy schedule ``schedule_fn(lrs[k])``) for
+  ``num_steps``: "which LR trains best over N steps", answered directly.
+* :func:`sweep`: copy ``k`` at any injected hyperparameters
+  ``{name: configs[name][k]}`` (a full grid by default, or a list of
+  configurations): optax's maintainers' answer to "train several models
+  with different hyperparameters in parallel" (optax #932:
+  ``inject_hyperparams``, values set in the state inside ``vmap``).
+* :func:`batch_size_sweep`: LR sweeps at several batch sizes, compared by
+  examples seen.
 
-A copy whose loss turns NaN/inf is frozen at that step (its state is kept
-with ``jnp.where``, so NaNs never reach its parameters); every other copy is
-unaffected.
+Every copy sees the same batches; each run gets a status (one rule:
+:mod:`optax_clr.suggestions._status`), validation metrics before and after
+training, windowed mean losses. A copy whose loss turns NaN/inf is frozen
+at that step (its state kept with ``jnp.where``, so NaNs never reach its
+parameters); every other copy is unaffected.
 
-Multi-host: call ``jax.distributed.initialize()`` on every host, then this
-function on every host with the same arguments and the same data; the
-default mesh spans ``jax.devices()`` of all hosts and every host gets the
-full result (see :mod:`optax_clr.engine._placement`).
+Multi-host: call ``jax.distributed.initialize()`` on every host, then the
+sweep on every host with the same arguments and data; the default mesh
+spans every device of every host and every host gets the whole result.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
-from jax.sharding import Mesh
 
 from optax_clr import _checks
+from optax_clr import _options
 from optax_clr import suggestions as _sg
-from optax_clr.drivers import _population
-from optax_clr.drivers import _setup
-from optax_clr.engine import _engine
 from optax_clr.engine import _loss
-from optax_clr.engine import _placement
 from optax_clr.engine import _optimizer
+from optax_clr.engine import _population
+from optax_clr.engine import _setup
+from optax_clr.engine import _step
+from optax_clr.optimizers import check_hyperparam_value
+from optax_clr.results import as_array
+from optax_clr.results import BatchSizeSweepResult
+from optax_clr.results import GridSweepResult
 from optax_clr.results import ParallelSweepResult
 
 PyTree = Any
+
+
+class SweepCarry(NamedTuple):
+  """One copy's carry: the model, and whether a NaN/inf loss froze it."""
+  state: _step.TrainState
+  dead: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class LRSchedule:
+  """Copy ``k``'s LR at step ``t``: ``schedule_fn(lr_k)(t)``."""
+  schedule_fn: Callable[..., Any]
+
+  def __call__(self, hyper: dict, t: jax.Array) -> dict:
+    return {**hyper, "learning_rate": self.schedule_fn(
+        hyper["learning_rate"])(t)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigSchedule:
+  """Copy ``k``'s hyperparameters at step ``t``: ``schedule_fn(config_k,
+  t)``."""
+  schedule_fn: Callable[..., Any]
+
+  def __call__(self, hyper: dict, t: jax.Array) -> dict:
+    return dict(self.schedule_fn(hyper, t))
+
+
+@dataclasses.dataclass(frozen=True)
+class Fixed:
+  """A sweep as a solver: each copy at its own hyperparameters
+  (``consts["hyper"]``, through ``schedule(hyper, step)`` when given),
+  frozen at its first NaN/inf loss."""
+  schedule: Any = None
+
+  def init(self, ts: _step.TrainState) -> SweepCarry:
+    return SweepCarry(ts, jnp.bool_(False))
+
+  def train_state(self, carry: SweepCarry) -> tuple[_step.TrainState, Any]:
+    return carry.state, carry.dead
+
+  def step(self, spec: _step.Spec, carry: SweepCarry, consts: PyTree,
+           val: PyTree, x: PyTree) -> tuple[SweepCarry, dict]:
+    del val
+    micro, ok, t = x
+    hyper = dict(consts["hyper"])
+    if self.schedule is not None:
+      hyper = self.schedule(hyper, t)
+    key = _loss.step_key(consts["seed"], consts["copy"], t)
+    new, metrics = _step.step(spec, carry.state, micro, key, hyper)
+    loss = metrics["loss"]
+    active = ok & ~carry.dead
+    finite = jnp.isfinite(loss)
+    state = _step.select_tree(active & finite, new, carry.state)
+    return (SweepCarry(state, carry.dead | (active & ~finite)),
+            {"loss": jnp.where(active, loss, jnp.nan), "recorded": active})
 
 
 def lr_grid(lrs: Any, num_lrs: Any, min_lr: Any, max_lr: Any) -> np.ndarray:
@@ -87,87 +149,53 @@ def check_schedule_fn(schedule_fn: Any) -> None:
         f"{_checks.describe(out)}")
 
 
-def lr_schedule_fn(schedule_fn: Callable[..., Any]) -> Callable[..., Any]:
-  """The ``hyper_fn`` of a per-copy LR schedule ``schedule_fn(lr_k)``."""
-  def hyper_fn(hyper, t):
-    return {**hyper, "learning_rate": schedule_fn(hyper["learning_rate"])(t)}
-  return hyper_fn
+def _check_run(num_steps: Any, window: Any, diverge_threshold: Any) -> None:
+  _checks.check_int("num_steps", num_steps, low=1)
+  _checks.check_int("window", window, low=1)
+  if diverge_threshold is not None:
+    _checks.check_number("diverge_threshold", diverge_threshold, low=1.0,
+                         low_inclusive=False)
 
 
-def sweep_body(engine: _engine.Engine, hyper_fn: Callable[..., Any] | None,
-               data_axis: str | None = None) -> Callable[..., Any]:
-  """One step of one copy at its own hyperparameters: ``consts["hyper"]``
-  as they are, or ``hyper_fn(consts["hyper"], step)`` (per-copy
-  schedules)."""
-  def body(carry, consts, val, x):
-    state, dead, dead_at = carry
-    micro, ok, t, _ = x
-    hyper = dict(consts["hyper"])
-    if hyper_fn is not None:
-      hyper = hyper_fn(hyper, t)
-    key = _loss.step_key(consts["seed"], consts["copy"], t)
-    new_state, metrics = engine.step(state, micro, key, hyper, data_axis)
-    loss = metrics["loss"]
-    active = ok & ~dead
-    finite = jnp.isfinite(loss)
-    state = _engine.select_tree(active & finite, new_state, state)
-    newly = active & ~finite
-    dead_at = jnp.where(newly, t, dead_at)
-    out = {"loss": jnp.where(active, loss, jnp.nan), "recorded": active}
-    return (state, dead | newly, dead_at), out
-  return body
-
-
-def sweep_carry(state: Any) -> tuple:
-  return state, jnp.bool_(False), jnp.int32(-1)
-
-
-def sweep_state(carry: Any) -> tuple:
-  return carry[0], carry[1]
-
-
-def sweep_code(carry: Any) -> Any:
-  return carry[2]
-
-
-_LR_FNS: dict[int, tuple[Any, Any]] = {}
-
-
-def _cached_lr_fn(schedule_fn: Callable[..., Any]) -> Callable[..., Any]:
-  """One ``hyper_fn`` object per ``schedule_fn``, so that its compiled
-  program is found again."""
-  got = _LR_FNS.get(id(schedule_fn))
-  if got is None or got[0] is not schedule_fn:
-    got = (schedule_fn, lr_schedule_fn(schedule_fn))
-    _LR_FNS[id(schedule_fn)] = got
-  return got[1]
-
-
-def summarize(losses: np.ndarray, nonfinite_at: np.ndarray, window: int,
-              diverge_threshold: float | None
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-  """``(final_loss, mean_loss, diverged, diverged_at)`` of [K, N] losses.
-
-  ``mean_loss`` is the windowed mean of the last steps' finite losses,
-  exact after any spike (:func:`optax_clr.suggestions.windowed_mean`); a run
-  diverged at its first NaN/inf loss, or -- for the threshold -- at the
-  first step whose windowed mean exceeds ``diverge_threshold`` times its
-  initial loss, when its final windowed mean does too.
-  """
-  k, n = losses.shape
-  trailing = _sg.windowed_mean(losses, window) if n else np.zeros((k, 0))
-  final = losses[:, -1] if n else np.full(k, np.nan)
-  mean = trailing[:, -1] if n else np.full(k, np.nan)
-  nonfinite = nonfinite_at >= 0
-  diverged = nonfinite.copy()
-  diverged_at = nonfinite_at.astype(np.int64)
-  if diverge_threshold is not None and n:
-    with np.errstate(invalid="ignore"):
-      over = trailing > diverge_threshold * losses[:, :1]
-    over_final = over[:, -1] & ~nonfinite
-    diverged_at = np.where(over_final, np.argmax(over, axis=1), diverged_at)
-    diverged |= over_final
-  return final, mean, diverged, np.where(diverged, diverged_at, -1)
+def run_sweep(model: Any, loss_fn: Any, train_data: Any, options: Any, *,
+              hyper: dict[str, np.ndarray], schedule: Any, optimizer: Any,
+              val_data: Any, num_steps: int, window: int,
+              diverge_threshold: float | None, driven: tuple[str, ...],
+              config: dict[str, Any]) -> dict[str, Any]:
+  """K copies at the hyperparameters ``hyper`` (name -> ``[K]``); the
+  fields every sweep result holds besides them."""
+  setup = _setup.prepare(
+      model, loss_fn, train_data, options, val_data=val_data,
+      optimizer=optimizer, driven=driven,
+      placeholders={n: 0.0 for n in driven[1:]}, num_steps=num_steps,
+      num_copies=len(next(iter(hyper.values()))))
+  _population.check_model_init(setup)
+  k = len(next(iter(hyper.values())))
+  consts = {"hyper": {n: np.asarray(v, np.float32) for n, v in hyper.items()},
+            "seed": np.full(k, options.seed, np.int32),
+            "copy": np.arange(k, dtype=np.int32)}
+  evaluate = (lambda pop: pop.evaluate()) if setup.val is not None else None
+  run = _population.run(
+      setup, Fixed(schedule), consts, num_steps=num_steps, desc="sweep",
+      keys=_population.init_keys(options.seed, k)
+      if options.init == "independent" else None,
+      before=evaluate, after=evaluate,
+      stop=lambda out: not out["recorded"][:, -1].any())
+  losses = run.records.get("loss", np.zeros((k, 0))).astype(np.float64)
+  final, mean, diverged, at = _sg.summarize(losses, window,
+                                            diverge_threshold)
+  steps = losses.shape[1]
+  stop = ("interrupted" if run.interrupted else "data_exhausted" if (
+      run.exhausted and steps < num_steps) else "completed")
+  return {
+      "losses": losses, "final_loss": final, "mean_loss": mean,
+      "diverged": diverged, "diverged_at": at,
+      "eval_metrics": run.after, "initial_metrics": run.before,
+      "stop_reason": stop,
+      "config": _setup.config(
+          setup, **config, **run.layout, num_steps=int(num_steps),
+          steps_run=int(steps),
+          window=int(window), diverge_threshold=diverge_threshold)}
 
 
 def parallel_range_test(
@@ -175,42 +203,26 @@ def parallel_range_test(
     loss_fn: Callable[..., Any],
     train_data: Any,
     *,
+    val_data: Any = None,
+    optimizer: Any = None,
     lrs: Any = None,
     num_lrs: int = 16,
     min_lr: float = 1e-4,
     max_lr: float = 1.0,
     num_steps: int = 50,
     schedule_fn: Callable[[jax.Array], Callable[..., Any]] | None = None,
-    init: str = "shared",
-    model_init: Callable[[jax.Array], Any] | None = None,
-    optimizer: Any = None,
-    batch_size: int | None = None,
     window: int = 10,
     diverge_threshold: float | None = 4.0,
-    val_data: Any = None,
-    eval_fn: Callable[..., Any] | None = None,
-    val_batches: int = 4,
-    accumulation_steps: int = 1,
-    compute_dtype: Any = None,
-    max_parallel: int | None = None,
-    group_size: int | str = "auto",
-    mesh: Mesh | None = None,
-    seed: int = 0,
-    wrt: Any = nnx.Param,
-    step_mode: Any = "train",
-    eval_mode: Any = "eval",
-    execution: str = "auto",
-    steps_per_chunk: int | None = None,
-    progress: Any = None,
+    options: _options.Options | None = None,
+    **option_fields: Any,
 ) -> ParallelSweepResult:
   """Trains K copies of ``model``, one per LR, side by side.
 
   Args:
-    model: an ``nnx.Module`` or a plain params pytree (see
-      :func:`~optax_clr.range_test`); not modified.
-    loss_fn: ``loss_fn(model, batch[, rngs])`` -> loss or ``(loss, aux)``.
-    train_data: arrays with a leading example axis (with ``batch_size``) or
-      an iterable of batches; every copy sees the same batches.
+    model, loss_fn, train_data, optimizer: as in
+      :func:`~optax_clr.range_test` (the LR is set for every step).
+    val_data: validation data; every copy is evaluated before and after
+      training (NaN for copies that hit a NaN/inf loss).
     lrs: the K LRs (any order; the result is sorted ascending). Default:
       ``num_lrs`` LRs log-spaced from ``min_lr`` to ``max_lr``.
     num_lrs: K for the default grid, >= 1.
@@ -220,157 +232,228 @@ def parallel_range_test(
     schedule_fn: optional ``lr_k -> optax.Schedule``: copy k's LR at step t
       is ``schedule_fn(lr_k)(t)`` (e.g. ``lambda lr: cyclic_schedule(lr / 4,
       lr, 5)``); called on a traced ``lr_k``, so it must be jittable.
-    init: ``"shared"``: every copy starts from ``model``'s weights (the
-      sweep then isolates the effect of the LR); ``"independent"``: copy k
-      starts from ``model_init(key_k)`` with ``key_k`` the k-th of
-      ``jax.random.split(jax.random.key(seed), K)``.
-    model_init: for ``init="independent"``: ``key -> model`` with the same
-      tree paths, shapes and dtypes as ``model``. Traced under ``jax.vmap``.
-    optimizer: as in :func:`~optax_clr.range_test` (the LR is driven).
-    batch_size: examples per (micro-)batch for array data.
     window: ``mean_loss`` averages the finite losses of the last ``window``
       steps.
     diverge_threshold: a run diverged when a loss is NaN/inf, or when its
       final ``mean_loss`` exceeds this multiple of its initial loss; None
       keeps only the NaN/inf criterion.
-    val_data: validation data (one batch, or an iterable whose first
-      ``val_batches`` batches are read once); each copy is evaluated before
-      and after training (NaN for copies that hit a NaN/inf loss).
-    eval_fn: ``eval_fn(model, batch) -> dict`` of scalar metrics.
-    val_batches: batches of an iterable ``val_data`` to use.
-    accumulation_steps: micro-batches per step (gradients averaged).
-    compute_dtype: e.g. ``jnp.bfloat16`` for the forward/backward pass.
-    max_parallel: most copies resident at once (rounded down to a multiple
-      of the devices, at least one per device); K is then run in rounds.
-      Default: all K on CPU; on GPU/TPU as many as fit in 80% of each
-      device's free memory (``memory_stats()``), estimated from XLA's
-      memory analysis of the compiled step, so that e.g. K = 4096 runs
-      in rounds instead of running out of memory (``config
-      ["memory_cap"]``).
-    group_size: copies vmapped together on a device: ``"auto"`` (measured
-      on CPU with the concurrent lanes the copies are split into, all on
-      GPU/TPU; :mod:`optax_clr.engine._autotune`) or an int (one lane).
-    mesh: a ``jax.sharding.Mesh`` with an axis named ``"copies"`` (the
-      copies are split over it). Default: all of ``jax.devices()``; under
-      ``jax.set_mesh`` of a mesh without a ``"copies"`` axis, that mesh:
-      the copies run side by side on all of it, each laid out as the
-      model (batches split over its ``"data"``/``"batch"`` axis), which
-      models written for explicit sharding need.
-    seed: seed of the batch order and of the per-step and initial keys.
-    wrt, step_mode, eval_mode, execution, steps_per_chunk, progress: as in
-      :func:`~optax_clr.range_test`.
+    options, **option_fields: an :class:`~optax_clr.Options` and/or its
+      fields (``batch_size``, ``seed``, ``init``/``model_init`` for
+      independent initial weights, ``mesh``, ``max_parallel``,
+      ``group_size``...).
 
   Returns:
     A :class:`~optax_clr.ParallelSweepResult`; its ``best_lr`` and
     ``suggest()`` use only the runs that trained.
   """
+  options = _options.resolve(options, option_fields, "parallel_range_test")
   grid = lr_grid(lrs, num_lrs, min_lr, max_lr)
-  _checks.check_int("num_steps", num_steps, low=1)
-  _checks.check_int("window", window, low=1)
-  if diverge_threshold is not None:
-    _checks.check_number("diverge_threshold", diverge_threshold, low=1.0,
-                         low_inclusive=False)
+  _check_run(num_steps, window, diverge_threshold)
   check_schedule_fn(schedule_fn)
-  _setup.check_common(
-      accumulation_steps=accumulation_steps, val_batches=val_batches,
-      seed=seed, steps_per_chunk=steps_per_chunk, loss_fn=loss_fn,
-      eval_fn=eval_fn, progress=progress, step_mode=step_mode,
-      eval_mode=eval_mode, val_data=val_data)
-  _checks.check_choice("init", init, _population.INITS)
-  on_user = _population.user_mesh(mesh)  # the loss is checked on it
-  setup = _setup.prepare(
-      model, loss_fn, train_data, optimizer=optimizer,
-      driven=(_optimizer.LEARNING_RATE,), batch_size=batch_size, seed=seed,
-      val_data=val_data, val_batches=val_batches, eval_fn=eval_fn,
-      accumulation_steps=accumulation_steps, compute_dtype=compute_dtype,
-      wrt=wrt, step_mode=step_mode, eval_mode=eval_mode, execution=execution,
-      steps_per_chunk=steps_per_chunk, num_steps=num_steps, mesh=on_user,
-      data_axis=None if on_user is None else _placement.resolve_data_axis(
-          on_user, None))
-  _population.check_model_init(model_init, init, setup, wrt)
-  hyper = {_optimizer.LEARNING_RATE: grid.astype(np.float32)}
-  run = run_sweep(
-      setup, hyper, model=model,
-      hyper_fn=None if schedule_fn is None else _cached_lr_fn(schedule_fn),
-      init=init,
-      model_init=model_init, wrt=wrt, seed=seed, num_steps=num_steps,
+  fields = run_sweep(
+      model, loss_fn, train_data, options,
+      hyper={_optimizer.LEARNING_RATE: grid},
+      schedule=None if schedule_fn is None else LRSchedule(schedule_fn),
+      optimizer=optimizer, val_data=val_data, num_steps=num_steps,
       window=window, diverge_threshold=diverge_threshold,
-      accumulation_steps=accumulation_steps, max_parallel=max_parallel,
-      group_size=group_size, mesh=mesh, progress=progress,
+      driven=(_optimizer.LEARNING_RATE,),
       config={"test": "parallel_range_test", "num_lrs": int(grid.size),
               "min_lr": float(grid[0]), "max_lr": float(grid[-1]),
               "schedule_fn": None if schedule_fn is None
-              else _optimizer.describe(schedule_fn),
-              "batch_size": batch_size, "compute_dtype": compute_dtype})
-  return ParallelSweepResult(lrs=grid, **run._asdict())
+              else _optimizer.describe(schedule_fn)})
+  return ParallelSweepResult(lrs=grid, **fields)
 
 
-class SweepRun(NamedTuple):
-  """What :func:`run_sweep` measured: the fields every sweep result holds
-  (besides the copies' hyperparameters)."""
-  losses: np.ndarray
-  final_loss: np.ndarray
-  mean_loss: np.ndarray
-  diverged: np.ndarray
-  diverged_at: np.ndarray
-  eval_metrics: dict[str, np.ndarray]
-  initial_metrics: dict[str, np.ndarray]
-  stop_reason: str
-  config: dict[str, Any]
+def expand(hyperparams: Any, grid: bool) -> dict[str, np.ndarray]:
+  """Configurations from ``{name: values}`` (a full grid, or zipped) or a
+  list of ``{name: value}`` dicts; values checked as real numbers."""
+  if isinstance(hyperparams, dict):
+    if not hyperparams:
+      raise ValueError("hyperparams must name at least one hyperparameter")
+    values = {str(k): as_array(f"hyperparams[{k!r}]", np.ravel(v) if (
+        np.ndim(v)) else [v], np.float64, 1) for k, v in hyperparams.items()}
+    for name, v in values.items():
+      if v.size == 0:
+        raise ValueError(f"hyperparams[{name!r}] is empty")
+      if not np.isfinite(v).all():
+        raise ValueError(f"hyperparams[{name!r}] must be finite, got "
+                         f"{v.tolist()}")
+    if grid:
+      combos = list(itertools.product(*values.values()))
+      return {n: np.array([c[i] for c in combos]) for i, n in enumerate(
+          values)}
+    sizes = {n: v.size for n, v in values.items()}
+    if len(set(sizes.values())) != 1:
+      raise ValueError(f"with grid=False every hyperparameter needs one value "
+                       f"per configuration, got sizes {sizes}")
+    return values
+  if isinstance(hyperparams, (list, tuple)) and hyperparams and all(
+      isinstance(c, dict) for c in hyperparams):
+    names = list(hyperparams[0])
+    for i, c in enumerate(hyperparams):
+      if list(c) != names:
+        raise ValueError(f"hyperparams[{i}] has names {list(c)}, but "
+                         f"hyperparams[0] has {names}")
+    return expand({n: [c[n] for c in hyperparams] for n in names},
+                  grid=False)
+  raise TypeError("hyperparams must be a dict name -> values or a non-empty "
+                  "list of dicts name -> value, got "
+                  f"{_checks.describe(hyperparams)}")
 
 
-def run_sweep(setup: _setup.Setup, hyper: dict[str, np.ndarray], *,
-              model: Any, hyper_fn: Any, init: str, model_init: Any,
-              wrt: Any, seed: int, num_steps: int, window: int,
-              diverge_threshold: float | None, accumulation_steps: int,
-              max_parallel: Any, group_size: Any, mesh: Any, progress: Any,
-              config: dict[str, Any]) -> SweepRun:
-  """Runs K copies at the per-copy hyperparameters ``hyper`` (name ->
-  ``[K]``, through ``hyper_fn(hyper_k, step)`` when given) and summarizes
-  them (shared by the LR sweep, the hyperparameter sweep and the
-  confirmation of bounds). ``hyper_fn`` identifies the compiled program:
-  pass the same object for the same function."""
-  num_k = len(next(iter(hyper.values())))
-  plan = _population.plan(num_k, mesh, max_parallel, group_size, setup,
-                          accumulation_steps)
-  consts = {"hyper": hyper, "seed": np.full(num_k, seed, np.int32),
-            "copy": np.arange(num_k, dtype=np.int32)}
-  keys = list(jax.random.split(jax.random.key(seed), num_k))
-  outcome = _population.run(
-      plan, setup, sweep_body(setup.engine, hyper_fn, plan.data_axis),
-      consts, init=init,
-      model_init=model_init, wrt=wrt, init_keys=keys, carry_of=sweep_carry,
-      feeds=None, num_steps=num_steps, accumulation_steps=accumulation_steps,
-      per_step=None, progress=progress, desc="sweep",
-      code_of=sweep_code, state_of=sweep_state,
-      body_key=("sweep", hyper_fn, plan.data_axis))
-  records = outcome.records
-  losses = (_setup.concat(records, "loss", axis=1).astype(np.float64)
-            if records else np.zeros((num_k, 0)))
-  valid = losses.shape[1]
-  nonfinite_at = (outcome.codes if outcome.codes is not None else np.array(
-      [_first_nonfinite(row) for row in losses], np.int64))
-  final, mean, diverged, diverged_at = summarize(
-      losses, np.asarray(nonfinite_at), window, diverge_threshold)
-  stop = ("interrupted" if outcome.interrupted else "data_exhausted" if (
-      outcome.exhausted and valid < num_steps) else "completed")
-  full_config = {
-      **config, "num_steps": int(num_steps), "steps_run": int(valid),
-      "init": init, "window": int(window),
-      "diverge_threshold": (None if diverge_threshold is None
-                            else float(diverge_threshold)),
-      "max_parallel": None if max_parallel is None else int(max_parallel),
-      **plan.config(),
-      **_setup.config_common(
-          setup, model=model, batch_size=config.get("batch_size"),
-          accumulation_steps=accumulation_steps,
-          compute_dtype=config.get("compute_dtype"), seed=seed,
-          optimizer_description=setup.engine.optimizer.description)}
-  return SweepRun(losses, final, mean, diverged, diverged_at,
-                  outcome.final_metrics, outcome.initial_metrics, stop,
-                  full_config)
+def driven_names(configs: dict[str, np.ndarray],
+                 schedule_fn: Callable[..., Any] | None) -> tuple[str, ...]:
+  """The optimizer hyperparameters a sweep sets: the configuration names,
+  or the keys ``schedule_fn(config, step)`` returns; ``learning_rate``
+  first."""
+  if schedule_fn is None:
+    names = list(configs)
+  else:
+    _checks.check_callable("schedule_fn", schedule_fn)
+    try:
+      out = jax.eval_shape(schedule_fn, {n: jnp.float32(0.1) for n in configs},
+                           jnp.int32(0))
+    except Exception as e:  # pylint: disable=broad-except
+      raise TypeError(
+          "schedule_fn must map (config, step) to a dict of hyperparameter "
+          f"values; calling it on traced values raised {type(e).__name__}: "
+          f"{' '.join(str(e).split())[:200]}") from e
+    if not isinstance(out, dict) or not out:
+      raise TypeError(f"schedule_fn must return a non-empty dict name -> "
+                      f"value, got {_checks.describe(out)}")
+    bad = [n for n, v in out.items() if getattr(v, "shape", None) != ()]
+    if bad:
+      raise ValueError(f"schedule_fn must return scalars, got {bad[0]!r} of "
+                       f"shape {getattr(out[bad[0]], 'shape', None)}")
+    names = list(out)
+  if _optimizer.LEARNING_RATE not in names:
+    raise ValueError(
+        "a sweep must set learning_rate (as a configuration name, or in what "
+        f"schedule_fn returns); got {names}")
+  names.remove(_optimizer.LEARNING_RATE)
+  return (_optimizer.LEARNING_RATE, *names)
 
 
-def _first_nonfinite(row: np.ndarray) -> int:
-  bad = np.flatnonzero(~np.isfinite(row))
-  return int(bad[0]) if bad.size else -1
+def sweep(
+    model: Any,
+    loss_fn: Callable[..., Any],
+    train_data: Any,
+    *,
+    hyperparams: Any,
+    grid: bool = True,
+    schedule_fn: Callable[..., Any] | None = None,
+    optimizer: Any = None,
+    val_data: Any = None,
+    num_steps: int = 50,
+    window: int = 10,
+    diverge_threshold: float | None = 4.0,
+    options: _options.Options | None = None,
+    **option_fields: Any,
+) -> GridSweepResult:
+  """Trains one copy of ``model`` per hyperparameter configuration.
+
+  Example::
+
+    result = clr.sweep(model, loss_fn, data, batch_size=64,
+                       optimizer=optax.adamw,
+                       hyperparams={"learning_rate": [1e-3, 3e-3, 1e-2],
+                                    "weight_decay": [0.0, 1e-4, 1e-3]})
+    axes, acc = result.grid("learning_rate", "weight_decay")  # 3 x 3
+
+  Args:
+    model, loss_fn, train_data: as in :func:`~optax_clr.range_test`.
+    hyperparams: ``{name: values}`` or a list of ``{name: value}``
+      configurations. Names are the optimizer's injected hyperparameters
+      (``learning_rate``, ``weight_decay``, ``momentum``, ``b1``...), or,
+      with ``schedule_fn``, whatever it reads.
+    grid: for a dict, every combination (Cartesian product; default) or
+      the values zipped (one configuration per index).
+    schedule_fn: optional ``(config, step) -> {name: value}`` giving the
+      hyperparameters of each step from a configuration (traced: use
+      ``jax.numpy``), e.g. ``lambda c, t: {"learning_rate":
+      clr.cyclic_schedule(c["base"], c["max"], 100)(t)}``.
+    optimizer: a factory taking ``learning_rate`` and the other swept names
+      as keywords (``optax.adamw``, ``functools.partial(optax.sgd,
+      nesterov=True)``), or a transformation whose injected state holds
+      them; default SGD with momentum 0.9.
+    val_data, num_steps, window, diverge_threshold, options,
+      **option_fields: as in :func:`~optax_clr.parallel_range_test`.
+
+  Returns:
+    A :class:`~optax_clr.GridSweepResult`.
+  """
+  options = _options.resolve(options, option_fields, "sweep")
+  configs = expand(hyperparams, grid)
+  names = driven_names(configs, schedule_fn)
+  _check_run(num_steps, window, diverge_threshold)
+  if schedule_fn is None:
+    for name, values in configs.items():
+      for v in np.unique(values):
+        check_hyperparam_value(name, float(v), f"hyperparams[{name!r}]")
+  fields = run_sweep(
+      model, loss_fn, train_data, options, hyper=configs,
+      schedule=None if schedule_fn is None else ConfigSchedule(schedule_fn),
+      optimizer=optimizer, val_data=val_data, num_steps=num_steps,
+      window=window, diverge_threshold=diverge_threshold, driven=names,
+      config={"test": "sweep", "names": list(configs), "grid": bool(grid),
+              "driven": list(names),
+              "schedule_fn": None if schedule_fn is None
+              else _optimizer.describe(schedule_fn)})
+  return GridSweepResult(configs=configs, **fields)
+
+
+def batch_size_sweep(
+    model: Any,
+    loss_fn: Callable[..., Any],
+    train_data: Any,
+    *,
+    batch_sizes: Any,
+    num_examples: int,
+    lrs: Any = None,
+    num_lrs: int = 8,
+    min_lr: float = 1e-4,
+    max_lr: float = 1.0,
+    options: _options.Options | None = None,
+    **kwargs: Any,
+) -> BatchSizeSweepResult:
+  """LR sweeps at several batch sizes, each for ``num_examples`` examples.
+
+  Copies of one batch size share an array shape, copies of different
+  batch sizes cannot: each batch size is its own sweep, run one after
+  another. Comparing them by examples seen, not steps, is fair to the
+  small batches (Smith 2018: the larger batch allows the larger LR).
+
+  Args:
+    model, loss_fn, train_data: as in
+      :func:`~optax_clr.parallel_range_test` (``train_data`` as arrays).
+    batch_sizes: the batch sizes (distinct, >= 1).
+    num_examples: examples each run trains on: ``num_examples //
+      batch_size`` steps.
+    lrs, num_lrs, min_lr, max_lr: the LRs of every sweep.
+    options: as in :func:`~optax_clr.parallel_range_test` (its
+      ``batch_size`` is replaced by each of ``batch_sizes``).
+    **kwargs: other arguments of :func:`~optax_clr.parallel_range_test`
+      and Options fields.
+
+  Returns:
+    A :class:`~optax_clr.BatchSizeSweepResult`.
+  """
+  if isinstance(batch_sizes, (int, np.integer)) or not batch_sizes:
+    raise ValueError("batch_sizes must be a non-empty list of integers")
+  sizes = sorted({_checks.check_int(f"batch_sizes[{i}]", b, low=1)
+                  for i, b in enumerate(batch_sizes)})
+  if len(sizes) != len(batch_sizes):
+    raise ValueError(f"batch_sizes must be distinct, got {list(batch_sizes)}")
+  num_examples = _checks.check_int("num_examples", num_examples, low=1,
+                                   high=None)
+  short = [b for b in sizes if num_examples // b < 1]
+  if short:
+    raise ValueError(f"num_examples={num_examples} gives batch size "
+                     f"{short[0]} no step; use num_examples >= {max(sizes)}")
+  if "batch_size" in kwargs:
+    raise TypeError("batch_size_sweep takes batch_sizes=, not batch_size=")
+  sweeps = [parallel_range_test(
+      model, loss_fn, train_data, lrs=lrs, num_lrs=num_lrs, min_lr=min_lr,
+      max_lr=max_lr, num_steps=num_examples // b, options=options,
+      batch_size=b, **kwargs) for b in sizes]
+  return BatchSizeSweepResult(tuple(sizes), tuple(sweeps), num_examples)

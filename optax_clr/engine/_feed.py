@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import numbers
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -401,3 +401,64 @@ def load_validation(val_data: Any, val_batches: int,
           f"{_describe(batches[0])} and "
           f"{[_describe(b) for b in batches if _signature(b) != sig][0]}")
   return jax.tree.map(lambda *xs: stack(list(xs)), *keep)
+
+
+class Epochs:
+  """Training data in epochs (``train`` and ``fit``): where the batches of
+  steps ``[first, last)`` come from.
+
+  Array data: one continuous seeded sequence (epoch ``e`` in the order
+  ``epoch_order(seed, e)``); a list of batches: iterated again every epoch;
+  an iterator: continued (``steps_per_epoch`` required).
+  """
+
+  def __init__(self, train_data: Any, batch_size: Any, steps_per_epoch: Any,
+               feed: ArrayFeed | IterableFeed, accumulation: int):
+    self.data = as_arrays(train_data)
+    self.accumulation = accumulation
+    self.reiterable = isinstance(self.data, Sequence) and (
+        not is_single_pytree(self.data))
+    self.feed = feed
+    if steps_per_epoch is not None:
+      self.steps = _checks.check_int("steps_per_epoch", steps_per_epoch,
+                                     low=1)
+    elif isinstance(feed, ArrayFeed):
+      self.steps = feed.per_epoch // accumulation
+    elif self.reiterable:
+      self.steps = len(self.data) // accumulation
+    else:
+      raise ValueError(
+          "steps_per_epoch is required when train_data is an iterator (it "
+          "has no length); e.g. steps_per_epoch=len(dataset) // batch_size")
+    if self.steps < 1:
+      raise ValueError(f"batch_size={batch_size} leaves no full batch in "
+                       "train_data")
+    self._next = 0  # the step an iterator's next batch belongs to
+
+  def chunks(self, first: int, last: int, chunk_steps: int
+             ) -> Iterator[Chunk]:
+    """Chunks of the steps ``[first, last)``, epoch by epoch."""
+    step = first
+    while step < last:
+      epoch, offset = divmod(step, self.steps)
+      end = min(last, (epoch + 1) * self.steps)
+      feed = self._at(epoch, offset)
+      for chunk in iter_chunks(feed, end - step, chunk_steps,
+                               self.accumulation):
+        yield chunk
+        if chunk.exhausted:
+          return
+      step = end
+
+  def _at(self, epoch: int, offset: int) -> ArrayFeed | IterableFeed:
+    """The feed positioned at batch ``offset`` of epoch ``epoch``."""
+    if isinstance(self.feed, ArrayFeed):
+      batch = (epoch * self.steps + offset) * self.accumulation
+      self.feed.seek(*divmod(batch, self.feed.per_epoch))
+      return self.feed
+    if self.reiterable and (epoch > 0 or offset > 0):
+      feed = make_feed(self.data, None, 0)
+      for _ in range(offset * self.accumulation):
+        feed.take(1, 1, 1)
+      return feed
+    return self.feed

@@ -1,37 +1,43 @@
-"""The loss contract: what a loss (or eval) function may take and return.
+"""The loss contract: how a loss (or eval) function is called, what it returns.
 
-Calls
------
-``loss_fn(model, batch)`` (``model`` an NNX module, or the params pytree of
-a params model), or with per-step randomness as a third argument, as Flax's
-examples write it:
+Calls: read from the signature, never guessed
+----------------------------------------------
+``loss_fn(model, [state,] *data, [rngs= | key=])``:
 
-* a parameter named ``rngs`` receives ``nnx.Rngs(key)`` (Flax NNX's idiom,
-  e.g. ``loss_fn(model, batch, rngs)`` of Flax's MNIST example);
-* a parameter named ``key``, ``rng``, ``rng_key``, ``prng_key`` or
-  ``dropout_rng`` receives a typed PRNG key (``jax.random.key``; Linen code
-  passes it on as ``rngs={"dropout": key}``);
-* any other third positional parameter without a default receives
-  ``nnx.Rngs(key)`` for an NNX model and a key for a params pytree.
-
-The key is fresh for every step, every micro-batch and every copy of the
-model, derived from the run's ``seed`` (see :func:`step_key`).
+* ``model``: the first parameter: an NNX module, a pytree (an Equinox
+  module, Linen params) -- the model being trained;
+* ``state``: the second, for a model declared with
+  :func:`~optax_clr.with_state`;
+* the data: the remaining positional parameters without a default. One
+  receives the whole batch (any pytree); ``n > 1`` of them (``loss(params,
+  x, y)``) receive the ``n`` elements of a tuple batch, spread (other
+  batches are refused with the rule);
+* randomness, by name only: a parameter named ``rngs`` receives
+  ``nnx.Rngs(key)`` (Flax NNX's idiom, ``loss_fn(model, batch, rngs)``); one
+  named ``key``, ``rng``, ``rng_key``, ``prng_key`` or ``dropout_rng`` a
+  typed PRNG key (Equinox and Linen code pass it on). The key is fresh for
+  every step, micro-batch and copy, derived from the run's ``seed``.
 
 Returns
 -------
-A scalar loss, or ``(loss, aux)`` with ``aux`` any pytree (logits, a dict of
-metrics, ...). The top-level entries of a dict ``aux`` that are real scalars
-become metrics, recorded next to the loss; every other entry (arrays,
-nested dicts) is ignored. A metric named ``"loss"`` would collide with the
-returned loss, so it is recorded as ``"aux_loss"``: the returned loss is
-always ``"loss"``, in training and in evaluation.
+* a scalar loss, or ``(loss, aux)``: the top-level real scalars of a dict
+  ``aux`` are metrics, recorded next to the loss (a metric named ``"loss"``
+  is recorded as ``"aux_loss"``); an array ``aux`` (logits) is not used;
+* with declared state: ``(loss, new_state)`` or ``(loss, (new_state,
+  aux))``; ``new_state`` must match the state's paths, shapes and dtypes.
 
-An ``eval_fn(model, batch[, rngs]) -> dict`` returns metrics only (its
-``"loss"`` entry, if any, is the evaluation loss).
+State is never dropped in silence: without declared state, an ``aux``
+that looks like state -- an ``eqx.nn.State``, or a dict holding arrays that
+are not scalars (Linen's ``{"batch_stats": ...}``) -- is refused, naming
+:func:`~optax_clr.with_state`.
+
+An ``eval_fn(model, [state,] *data, [rngs=])`` returns a dict of scalar
+metrics (its ``"loss"`` entry, if any, is the evaluation loss).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -41,65 +47,106 @@ import jax.numpy as jnp
 from flax import nnx
 
 from optax_clr import _checks
+from optax_clr.engine import _model
 
 KEY_NAMES = ("key", "rng", "rng_key", "prng_key", "dropout_rng")
 RENAMED_LOSS = "aux_loss"
+RULE = ("loss_fn(model, [state,] batch | *batch_elements, [rngs= | key=])")
 
 
-def _randomness(fn: Callable[..., Any]) -> tuple[str | None, str | None]:
-  """``(kind, keyword)``: kind is "rngs", "key", "positional" or None."""
-  try:
-    params = list(inspect.signature(fn).parameters.values())
-  except (TypeError, ValueError):
-    return None, None
-  for p in params:
-    if p.name == "rngs":
-      return "rngs", p.name
-    if p.name in KEY_NAMES:
-      return "key", p.name
-  positional = [p for p in params if p.kind in (
-      p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
-  if len(positional) >= 3:
-    return "positional", None
-  return None, None
-
-
+@dataclasses.dataclass(frozen=True)
 class LossFn:
-  """A user's loss or eval function with its calling convention resolved.
+  """A user's loss or eval function with its calling convention resolved
+  (hashable: part of the compiled programs' static arguments).
 
-  Instances compare equal when they wrap the same function, so that compiled
-  programs cached on them are found again.
+  Attributes:
+    fn: the function.
+    name: ``"loss_fn"`` or ``"eval_fn"``, for messages.
+    random: ``"rngs"``, ``"key"`` or None: what its randomness parameter
+      takes.
+    random_name: the name of that parameter.
+    spread: the number of data parameters a tuple batch is spread over
+      (1: the batch is passed whole).
+    stateful: it takes the declared state after the model.
   """
-
-  def __init__(self, fn: Callable[..., Any], name: str = "loss_fn"):
-    self.fn = _checks.check_callable(name, fn)
-    self.name = name
-    self.kind, self.keyword = _randomness(fn)
+  fn: Callable[..., Any]
+  name: str
+  random: str | None
+  random_name: str | None
+  spread: int
+  stateful: bool
 
   @property
   def takes_randomness(self) -> bool:
-    return self.kind is not None
+    return self.random is not None
 
-  def __eq__(self, other: object) -> bool:
-    return (isinstance(other, LossFn) and other.fn is self.fn
-            and other.name == self.name)
-
-  def __hash__(self) -> int:
-    return hash((id(self.fn), self.name))
-
-  def __call__(self, model: Any, batch: Any, key: jax.Array) -> Any:
-    if self.kind is None:
-      return self.fn(model, batch)
-    kind = self.kind
-    if kind == "positional":
-      kind = "rngs" if isinstance(model, nnx.Module) else "key"
-    value = nnx.Rngs(key) if kind == "rngs" else key
-    if self.keyword is not None:
-      return self.fn(model, batch, **{self.keyword: value})
-    return self.fn(model, batch, value)
+  def __call__(self, model: Any, state: Any, batch: Any,
+               key: jax.Array) -> Any:
+    args = [model] + ([state] if self.stateful else [])
+    args += list(batch) if self.spread > 1 else [batch]
+    if self.random is None:
+      return self.fn(*args)
+    value = nnx.Rngs(key) if self.random == "rngs" else key
+    return self.fn(*args, **{self.random_name: value})
 
 
-def _is_scalar_metric(value: Any) -> bool:
+def _parameters(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:
+  try:
+    return list(inspect.signature(fn).parameters.values())
+  except (TypeError, ValueError):
+    return None
+
+
+def resolve(fn: Any, name: str, stateful: bool, batch: Any) -> LossFn:
+  """Reads ``fn``'s signature (module docstring) against an example batch.
+
+  Raises:
+    TypeError: ``fn`` is not callable, or its data parameters do not fit the
+      batch; the message states the rule.
+  """
+  fn = _checks.check_callable(name, fn)
+  params = _parameters(fn)
+  if params is None:  # a builtin or C function: the plain call
+    return LossFn(fn, name, None, None, 1, stateful)
+  random = random_name = None
+  for p in params:
+    if p.name == "rngs" or p.name in KEY_NAMES:
+      random, random_name = ("rngs" if p.name == "rngs" else "key"), p.name
+      break
+  positional = [p for p in params
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                and p.name != random_name]
+  varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
+  lead = 2 if stateful else 1
+  required = [p for p in positional[lead:] if p.default is p.empty]
+  spread = len(required)
+  if len(positional) < lead and not varargs:
+    what = "the model and the state" if stateful else "the model"
+    raise TypeError(f"{name} must take {what} first ({RULE}); its "
+                    f"signature is {inspect.signature(fn)}")
+  if spread == 0:
+    if not varargs and len(positional) <= lead:
+      raise TypeError(
+          f"{name} takes no batch: {RULE}; its signature is "
+          f"{inspect.signature(fn)}")
+    spread = 1
+  if spread > 1 and not (isinstance(batch, (tuple, list)) and
+                         len(batch) == spread):
+    names = ", ".join(p.name for p in required)
+    got = (f"a {type(batch).__name__} of {len(batch)}" if isinstance(
+        batch, (tuple, list)) else _checks.describe(batch))
+    hint = ""
+    if not stateful and any("state" in p.name for p in required):
+      hint = ("; if its first argument after the model is state, declare it: "
+              "model=optax_clr.with_state(model, state)")
+    raise TypeError(
+        f"{name} takes {spread} data arguments ({names}) after the model, so "
+        f"each batch must be a tuple of {spread} (spread over them), got "
+        f"{got}; rule: {RULE}{hint}")
+  return LossFn(fn, name, random, random_name, spread, stateful)
+
+
+def _is_scalar(value: Any) -> bool:
   if not (hasattr(value, "shape") and hasattr(value, "dtype")):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
   return value.shape == () and (
@@ -108,25 +155,93 @@ def _is_scalar_metric(value: Any) -> bool:
 
 
 def metrics_of(aux: Any) -> dict[str, Any]:
-  """The scalar metrics of an aux pytree (see the module docstring)."""
+  """The scalar metrics of an aux (see the module docstring)."""
   if not isinstance(aux, Mapping):
     return {}
-  out = {}
-  for name, value in aux.items():
-    if _is_scalar_metric(value):
-      out[RENAMED_LOSS if str(name) == "loss" else str(name)] = value
-  return out
+  return {RENAMED_LOSS if str(k) == "loss" else str(k): v
+          for k, v in aux.items() if _is_scalar(v)}
 
 
-def split_output(out: Any, where: str = "loss_fn") -> tuple[Any, dict]:
-  """``loss`` or ``(loss, aux)`` -> ``(loss, metrics)``."""
-  if isinstance(out, tuple) and not hasattr(out, "_fields"):
-    if len(out) != 2:
+def _state_like(aux: Any) -> str | None:
+  """Where ``aux`` holds what looks like model state, in words."""
+  try:
+    import equinox as eqx  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    eqx = None
+  found = []
+
+  def visit(x, path):
+    if eqx is not None and isinstance(x, eqx.nn.State):
+      found.append(f"an eqx.nn.State at aux{path}")
+      return
+    if isinstance(x, Mapping):
+      arrays = [k for k, v in x.items() if not _is_scalar(v)
+                and jax.tree.leaves(v)]
+      if arrays:
+        found.append(f"a dict with non-scalar entries {sorted(map(str, arrays))[:3]} "
+                     f"at aux{path}")
+        return
+    if isinstance(x, (tuple, list)):
+      for i, v in enumerate(x):
+        visit(v, f"{path}[{i}]")
+  visit(aux, "")
+  return found[0] if found else None
+
+
+def split_output(out: Any, fn: LossFn, state: Any = None
+                 ) -> tuple[Any, dict[str, Any], Any]:
+  """``(loss, metrics, new_state)`` of a loss output (abstract or real).
+
+  Raises:
+    ValueError: the output breaks the contract (module docstring); the
+      message names what was returned and the rule.
+  """
+  where = fn.name
+  pair = isinstance(out, tuple) and not hasattr(out, "_fields")
+  if pair and len(out) != 2:
+    raise ValueError(f"{where} must return a loss or a (loss, aux) pair, got "
+                     f"a tuple of length {len(out)}")
+  if fn.stateful:
+    if not pair:
       raise ValueError(
-          f"{where} must return a loss or a (loss, aux) pair, got a tuple of "
-          f"length {len(out)}")
-    return out[0], metrics_of(out[1])
-  return out, {}
+          f"{where}: the model has declared state (with_state), so it must "
+          "return (loss, new_state) or (loss, (new_state, aux)); got "
+          f"{_checks.describe(out)}")
+    metrics, new_state = _split_state(out[1], state, where)
+    return out[0], metrics, new_state
+  if not pair:
+    return out, {}, None
+  loss, aux = out
+  found = _state_like(aux)
+  if found is not None:
+    raise ValueError(
+        f"{where} returned {found}, which looks like model state; it would be "
+        "dropped. Declare it: model=optax_clr.with_state(model, state), with "
+        f"the loss returning (loss, new_state) -- or return only scalar "
+        f"metrics (or an array) as aux")
+  return loss, metrics_of(aux), None
+
+
+def _split_state(rest: Any, state: Any, where: str) -> tuple[dict, Any]:
+  """``(metrics, new_state)`` of what follows the loss: ``new_state`` or
+  ``(new_state, aux)``."""
+  want = jax.tree.structure(state)
+  if jax.tree.structure(rest) == want:
+    new_state, aux = rest, None
+  elif (isinstance(rest, tuple) and len(rest) == 2
+        and jax.tree.structure(rest[0]) == want):
+    new_state, aux = rest
+  else:
+    got = rest[0] if isinstance(rest, tuple) and len(rest) == 2 else rest
+    raise ValueError(
+        f"{where} must return (loss, new_state) or (loss, (new_state, aux)) "
+        "with new_state shaped like the declared state: "
+        f"{_model.difference(got, state) or 'its tree structure differs'}")
+  detail = _model.difference(new_state, state)
+  if detail is not None:
+    raise ValueError(f"{where} returned a new_state unlike the declared "
+                     f"state: {detail}")
+  return metrics_of(aux), new_state
 
 
 def float32_metrics(metrics: Mapping[str, Any]) -> dict[str, jax.Array]:
@@ -139,9 +254,8 @@ def _shape_text(x: Any) -> str:
   return type(x).__name__
 
 
-def check_loss(out: Any, where: str = "loss_fn") -> None:
-  """Checks an (abstract) loss output: a real floating scalar loss."""
-  loss, _ = split_output(out, where)
+def check_loss(loss: Any, where: str = "loss_fn") -> None:
+  """Checks an (abstract) loss: a real floating scalar."""
   if not (hasattr(loss, "shape") and hasattr(loss, "dtype")):
     raise TypeError(
         f"{where} must return a scalar array loss (or (loss, aux)), got "
@@ -156,16 +270,13 @@ def check_loss(out: Any, where: str = "loss_fn") -> None:
 
 
 def check_eval(out: Any, where: str = "eval_fn") -> list[str]:
-  """Checks an (abstract) eval_fn output: a non-empty dict of real scalars.
-
-  Returns:
-    The sorted metric names.
-  """
+  """Checks an (abstract) eval_fn output: a non-empty dict of real scalars;
+  returns the sorted metric names."""
   if not isinstance(out, Mapping):
     raise TypeError(
         f"{where} must return a dict of scalar metrics, got "
         f"{_shape_text(out)}")
-  bad = [k for k, v in out.items() if not _is_scalar_metric(v)]
+  bad = [k for k, v in out.items() if not _is_scalar(v)]
   if bad:
     raise ValueError(
         f"{where} metrics must be scalars, got {bad[0]!r}: "
@@ -173,11 +284,6 @@ def check_eval(out: Any, where: str = "eval_fn") -> list[str]:
   if not out:
     raise ValueError(f"{where} returned no metrics")
   return sorted(str(k) for k in out)
-
-
-def eval_metrics(out: Mapping[str, Any]) -> dict[str, Any]:
-  """The metrics of an eval_fn output (checked by :func:`check_eval`)."""
-  return {str(k): v for k, v in out.items()}
 
 
 def step_key(seed: jax.Array, copy: jax.Array, step: jax.Array) -> jax.Array:

@@ -23,10 +23,11 @@ cannot be driven; the error shows the one-line fix.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -48,18 +49,44 @@ _FIX = ("pass a factory instead, e.g. optimizer=lambda lr: optax.adamw(lr), "
         "learning_rate=1e-3)")
 
 
-class Optimizer(NamedTuple):
-  """An optimizer ready for the engine.
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+  """An optimizer ready for the engine (hashable: it is part of the
+  compiled programs' static arguments, so the same factory or transformation
+  finds its compiled programs again).
 
   Attributes:
-    tx: the transformation whose state holds the driven hyperparameters.
-    description: a JSON-able name for results (``"optax.adamw"``).
+    source: a factory ``learning_rate -> GradientTransformation`` (built,
+      with ``driven`` injected, when traced) or a built transformation.
     driven: hyperparameters the driver sets before every update (empty for
       ``train``, whose optimizer follows its own schedules).
+    placeholders: ``((name, initial value), ...)`` of the driven names.
+    description: a JSON-able name for results (``"optax.adamw"``).
+    lr_schedule: for a built transformation without injected LR (e.g.
+      ``optax.adamw(schedule)``), its LR schedule, to log the LR applied.
   """
-  tx: optax.GradientTransformation
-  description: str
+  source: Any
   driven: tuple[str, ...]
+  placeholders: tuple[tuple[str, float], ...] = ()
+  description: str = dataclasses.field(default="", compare=False)
+  lr_schedule: Any = dataclasses.field(default=None, compare=False)
+
+  @property
+  def tx(self) -> optax.GradientTransformation:
+    if isinstance(self.source, optax.GradientTransformation):
+      return self.source
+    return _factory_tx(self.source, self.driven, dict(self.placeholders))
+
+  def update(self, grads: Any, opt_state: Any, params: Any, *, value: Any,
+             value_fn: Callable[[Any], Any]) -> tuple[Any, Any]:
+    """``tx.update``; a ``GradientTransformationExtraArgs`` (e.g. with
+    ``optax.contrib.reduce_on_plateau``) also gets the loss as ``value``,
+    the gradient as ``grad`` and ``value_fn(params)`` (line searches)."""
+    tx = self.tx
+    if isinstance(tx, optax.GradientTransformationExtraArgs):
+      return tx.update(grads, opt_state, params, value=value, grad=grads,
+                       value_fn=value_fn)
+    return tx.update(grads, opt_state, params)
 
 
 def describe(fn: Any) -> str:
@@ -172,9 +199,10 @@ def for_range_test(optimizer: Any, params: Any,
           "optimizer: a range test sets the learning rate at every step, but "
           "this optax.GradientTransformation fixes it inside (no injected "
           f"{' and '.join(driven)} in its state); {_FIX}")
-    return Optimizer(optimizer, "inject_hyperparams(" + ", ".join(
-        sorted(_hyperparams.find_hyperparams(jax.eval_shape(
-            optimizer.init, params))[paths[0]].hyperparams)) + ")", driven)
+    names = sorted(_hyperparams.find_hyperparams(jax.eval_shape(
+        optimizer.init, params))[paths[0]].hyperparams)
+    return Optimizer(optimizer, driven, (),
+                     "inject_hyperparams(" + ", ".join(names) + ")")
   if not callable(optimizer):
     raise TypeError(
         "optimizer must be a factory learning_rate -> "
@@ -192,25 +220,8 @@ def for_range_test(optimizer: Any, params: Any,
         "optimizer must be a factory learning_rate -> "
         f"optax.GradientTransformation, got {type(built).__name__} from "
         "optimizer(1e-3)")
-  return Optimizer(_cached_factory_tx(optimizer, driven, placeholders),
-                   describe(optimizer), driven)
-
-
-@functools.lru_cache(maxsize=64)
-def _factory_tx_by_key(factory, driven, placeholders):
-  return _factory_tx(factory, driven, dict(placeholders))
-
-
-def _cached_factory_tx(factory: Callable[..., Any], driven: tuple[str, ...],
-                       placeholders: Mapping[str, float]
-                       ) -> optax.GradientTransformation:
-  """The same transformation object for the same factory, so that engines
-  (and their compiled programs) cached on it are found again."""
-  key = tuple(sorted(placeholders.items()))
-  try:
-    return _factory_tx_by_key(factory, driven, key)
-  except TypeError:  # an unhashable factory
-    return _factory_tx(factory, driven, placeholders)
+  return Optimizer(optimizer, driven, tuple(sorted(placeholders.items())),
+                   describe(optimizer))
 
 
 def for_training(optimizer: Any) -> Optimizer:
@@ -228,7 +239,42 @@ def for_training(optimizer: Any) -> Optimizer:
         f"nnx.Optimizer, got {_checks.describe(tx)}{hint}")
   kind = ("nnx.Optimizer" if isinstance(optimizer, nnx.Optimizer)
           else "optax.GradientTransformation")
-  return Optimizer(tx, kind, ())
+  return Optimizer(tx, (), (), kind, lr_schedule=find_lr_schedule(tx))
+
+
+def find_lr_schedule(tx: Any) -> Callable[..., Any] | None:
+  """The LR inside a built optax transformation such as
+  ``optax.adamw(schedule)`` or ``optax.sgd(0.1)``, as a schedule: found in
+  the closures of its update function (``scale_by_learning_rate`` keeps a
+  schedule as ``learning_rate`` and a constant as ``scale``'s negative
+  ``step_size``); None when it cannot be found."""
+  seen: set[int] = set()
+
+  def visit(fn: Any, depth: int) -> Any:
+    code = getattr(fn, "__code__", None)
+    if code is None or depth > 12 or id(fn) in seen:
+      return None
+    seen.add(id(fn))
+    cells = dict(zip(code.co_freevars, fn.__closure__ or ()))
+    if "learning_rate" in cells and "m" in cells:  # scale_by_learning_rate
+      value = cells["learning_rate"].cell_contents
+      return value if callable(value) else None
+    step = cells.get("step_size")
+    if step is not None and fn.__qualname__.startswith("scale.<locals>"):
+      value = step.cell_contents
+      if isinstance(value, (int, float)) and value < 0:
+        return lambda count, lr=-float(value): jnp.float32(lr)
+    for cell in cells.values():
+      try:
+        value = cell.cell_contents
+      except ValueError:
+        continue
+      for item in value if isinstance(value, (tuple, list)) else (value,):
+        found = visit(getattr(item, "update", item), depth + 1)
+        if found is not None:
+          return found
+    return None
+  return visit(getattr(tx, "update", None), 0)
 
 
 def set_driven(opt_state: Any, values: Mapping[str, jax.Array]) -> Any:
@@ -240,13 +286,40 @@ def set_driven(opt_state: Any, values: Mapping[str, jax.Array]) -> Any:
       lambda old, v: jnp.asarray(v, jnp.asarray(old).dtype))
 
 
-def logged_hyperparams(opt_state: Any) -> dict[str, jax.Array]:
-  """``learning_rate`` and ``momentum`` (``momentum`` or ``b1``) as stored
-  after an update (the values it used), float32; NaN where there is none."""
+def _schedule_count(opt_state: Any) -> Any:
+  leaves = jax.tree.leaves(
+      opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByScheduleState))
+  for x in leaves:
+    if isinstance(x, optax.ScaleByScheduleState):
+      return _hyperparams.unwrap(x.count)
+  return None
+
+
+def _plateau_scale(opt_state: Any) -> jax.Array:
+  """The product of the LR scales of ``reduce_on_plateau`` states (1: none)."""
+  kind = getattr(getattr(optax, "contrib", None), "ReduceLROnPlateauState",
+                 None)
+  scale = jnp.float32(1.0)
+  if kind is None:
+    return scale
+  for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, kind)):
+    if isinstance(x, kind):
+      scale = scale * jnp.asarray(_hyperparams.unwrap(x.scale), jnp.float32)
+  return scale
+
+
+def applied_hyperparams(opt: Optimizer, before: Any, after: Any
+                        ) -> dict[str, jax.Array]:
+  """The LR and momentum an update applied (float32; NaN where unknown).
+
+  The LR is the injected value the update used (read from the state after
+  it), else ``lr_schedule(count)`` of a built transformation such as
+  ``optax.adamw(schedule)`` (the count before the update), times the scale
+  of any ``reduce_on_plateau`` in the chain.
+  """
   nan = jnp.array(jnp.nan, jnp.float32)
-  found = _hyperparams.find_hyperparams(opt_state)
   out = {"learning_rate": nan, "momentum": nan}
-  for state in found.values():
+  for state in _hyperparams.find_hyperparams(after).values():
     hyper = {k: _hyperparams.unwrap(v) for k, v in state.hyperparams.items()}
     if LEARNING_RATE in hyper and jnp.ndim(hyper[LEARNING_RATE]) == 0:
       out["learning_rate"] = jnp.asarray(hyper[LEARNING_RATE], jnp.float32)
@@ -254,4 +327,10 @@ def logged_hyperparams(opt_state: Any) -> dict[str, jax.Array]:
       if name is not None:
         out["momentum"] = jnp.asarray(hyper[name], jnp.float32)
       break
+  else:
+    count = _schedule_count(before)
+    if opt.lr_schedule is not None:
+      out["learning_rate"] = jnp.asarray(
+          opt.lr_schedule(0 if count is None else count), jnp.float32)
+  out["learning_rate"] = out["learning_rate"] * _plateau_scale(after)
   return out

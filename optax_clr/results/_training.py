@@ -8,14 +8,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from optax_clr import _checks
+from optax_clr import suggestions as _sg
 from optax_clr.results._base import Column
 from optax_clr.results._base import Result
 
 STOP_REASONS = ("completed", "nonfinite", "data_exhausted", "interrupted")
-STATUSES = ("trained", "diverged", "stalled")
-# A run stalled when its last epoch's mean loss fell by less than this
-# fraction of its first steps' mean loss (or its accuracy rose by less).
-MIN_IMPROVEMENT = 0.02
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -41,8 +38,8 @@ class TrainHistory(Result):
       training stopped there), ``"data_exhausted"`` or ``"interrupted"``.
     config: the JSON-able configuration of the run.
 
-  :attr:`status` says whether the run trained (``"trained"``), blew up
-  (``"diverged"``) or never left its initial loss (``"stalled"``).
+  :attr:`status` says whether the run trained, by the one rule every
+  test uses (:mod:`optax_clr.suggestions._status`).
   """
 
   steps: np.ndarray
@@ -87,42 +84,23 @@ class TrainHistory(Result):
 
   @property
   def status(self) -> str:
-    """``"diverged"``: stopped on a NaN/inf loss, or the last validation
-    loss is not finite. ``"stalled"``: it never left its initial level --
-    judged as the sweep judges a run: the validation accuracy never rose
-    ``MIN_IMPROVEMENT`` above its value before training (a model at chance),
-    else the validation loss never fell ``MIN_IMPROVEMENT`` below its
-    initial value, else (no validation) the last epoch's mean training loss
-    is not ``MIN_IMPROVEMENT`` below the first steps'. Else ``"trained"``."""
-    if self.stop_reason == "nonfinite":
-      return "diverged"
-    val = self.eval_metrics.get("loss")
-    if val is not None and val.size and not np.isfinite(val[-1]):
-      return "diverged"
-    start, evals = self.initial_metrics, self.eval_metrics
-    with np.errstate(invalid="ignore"):
-      if "accuracy" in start and evals.get("accuracy", np.zeros(0)).size:
-        best = np.nanmax(evals["accuracy"])
-        return "trained" if best >= start["accuracy"][0] + (
-            MIN_IMPROVEMENT) else "stalled"
-      if "loss" in start and evals.get("loss", np.zeros(0)).size:
-        a = start["loss"][0]
-        return "trained" if np.nanmin(evals["loss"]) < a - (
-            MIN_IMPROVEMENT * abs(a)) else "stalled"
-    return self._status_from_training_loss()
-
-  def _status_from_training_loss(self) -> str:
-    finite = self.losses[np.isfinite(self.losses)]
-    if finite.size < 2:
-      return "trained" if finite.size else "stalled"
-    # The first steps (before much training) against the last epoch.
-    head = finite[:max(1, min(10, finite.size // 10))]
-    per_epoch = int(self.config.get("steps_per_epoch") or 0)
-    tail = finite[-max(1, min(per_epoch or finite.size // 4,
-                              finite.size // 2)):]
-    start, end = float(np.mean(head)), float(np.mean(tail))
-    return "trained" if end < start - MIN_IMPROVEMENT * abs(start) else (
-        "stalled")
+    """The run's status by the one rule (:func:`optax_clr.suggestions.
+    classify`): ``"nonfinite"``, ``"diverged"``, ``"spiked"``,
+    ``"stalled"`` or ``"trained"``, judged from the per-step losses and
+    the validation metrics before training and at their best."""
+    best = {}
+    for name, values in self.eval_metrics.items():
+      finite = values[np.isfinite(values)]
+      if finite.size:
+        best[name] = np.array([finite.max() if "acc" in name
+                               else finite.min()])
+      elif values.size:
+        best[name] = np.array([np.nan])
+    losses = self.losses[None, :]
+    mean = (_sg.windowed_mean(losses, _sg.DEFAULT_WINDOW)[:, -1]
+            if losses.size else np.array([np.nan]))
+    return str(_sg.classify(losses, mean, initial_metrics=self.initial_metrics,
+                            final_metrics=best)[0])
 
   def final_metrics(self) -> dict[str, float]:
     """The last evaluation's metrics (``val_<name>``) and the last epoch's

@@ -4,8 +4,9 @@
   ``minimum``, ``valley`` (fastai), Smith's ``accuracy_bounds``.
 * :mod:`._ramp` -- the CLR pair (``rise_point``, ``clr_bounds``, ``suggest``)
   and ``suggest_ramp``, the noise-aware default of a ramp.
-* :mod:`._sweep` -- finished runs at fixed LRs: run status (``classify``),
-  best LR, stable range and CLR bounds (``suggest_sweep``).
+* :mod:`._status` -- the one rule for a run's status (``classify``).
+* :mod:`._sweep` -- finished runs at fixed LRs: best LR, stable range and
+  CLR bounds (``suggest_sweep``).
 * :mod:`._seeds` -- the same over S seeds: medians and spreads
   (``aggregate``).
 * :mod:`._disciplined` -- Smith's 2018 choice of a weight decay (and
@@ -25,12 +26,14 @@ from optax_clr.suggestions._ramp import signal_threshold
 from optax_clr.suggestions._ramp import suggest
 from optax_clr.suggestions._ramp import suggest_ramp
 from optax_clr.suggestions._seeds import aggregate
-from optax_clr.suggestions._sweep import classify
-from optax_clr.suggestions._sweep import DIVERGE_THRESHOLD
-from optax_clr.suggestions._sweep import STATUSES
+from optax_clr.suggestions._status import classify
+from optax_clr.suggestions._status import DEFAULT_WINDOW
+from optax_clr.suggestions._status import DIVERGE_THRESHOLD
+from optax_clr.suggestions._status import STATUSES
+from optax_clr.suggestions._status import summarize
+from optax_clr.suggestions._status import windowed_mean
 from optax_clr.suggestions._sweep import suggest_sweep
 from optax_clr.suggestions._sweep import TOLERANCE
-from optax_clr.suggestions._sweep import windowed_mean
 from optax_clr.suggestions._types import DisciplinedSuggestions
 from optax_clr.suggestions._types import SeedSuggestions
 from optax_clr.suggestions._types import Spread
@@ -39,10 +42,11 @@ from optax_clr.suggestions._types import Suggestions
 from optax_clr.suggestions._types import SweepSuggestions
 
 __all__ = [
-    "DIVERGE_THRESHOLD", "DisciplinedSuggestions", "MIN_POINTS", "STATUSES",
+    "DEFAULT_WINDOW", "DIVERGE_THRESHOLD", "DisciplinedSuggestions", "MIN_POINTS", "STATUSES",
     "TOLERANCE", "SeedSuggestions", "Spread", "Suggestion", "Suggestions",
     "SweepSuggestions", "accuracy_bounds", "aggregate", "classify",
     "clr_bounds", "disciplined", "minimum", "rise_point", "signal_threshold",
-    "steepest", "suggest", "suggest_ramp", "suggest_sweep", "valley",
+    "steepest", "suggest", "suggest_ramp", "suggest_sweep", "summarize",
+    "valley",
     "validate_curve", "windowed_mean",
 ]

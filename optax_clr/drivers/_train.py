@@ -9,7 +9,7 @@ epoch it evaluates on ``val_data``; the result is a
 :class:`~optax_clr.TrainHistory`.
 
 Steps run in compiled chunks of the same engine as the range tests (one
-host sync per chunk; ``execution`` as in :mod:`optax_clr.engine._runner`),
+host read per chunk; the layout as in :mod:`optax_clr.engine._layout`),
 batches come from the same feed (epoch ``e`` visits the examples in the
 order ``epoch_order(seed, e)``: the same batches as a range test with that
 seed), and a loss that takes ``rngs`` gets a fresh key every step.
@@ -26,94 +26,72 @@ bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from optax_clr import _checks
 from optax_clr import _interrupt
+from optax_clr import _options
 from optax_clr import _progress
 from optax_clr import _serialize
 from optax_clr.drivers import _checkpoint
-from optax_clr.drivers import _range_test
-from optax_clr.drivers import _setup
-from optax_clr.engine import _engine
 from optax_clr.engine import _feed
+from optax_clr.engine import _loop
 from optax_clr.engine import _loss
 from optax_clr.engine import _model
 from optax_clr.engine import _optimizer
-from optax_clr.engine import _placement
-from optax_clr.engine import _runner
+from optax_clr.engine import _population
+from optax_clr.engine import _setup
+from optax_clr.engine import _step
 from optax_clr.results import TrainHistory
 
 PyTree = Any
 TRAIN_CHUNK = 100
 
 
-def train_body(engine: _engine.Engine) -> Callable[..., Any]:
-  """One step following the optimizer's schedules; freezes on NaN/inf."""
-  def body(carry, consts, _, x):
-    state, dead = carry
-    micro, ok, t, _ = x
+class TrainCarry(NamedTuple):
+  """The run's carry: the model, and whether a NaN/inf loss stopped it."""
+  state: _step.TrainState
+  dead: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheduled:
+  """Training as a solver: each step follows the optimizer's own schedules
+  and records the LR and momentum the update applied; a NaN/inf loss
+  freezes the model at that step."""
+
+  def init(self, ts: _step.TrainState) -> TrainCarry:
+    return TrainCarry(ts, jnp.bool_(False))
+
+  def train_state(self, carry: TrainCarry) -> tuple[_step.TrainState, Any]:
+    return carry.state, carry.dead
+
+  def step(self, spec: _step.Spec, carry: TrainCarry, consts: PyTree,
+           val: PyTree, x: PyTree) -> tuple[TrainCarry, dict]:
+    del val
+    micro, ok, t = x
     key = _loss.step_key(consts["seed"], consts["copy"], t)
-    new_state, metrics = engine.step(state, micro, key, {})
+    new, metrics = _step.step(spec, carry.state, micro, key, {})
     loss = metrics["loss"]
-    active = ok & ~dead
+    active = ok & ~carry.dead
     finite = jnp.isfinite(loss)
-    state = _engine.select_tree(active & finite, new_state, state)
-    logged = engine.logged(new_state.opt_state)
-    out = {"loss": loss, "recorded": active,
-           "lr": logged["learning_rate"], "momentum": logged["momentum"]}
-    return (state, dead | (active & ~finite)), out
-  return body
-
-
-class _Epochs:
-  """Where each epoch's batches come from."""
-
-  def __init__(self, train_data: Any, batch_size: Any, steps_per_epoch: Any,
-               feed: Any, accumulation: int):
-    self.data = train_data
-    self.accumulation = accumulation
-    self.reiterable = isinstance(_feed.as_arrays(train_data), Sequence) and (
-        not _feed.is_single_pytree(_feed.as_arrays(train_data)))
-    self.feed = feed
-    if steps_per_epoch is not None:
-      self.steps = _checks.check_int("steps_per_epoch", steps_per_epoch,
-                                     low=1)
-    elif isinstance(feed, _feed.ArrayFeed):
-      self.steps = feed.per_epoch // accumulation
-    elif self.reiterable:
-      self.steps = len(_feed.as_arrays(train_data)) // accumulation
-    else:
-      raise ValueError(
-          "steps_per_epoch is required when train_data is an iterator (it "
-          "has no length); e.g. steps_per_epoch=len(dataset) // batch_size")
-    if self.steps < 1:
-      raise ValueError(f"batch_size={batch_size} leaves no full batch in "
-                       "train_data")
-
-  def chunks(self, epoch: int, chunk_steps: int):
-    """The chunks of training epoch ``epoch``: for array data from batch
-    ``epoch * steps * accumulation`` of the seeded batch sequence."""
-    if isinstance(self.feed, _feed.ArrayFeed):
-      batch = epoch * self.steps * self.accumulation
-      self.feed.seek(*divmod(batch, self.feed.per_epoch))
-      feed = self.feed
-    elif self.reiterable and epoch > 0:
-      feed = _feed.make_feed(self.data, None, 0)
-    else:
-      feed = self.feed
-    return _feed.iter_chunks(feed, self.steps, chunk_steps,
-                             self.accumulation)
+    state = _step.select_tree(active & finite, new, carry.state)
+    applied = _optimizer.applied_hyperparams(
+        spec.optimizer, carry.state.opt_state, new.opt_state)
+    return (TrainCarry(state, carry.dead | (active & ~finite)),
+            {"loss": loss, "recorded": active,
+             "lr": applied["learning_rate"],
+             "momentum": applied["momentum"]})
 
 
 def _check_train_args(num_epochs, checkpoint_every, resume, run_config,
@@ -193,37 +171,29 @@ def train(
     *,
     optimizer: Any,
     num_epochs: int,
-    batch_size: int | None = None,
-    steps_per_epoch: int | None = None,
     val_data: Any = None,
-    val_batches: int = 4,
-    eval_fn: Callable[..., Any] | None = None,
-    seed: int = 0,
-    accumulation_steps: int = 1,
-    compute_dtype: Any = None,
-    wrt: Any = nnx.Param,
-    step_mode: Any = "train",
-    eval_mode: Any = "eval",
+    steps_per_epoch: int | None = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 1,
     resume: bool = True,
     run_config: Mapping[str, Any] | None = None,
-    execution: str = "auto",
-    steps_per_chunk: int | None = None,
-    progress: Any = None,
     warn: bool = True,
+    options: _options.Options | None = None,
+    **option_fields: Any,
 ) -> tuple[Any, TrainHistory]:
   """Trains a copy of ``model`` for ``num_epochs`` epochs.
 
   Step ``k`` (from 0) computes ``loss_fn`` on its batch, takes the gradient
   with respect to the trained variables and applies ``optimizer``; with an
   ``inject_hyperparams`` optimizer (e.g. :func:`~optax_clr.cyclic_sgd`) it
-  uses ``lr(k)`` and ``momentum(k)``, which are logged next to the loss.
+  uses ``lr(k)`` and ``momentum(k)``, which are logged next to the loss
+  (for ``optax.adamw(schedule)``, ``schedule(k)``; times the scale of a
+  ``reduce_on_plateau`` in the chain).
 
   Args:
-    model: an ``nnx.Module`` or a params pytree; not modified.
-    loss_fn: ``loss_fn(model, batch[, rngs])`` -> loss or ``(loss, aux)``
-      (see :func:`~optax_clr.range_test`).
+    model: an ``nnx.Module``, an Equinox module, a params pytree, or
+      :func:`~optax_clr.with_state` ``(model, state)``; not modified.
+    loss_fn: as in :func:`~optax_clr.range_test`.
     train_data: arrays with a leading example axis (a ``Dataset`` through
       its ``as_batch()``; epoch ``e`` in the order ``epoch_order(seed, e)``),
       a list of batches (each epoch iterates it again) or an iterator
@@ -232,20 +202,11 @@ def train(
       (its ``tx``), used as it is.
     num_epochs: number of epochs, >= 1 (the total, including epochs restored
       from a checkpoint).
-    batch_size: examples per (micro-)batch, for array data.
-    steps_per_epoch: steps per epoch (default: a full pass over array data
-      or a list of batches).
     val_data: validation data (a batch, a Dataset, or an iterable whose
       first ``val_batches`` batches are read once), evaluated after every
       epoch.
-    val_batches: batches of an iterable ``val_data`` to use.
-    eval_fn: ``eval_fn(model, batch) -> dict`` of scalar metrics (default:
-      ``loss_fn``'s metrics plus ``"loss"``), in ``eval_mode``.
-    seed: seed of the data order and of the per-step keys, >= 0.
-    accumulation_steps, compute_dtype, wrt: as in
-      :func:`~optax_clr.range_test`.
-    step_mode, eval_mode, execution, steps_per_chunk: as in
-      :func:`~optax_clr.range_test`.
+    steps_per_epoch: steps per epoch (default: a full pass over array data
+      or a list of batches).
     checkpoint_dir: directory of ``checkpoint.msgpack``; None: none.
     checkpoint_every: write a checkpoint every this many epochs (>= 1), and
       always after the last one.
@@ -255,53 +216,44 @@ def train(
     run_config: JSON-able settings the arguments cannot reveal (e.g. the
       schedule's hyperparameters); stored in ``config["run_config"]`` and
       compared on resume.
-    progress: None (a bar over steps in interactive sessions), True, False,
-      or a callable ``progress(epoch, num_epochs, metrics)`` called after
-      each epoch with ``epoch`` from 1 and ``metrics`` holding
-      ``"train_loss"`` (epoch mean), ``"lr"`` (of the epoch's last step) and
-      ``"val_<name>"`` per validation metric.
-    warn: warn (``RuntimeWarning``) when the run diverged or stalled.
+    warn: warn (``RuntimeWarning``) when the run did not train (its
+      status, :mod:`optax_clr.suggestions._status`).
+    options, **option_fields: as in :func:`~optax_clr.range_test`;
+      ``progress`` may be a callable ``progress(epoch, num_epochs,
+      metrics)`` called after each epoch with ``"train_loss"`` (epoch mean),
+      ``"lr"`` (of the epoch's last step) and ``"val_<name>"``.
 
-  Under ``jax.set_mesh(mesh)`` training runs on that mesh as the classic
-  range test does: batches split over its ``"data"``/``"batch"`` axis,
-  parameters already laid out on it (explicit sharding) keep their layout.
+  Under ``jax.set_mesh(mesh)`` training runs on that mesh: batches split
+  over its ``"data"``/``"batch"`` axis, parameters already laid out on it
+  (explicit sharding) keep their layout.
 
   Returns:
-    ``(trained_model, history)``: a new module (or params pytree) holding
-    the final parameters, and the :class:`~optax_clr.TrainHistory` of the
-    whole run (also when it diverged or was interrupted).
+    ``(trained_model, history)``: a new module (or pytree; with declared
+    state, ``with_state(model, state)``) holding the final weights, and the
+    :class:`~optax_clr.TrainHistory` of the whole run (also when it diverged
+    or was interrupted).
   """
+  options = _options.resolve(options, option_fields, "train")
   num_epochs, checkpoint_every, run_config = _check_train_args(
       num_epochs, checkpoint_every, resume, run_config, warn)
-  _setup.check_common(
-      accumulation_steps=accumulation_steps, val_batches=val_batches,
-      seed=seed, steps_per_chunk=steps_per_chunk, loss_fn=loss_fn,
-      eval_fn=eval_fn, progress=progress, step_mode=step_mode,
-      eval_mode=eval_mode, val_data=val_data)
-  mesh, axis = _range_test.single_mesh(None, None, False)
-  setup = _setup.prepare(
-      model, loss_fn, train_data, optimizer=optimizer, driven=(),
-      batch_size=batch_size, seed=seed, val_data=val_data,
-      val_batches=val_batches, eval_fn=eval_fn,
-      accumulation_steps=accumulation_steps, compute_dtype=compute_dtype,
-      wrt=wrt, step_mode=step_mode, eval_mode=eval_mode, execution=execution,
-      steps_per_chunk=steps_per_chunk, num_steps=10**9, training=True,
-      mesh=mesh, data_axis=axis)
-  epochs = _Epochs(train_data, batch_size, steps_per_epoch, setup.feed,
-                   accumulation_steps)
+  setup = _setup.prepare(model, loss_fn, train_data, options,
+                         val_data=val_data, optimizer=optimizer,
+                         training=True, num_steps=10**9)
+  epochs = _feed.Epochs(train_data, options.batch_size, steps_per_epoch,
+                        setup.feed, options.accumulation_steps)
   # A chunk is at most an epoch, and at most TRAIN_CHUNK steps by default
   # (the chunk's batches are stacked on the host: 100 CIFAR-10 batches of
   # 64 are 79 MB).
-  chunk_steps = min(epochs.steps, steps_per_chunk or TRAIN_CHUNK)
-  engine = setup.engine
-  with _placement.mesh_context(mesh):
-    parts = (setup.parts.params, setup.parts.rest)
-    state = jax.jit(lambda p, r: engine.init(p, _model.fold_in_keys(
-        r, seed, 0)))(*(parts if mesh is None else
-                        _range_test.keep_shardings(parts, mesh)))
-  config = _run_config(setup, model, batch_size, epochs.steps, num_epochs,
-                       checkpoint_every, compute_dtype, seed,
-                       accumulation_steps, run_config, train_data, state)
+  chunk_steps = min(epochs.steps, options.steps_per_chunk or TRAIN_CHUNK)
+  setup = setup._replace(chunk_steps=chunk_steps)
+  consts = {"seed": np.array([options.seed], np.int32),
+            "copy": np.zeros(1, np.int32)}
+  prog, _, _ = _population.program(setup, Scheduled(), consts, False,
+                                   setup.has_conv)
+  pop = _population.start(setup, consts, None)(prog, np.arange(1))
+  state = pop.carry_of(0).state
+  config = _run_config(setup, model, epochs.steps, num_epochs,
+                       checkpoint_every, run_config, train_data, state)
   path = (None if checkpoint_dir is None
           else pathlib.Path(checkpoint_dir) / _checkpoint.CHECKPOINT_NAME)
   record = _Record()
@@ -309,23 +261,24 @@ def train(
   if path is not None and resume and path.exists():
     state, start_epoch, offset = _resume(path, config, num_epochs, state,
                                          record)
+    pop.load(0, TrainCarry(state, jnp.bool_(False)))
+  progress = options.progress
   # Ctrl-C between epochs (evaluation, checkpoint) also ends the run at the
   # next chunk boundary, with the history kept.
   with _interrupt.deferred(), _progress.reporter(
       None if callable(progress) else progress, "train", "step") as bar:
-    state, stop = _epoch_loop(
-        setup, epochs, state, record, config, path,
-        start_epoch=start_epoch, num_epochs=num_epochs,
-        chunk_steps=chunk_steps, checkpoint_every=checkpoint_every,
-        seed=seed, offset=offset, mesh=mesh, axis=axis,
+    stop = _epoch_loop(
+        pop, setup, epochs, record, config, path, start_epoch=start_epoch,
+        num_epochs=num_epochs, checkpoint_every=checkpoint_every,
+        offset=offset, bar=bar,
         on_epoch=progress if callable(progress) and progress is not True
-        else None, bar=bar)
+        else None)
   history = record.history(stop, config)
   if warn and history.status != "trained":
     warnings.warn(_verdict(history), RuntimeWarning, stacklevel=2)
-  params, rest = state[0].params, state[0].rest
-  return (_model.merge(setup.parts.graphdef, params, rest)
-          if setup.parts.graphdef is not None else params), history
+  final = pop.carry_of(0).state
+  return _model.rebuild(setup.model, _model.Parts(
+      final.params, final.rest, final.state)), history
 
 
 def _epoch_summary(record: _Record, metrics: Mapping[str, Any]
@@ -361,29 +314,19 @@ def _verdict(history: TrainHistory) -> str:
           "(the model died) or far too low")
 
 
-def _run_config(setup, model, batch_size, steps, num_epochs,
-                checkpoint_every, compute_dtype, seed, accumulation,
+def _run_config(setup, model, steps, num_epochs, checkpoint_every,
                 run_config, train_data, state) -> dict[str, Any]:
-  return {
-      "batch_size": None if batch_size is None else int(batch_size),
-      "seed": int(seed), "steps_per_epoch": int(steps),
-      "num_epochs": int(num_epochs), "checkpoint_every": int(
-          checkpoint_every),
-      "accumulation_steps": int(accumulation),
-      "compute_dtype": _engine.dtype_name(
-          _engine.check_compute_dtype(compute_dtype)),
-      "model": _model.describe_model(model),
-      "params_digest": _checkpoint.tree_digest(
-          (setup.parts.params, setup.parts.rest)),
-      "optimizer_digest": _checkpoint.tree_digest(state.opt_state),
-      "loss_fn": _optimizer.describe(setup.engine.loss.fn),
-      "optimizer": setup.engine.optimizer.description,
-      "train_data_digest": _data_digest(train_data, setup.feed),
-      "val_data_digest": (None if setup.val is None
-                          else _checkpoint.tree_digest(setup.val)),
-      "run_config": run_config, "backend": jax.default_backend(),
-      "execution": setup.execution,
-  }
+  return _setup.config(
+      setup, steps_per_epoch=int(steps), num_epochs=int(num_epochs),
+      checkpoint_every=int(checkpoint_every),
+      params_digest=_checkpoint.tree_digest(
+          (setup.parts.params, setup.parts.rest, setup.parts.state)),
+      optimizer_digest=_checkpoint.tree_digest(state.opt_state),
+      train_data_digest=_data_digest(train_data, setup.feed),
+      val_data_digest=(None if setup.val is None
+                       else _checkpoint.tree_digest(setup.val)),
+      run_config=run_config, backend=jax.default_backend(),
+      execution=setup.options.execution)
 
 
 def _data_digest(train_data: Any, feed: Any) -> str | None:
@@ -414,73 +357,48 @@ def _resume(path, config, num_epochs, state, record):
   return state, start, offset
 
 
-def _epoch_loop(setup, epochs, state, record, config, path, *, start_epoch,
-                num_epochs, chunk_steps, checkpoint_every,
-                seed, offset, on_epoch, bar, mesh=None,
-                axis=None) -> tuple[Any, str]:
-  engine = setup.engine
-  program = engine.program(
-      ("train", setup.execution, mesh, axis),
-      lambda: _runner.single_program(train_body(engine), setup.execution,
-                                     mesh))
-
-  def spec(lead):
-    return lambda x: _placement.batch_spec(np.ndim(x), lead, axis)
-  evaluate = None
-  val = None
-  if setup.val is not None:
-    val = _placement.put(setup.val, mesh, spec(1))
-    eval_program = engine.program(("train_eval", mesh), lambda: jax.jit(
-        lambda st, v, k: engine.evaluate_stack(st.params, st.rest, v,
-                                               _loss.eval_key(k, 0))))
-
-    def evaluate(st, v, k):
-      with _placement.mesh_context(mesh):
-        return eval_program(st, v, k)
-  consts = _placement.put({"seed": np.int32(seed), "copy": np.int32(0)},
-                          mesh)
-  if evaluate is not None and start_epoch == 0:
+def _epoch_loop(pop, setup, epochs, record, config, path, *, start_epoch,
+                num_epochs, checkpoint_every, offset, on_epoch, bar) -> str:
+  """Epoch after epoch: the steps, a NaN/inf check, the evaluation, the
+  checkpoint, the report; returns the stop reason."""
+  placer = _population.xs_placer(pop.blocks[0].prog, setup.chunk_steps)
+  if setup.val is not None and start_epoch == 0:
     # The level before training is what "stalled" is judged against.
-    record.set_initial(jax.device_get(evaluate(state, val, seed)))
-  carry = (state, jnp.bool_(False))
+    record.set_initial({k: v[0] for k, v in pop.evaluate().items()})
   start = time.perf_counter() - offset
   total = num_epochs * epochs.steps
   for epoch in range(start_epoch, num_epochs):
     first = epoch * epochs.steps
-
-    def place(chunk, at, first=first):
-      return (_placement.put(chunk.batches, mesh, spec(2)),
-              *_placement.put((chunk.valid, _runner.steps_array(
-                  first + at, chunk_steps), None), mesh))
-    outcome = _runner.drive(
-        program, carry, consts, None,
-        epochs.chunks(epoch, chunk_steps), place,
-        lambda out, chunk, done: bool(out["recorded"].sum()
-                                      < chunk.num_valid),
-        epochs.steps,
-        None if bar is None else
-        (lambda done, _, m, f=first: bar(f + done, total, m)),
-        lambda o: {"loss": float(o["loss"][o["recorded"]][-1])}
-        if o["recorded"].any() else {})
+    outcome = _loop.drive(
+        pop, epochs.chunks(first, first + epochs.steps, setup.chunk_steps),
+        lambda chunk, done, f=first: placer(chunk, f + done), epochs.steps,
+        report=None if bar is None else (
+            lambda done, out, f=first: bar(f + done, total, _shown(out))),
+        stop=lambda out: not out["recorded"][0, -1])
     done = first
     for out in outcome.records:
-      done += record.add_steps(done, out)
-    carry = outcome.carry
-    if outcome.interrupted:  # before reading the carry: a second Ctrl-C
-      return carry, "interrupted"  # may have left it donated
-    if bool(jax.device_get(carry[1])):
-      return carry, "nonfinite"
-    metrics = {} if evaluate is None else jax.device_get(
-        evaluate(carry[0], val, seed))
+      done += record.add_steps(done, jax.tree.map(lambda x: x[0], out))
+    if outcome.interrupted:
+      return "interrupted"
+    if bool(pop.read(lambda c: c.dead)[0]):
+      return "nonfinite"
+    metrics = ({} if setup.val is None
+               else {k: v[0] for k, v in pop.evaluate().items()})
     record.add_eval(done, time.perf_counter() - start, metrics, epoch + 1)
     epoch_done = epoch + 1
     if path is not None and (epoch_done % checkpoint_every == 0
                              or epoch_done == num_epochs):
-      _checkpoint.write(path, state=carry[0], epochs_done=epoch_done,
+      _checkpoint.write(path, state=pop.carry_of(0).state,
+                        epochs_done=epoch_done,
                         history=record.history("completed", config),
                         config=config)
     if on_epoch is not None:
       on_epoch(epoch_done, num_epochs, _epoch_summary(record, metrics))
     if outcome.exhausted and done - first < epochs.steps:
-      return carry, "data_exhausted"
-  return carry, "completed"
+      return "data_exhausted"
+  return "completed"
+
+
+def _shown(out: dict[str, np.ndarray]) -> dict[str, float]:
+  rec = out["recorded"][0]
+  return ({"loss": float(out["loss"][0][rec][-1])} if rec.any() else {})
