@@ -366,3 +366,25 @@ def test_suggestions_of_none_are_not_drawn():
   assert isinstance(s, sg.Suggestions)
   assert set(_lines(plotting.plot_range_test(r).axes[0])) == {
       "raw_loss", "smoothed_loss"}
+
+
+def test_grid_heat_map_outlines_the_best_cell_and_keeps_its_number():
+  from matplotlib.patches import Rectangle
+  from optax_clr.results import GridSweepResult
+  lr = np.array([0.01, 0.01, 0.1, 0.1])
+  wd = np.array([0.0, 1e-4, 0.0, 1e-4])
+  final = np.array([1.0, 0.9, 0.5, 0.7])  # the best: lr 0.1, wd 0
+  grid = GridSweepResult(
+      configs={"learning_rate": lr, "weight_decay": wd},
+      losses=np.tile(np.linspace(2.3, 1.0, 5), (4, 1)), final_loss=final,
+      mean_loss=final, diverged=np.zeros(4, bool),
+      diverged_at=np.full(4, -1))
+  ax = plotting.plot_grid(grid).axes[0]
+  best = [a for a in ax.get_children() if a.get_gid() == "best"]
+  assert len(best) == 1
+  # An outline around cell (1, 0), not a filled marker over its number.
+  assert isinstance(best[0], Rectangle) and not best[0].get_fill()
+  assert best[0].get_xy() == (0.5, -0.5)
+  assert (best[0].get_width(), best[0].get_height()) == (1, 1)
+  numbers = {(t.get_position(), t.get_text()) for t in ax.texts}
+  assert ((1, 0), "0.5") in numbers

@@ -104,7 +104,8 @@ def plot_grid(result: Any, ax: Any = None, *,
   (log-spaced values shown by their ticks), a line over one.
 
   Unstable runs (diverged, spiked, stalled) are blank; the best run is
-  marked with a star.
+  marked with a star (a line) or an outline around its cell (a heat map,
+  whose cells show their values).
 
   Args:
     result: a GridSweepResult whose runs form a full grid of ``names``.
@@ -148,11 +149,13 @@ def plot_grid(result: Any, ax: Any = None, *,
       if np.isfinite(v):
         ax.text(i, j, f"{v:.3g}", ha="center", va="center", fontsize=7,
                 color="w")
-    if best is not None:
+    if best is not None:  # an outline: the cell's number stays readable
+      from matplotlib.patches import Rectangle
       i = int(np.searchsorted(axes[0], best[names[0]]))
       j = int(np.searchsorted(axes[1], best[names[1]]))
-      ax.plot([i], [j], "*", color="gold", markersize=18,
-              markeredgecolor="k", gid="best")
+      ax.add_patch(Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False,
+                             edgecolor="red", linewidth=2.5, gid="best",
+                             label="best"))
   ax.set_title(f"sweep: {score_name} over {' x '.join(names)} "
                f"({int(result.stable.sum())} of {result.num_configs} stable)")
   save_png(fig, path)
