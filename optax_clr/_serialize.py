@@ -63,6 +63,21 @@ def is_writer() -> bool:
   return not jax.distributed.is_initialized() or jax.process_index() == 0
 
 
+def umask() -> int:
+  """The process's umask, read without changing it where Linux tells it
+  (``/proc/self/status``); elsewhere set and restored at once."""
+  try:
+    with open("/proc/self/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError, IndexError):
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: PathLike, mode: str = "w") -> Iterator[Any]:
   """Opens a temporary file next to ``path``; renames it over ``path`` when
@@ -79,6 +94,9 @@ def atomic_open(path: PathLike, mode: str = "w") -> Iterator[Any]:
   kwargs = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
   try:
     with os.fdopen(fd, mode, **kwargs) as f:
+      # mkstemp made it -rw-------; the file gets the mode open() would
+      # give it (0o666 less the umask: 0644 under umask 022).
+      os.chmod(tmp, 0o666 & ~umask())
       yield f
       f.flush()
       os.fsync(f.fileno())

@@ -324,3 +324,21 @@ def test_sweep_csv_has_one_row_per_lr():
   assert rows[3]["diverged_at"] == "-1"
   assert rows[7]["mean_loss"] == "inf" and rows[7]["diverged"] == "True"
   assert rows[6]["diverged_at"] == "2"
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600),
+                                        (0o002, 0o664)])
+def test_written_files_get_the_mode_the_umask_gives(tmp_path, mask, mode):
+  import os
+  import stat
+  result = _range_result()
+  old = os.umask(mask)
+  try:
+    result.to_json(tmp_path / "r.json")       # JSON, CSV, PNG: the three
+    result.to_csv(tmp_path / "r.csv")         # kinds every run writes, all
+    result.plot(path=tmp_path / "r.png")      # through one atomic write
+  finally:
+    os.umask(old)
+  for name in ("r.json", "r.csv", "r.png"):
+    got = stat.S_IMODE((tmp_path / name).stat().st_mode)
+    assert got == mode, (name, oct(got))
