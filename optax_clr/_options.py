@@ -136,7 +136,7 @@ class Options:
     _checks.check_choice("execution", self.execution, EXECUTIONS)
     if self.steps_per_chunk is not None:
       _checks.check_int("steps_per_chunk", self.steps_per_chunk, low=1)
-    if self.progress not in (None, True, False):
+    if not any(self.progress is v for v in (None, True, False)):
       _checks.check_callable("progress", self.progress)
 
   def replace(self, **changes: Any) -> Options:
@@ -205,6 +205,4 @@ def describe(options: Options) -> dict[str, Any]:
       "val_batches": int(options.val_batches),
       "init": options.init, "data_axis": options.data_axis,
       "max_parallel": options.max_parallel,
-      "mesh": (None if options.mesh is None
-               else {str(k): int(v) for k, v in options.mesh.shape.items()}),
   }

@@ -9,8 +9,8 @@ Usage::
 ``NUM_PROCESSES`` > 1 joins ``jax.distributed.initialize`` at
 ``localhost:PORT`` (CPU collectives: gloo); ``DEVICES`` host devices per
 process are forced with ``XLA_FLAGS`` before jax is imported. Runs an LR
-sweep (copies vmapped in groups of ``GROUP_SIZE``: ``auto`` measures it, on
-process 0), a hyperparameter grid with ``max_parallel`` (two rounds), a
+sweep (copies vmapped in groups of ``GROUP_SIZE``; ``auto`` measures
+nothing over several processes, which must all run the same programs), a hyperparameter grid with ``max_parallel`` (two rounds), a
 data-parallel classic range test and a multi-seed range test over the
 global devices; prints one JSON
 line with every result in full; writes the sweep's JSON to ``OUTDIR``
@@ -47,11 +47,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import _toy  # noqa: E402
 import optax_clr as clr  # noqa: E402
-from optax_clr.engine import _autotune  # noqa: E402
-
-# One lane per device whatever the host's cores, so that the one-process
-# run (an explicit group_size, hence one lane) compiles the same program.
-_autotune.cores_per_device = lambda: 1
+from optax_clr.engine import _memory  # noqa: E402
 
 QUIET = dict(progress=False)
 
@@ -75,7 +71,6 @@ def lr_sweep():
   result.to_json(os.path.join(OUTDIR, "sweep.json"))
   return {"devices": result.config["devices"],
           "group_size": result.config["group_size"],
-          "lanes": result.config["lanes"],
           "rounds": result.config["rounds"],
           **lists({"losses": result.losses,
                    "val": result.eval_metrics["loss"],
@@ -100,7 +95,7 @@ def data_parallel():
   result = clr.range_test(
       _toy.make_params(), _toy.regression_loss, _toy.make_data(),
       batch_size=16, num_steps=10, start_lr=1e-3, end_lr=0.3,
-      val_data=_toy.make_data(seed=1), eval_every=5, data_parallel=True,
+      val_data=_toy.make_data(seed=1), eval_every=5, data_axis="data",
       **QUIET)
   return {"mesh": result.config["mesh"], "stop": result.stop_reason,
           **lists({"losses": result.losses,
@@ -122,9 +117,9 @@ def memory_agreement():
   """The copies per round every process uses: the smallest that fits on
   any process (None: no process knows its memory)."""
   me = jax.process_index()
-  return [_autotune.agree_min(10 + 5 * (1 - me)),
-          _autotune.agree_min(None if me == 0 else 7),
-          _autotune.agree_min(None)]
+  return [_memory.agree_min(10 + 5 * (1 - me)),
+          _memory.agree_min(None if me == 0 else 7),
+          _memory.agree_min(None)]
 
 
 if __name__ == "__main__":

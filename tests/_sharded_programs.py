@@ -76,7 +76,7 @@ def data_parallel():
   one = clr.range_test(_toy.make_params(), _toy.regression_loss,
                        _toy.make_data(), **kw)
   many = clr.range_test(_toy.make_params(), _toy.regression_loss,
-                        _toy.make_data(), data_parallel=True, **kw)
+                        _toy.make_data(), data_axis="data", **kw)
   return {"mesh": many.config["mesh"],
           "losses": rel_err(many.losses, one.losses),
           "val": rel_err(many.eval_metrics["loss"], one.eval_metrics["loss"])}

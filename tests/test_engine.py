@@ -12,10 +12,11 @@ import optax
 import pytest
 from flax import nnx
 
-from optax_clr.engine import _engine
+from optax_clr import _options
 from optax_clr.engine import _loss
 from optax_clr.engine import _model
 from optax_clr.engine import _optimizer
+from optax_clr.engine import _step
 
 
 regression_loss = _toy.regression_loss
@@ -27,11 +28,27 @@ def make_batch(n, seed=0):
   return _toy.make_data(n, seed)
 
 
+class Engine:
+  """The step of one model / loss / optimizer (the engine's pure functions
+  bound to a Spec)."""
+
+  def __init__(self, spec):
+    self.spec = spec
+    self.step = functools.partial(_step.step, spec)
+
+  def init(self, params, rest, state=None):
+    return _step.init(self.spec, _model.Parts(params, rest, state))
+
+  def check_loss(self, parts, batch):
+    return _step.check_loss(self.spec, parts, batch)[0]
+
+
 def engine(loss_fn=regression_loss, optimizer=_optimizer.DEFAULT_FACTORY,
-           compute_dtype=None, graphdef=None):
-  opt = _optimizer.for_range_test(optimizer, make_params())
-  return _engine.Engine(graphdef, nnx.Param, _loss.LossFn(loss_fn), None,
-                        opt, compute_dtype)
+           compute_dtype=None, model=None):
+  defn, parts = _model.split_model(make_params() if model is None else model)
+  opt = _optimizer.for_range_test(optimizer, parts.params)
+  loss = _loss.resolve(loss_fn, "loss_fn", False, make_batch(8))
+  return Engine(_step.Spec(defn, loss, None, opt, compute_dtype))
 
 
 def lr(value):
@@ -127,7 +144,7 @@ def test_bare_loss_and_loss_aux_pair_are_both_accepted():
 
 def test_non_scalar_loss_is_rejected_before_compiling():
   eng = engine(loss_fn=lambda p, b: (p["w1"] * b["x1"]).sum(-1))
-  parts = _model.split_model(make_params())
+  _, parts = _model.split_model(make_params())
   with pytest.raises(ValueError, match=r"scalar loss .*an array of shape "
                      r"\(8,\) float32"):
     eng.check_loss(parts, make_batch(8))
@@ -135,7 +152,7 @@ def test_non_scalar_loss_is_rejected_before_compiling():
 
 def test_loss_returning_three_values_is_rejected():
   eng = engine(loss_fn=lambda p, b: (1.0 * p["b"], {}, 3))
-  parts = _model.split_model(make_params())
+  _, parts = _model.split_model(make_params())
   with pytest.raises(ValueError, match="tuple of length 3"):
     eng.check_loss(parts, make_batch(8))
 
@@ -163,8 +180,8 @@ def counting_loss(model, batch):
 def test_nnx_module_trains_params_and_carries_other_state():
   model = CountingModel(nnx.Rngs(0))
   before = jax.tree.map(np.array, nnx.state(model))
-  parts = _model.split_model(model)
-  eng = engine(loss_fn=counting_loss, graphdef=parts.graphdef)
+  _, parts = _model.split_model(model)
+  eng = engine(loss_fn=counting_loss, model=model)
   state = eng.init(parts.params, parts.rest)
   # The optimizer state covers the Params only.
   chex.assert_trees_all_equal_structs(
@@ -189,13 +206,16 @@ def test_optimizer_that_fixes_its_lr_is_refused_with_the_fix():
   default = _optimizer.for_range_test(None, make_params())
   assert default.description == "optax.sgd(momentum=0.9)"
   factory = functools.partial(optax.adam, b1=0.8)
-  # The same factory gives the same transformation (engines are cached).
-  assert (_optimizer.for_range_test(factory, make_params()).tx
-          is _optimizer.for_range_test(factory, make_params()).tx)
+  # The same factory is the same optimizer (and finds its compiled programs
+  # again: the optimizer is part of their static key).
+  assert (_optimizer.for_range_test(factory, make_params())
+          == _optimizer.for_range_test(factory, make_params()))
+  assert hash(_optimizer.for_range_test(factory, make_params())) == hash(
+      _optimizer.for_range_test(factory, make_params()))
 
 
 def test_check_compute_dtype():
-  assert _engine.check_compute_dtype(None) is None
-  assert _engine.check_compute_dtype(jnp.bfloat16) == jnp.bfloat16
+  assert _options.check_compute_dtype(None) is None
+  assert _options.check_compute_dtype(jnp.bfloat16) == jnp.bfloat16
   with pytest.raises(ValueError, match="compute_dtype must be a floating"):
-    _engine.check_compute_dtype(jnp.int32)
+    _options.check_compute_dtype(jnp.int32)

@@ -30,7 +30,7 @@ import optax_clr as S
 from optax_clr import cli
 from optax_clr import drivers
 from optax_clr.drivers import _checkpoint
-from optax_clr.engine import _runner
+from optax_clr.engine import _loop
 
 import _toy
 
@@ -141,14 +141,14 @@ def run_cli(capsys, *args):
 def interrupt_at_chunk(monkeypatch, k):
   """Ctrl-C as the k-th chunk's outputs reach the host (1-based)."""
   calls = []
-  trim = _runner._trim
+  collect = _loop.Population.collect
 
-  def patched(tree, count, axis):
+  def patched(self, pending, num_valid):
     calls.append(1)
     if len(calls) == k:
       sigint()
-    return trim(tree, count, axis)
-  monkeypatch.setattr(_runner, "_trim", patched)
+    return collect(self, pending, num_valid)
+  monkeypatch.setattr(_loop.Population, "collect", patched)
 
 
 def assert_complete(out):

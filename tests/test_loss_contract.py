@@ -105,15 +105,31 @@ def test_flax_style_loss_with_rngs_and_logits_runs_everywhere():
 # --- any aux ------------------------------------------------------------------
 
 
-def test_aux_may_be_any_pytree_and_only_scalar_dict_entries_are_metrics():
+def test_scalar_dict_entries_are_metrics_and_arrays_are_predictions():
   def loss_fn(params, batch):
     loss, aux = regression_loss(params, batch)
-    return loss, {"mae": aux["mae"], "pred": batch["y"] * 2.0,
-                  "nested": {"a": 1.0}, "key": jax.random.key(0)}
+    return loss, {"mae": aux["mae"], "nested": {"a": 1.0},
+                  "key": jax.random.key(0)}
   rt = clr.range_test(make_params(), loss_fn, batch_list(4), num_steps=4,
                       start_lr=1e-3, end_lr=0.01, val_data=make_data(seed=1),
                       eval_every=2, **QUIET)
   assert set(rt.eval_metrics) == {"loss", "mae"}
+  logits = lambda p, b: (regression_loss(p, b)[0], b["y"] * 2.0)  # noqa: E731
+  rt = clr.range_test(make_params(), logits, batch_list(4), num_steps=4,
+                      start_lr=1e-3, end_lr=0.01, **QUIET)
+  assert len(rt.losses) == 4
+
+
+def test_an_aux_that_looks_like_state_is_refused_naming_with_state():
+  # Linen's mutable batch statistics returned beside the loss: dropping them
+  # would evaluate with the initial statistics, silently.
+  def loss_fn(params, batch):
+    loss, _ = regression_loss(params, batch)
+    return loss, {"batch_stats": {"mean": batch["y"][:2]}}
+  with pytest.raises(ValueError, match=r"\['batch_stats'\] at aux, which "
+                     r"looks like model state.*with_state"):
+    clr.range_test(make_params(), loss_fn, batch_list(4), num_steps=4,
+                   **QUIET)
 
 
 def test_a_metric_named_loss_never_replaces_the_training_loss():

@@ -15,7 +15,9 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from optax_clr import parallel_range_test
-from optax_clr.engine import _autotune
+from optax_clr import Options
+from optax_clr.engine import _layout
+from optax_clr.engine import _loop
 from optax_clr.schedules import cyclic_schedule
 
 from _toy import BATCH, MLP, N, batch_list, make_data, make_params, mlp_loss
@@ -240,84 +242,114 @@ def test_model_init_must_match_the_model():
                                 "b": jnp.zeros(())})
 
 
-def test_layout_is_every_local_copy_in_one_vmap_on_accelerators(
-    monkeypatch):
+def test_every_local_copy_is_one_vmapped_group_on_accelerators(monkeypatch):
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-  assert _autotune.layout(None, 12) == _autotune.Layout(lanes=1, group=12)
+  assert _layout.default_group(12, Options()) == 12
+  assert _layout.default_group(12, Options(group_size=5)) == 5
 
 
-def test_layout_on_cpu_is_measured_once_and_cached(monkeypatch, tmp_path):
-  monkeypatch.setenv("OPTAX_CLR_CACHE_DIR", str(tmp_path))
-  monkeypatch.setattr(_autotune, "_MEMORY", {})
-  monkeypatch.setattr(_autotune, "cores_per_device", lambda: 2)
-  timed = []
-  # Seconds per copy of (lanes, group): groups of 2 are best in 2 lanes,
-  # 4 lanes of 2 better still, one lane of 8 worst.
-  cost = {(2, 1): 3.0, (2, 2): 2.0, (2, 4): 2.5, (4, 2): 1.5, (1, 8): 4.0}
-
-  def fake_time(setup, lanes, g):
-    timed.append((lanes, g))
-    return cost[lanes, g]
-  monkeypatch.setattr(_autotune, "_time_layout", fake_time)
+def test_cpu_runs_copies_one_after_another_by_default():
   result = parallel_range_test(make_params(), loss_fn, batch_list(3),
-                               lrs=np.geomspace(1e-3, 0.1, 8), num_steps=3)
-  assert (result.config["lanes"], result.config["group_size"]) == (4, 2)
-  assert timed == [(2, 1), (2, 2), (2, 4), (4, 2), (1, 8)]
-  assert (tmp_path / "autotune.json").exists()
-  # A new process (empty memory) reads the choice from disk: no timing.
-  monkeypatch.setattr(_autotune, "_MEMORY", {})
+                               lrs=LRS, num_steps=3)
+  assert result.config["group_size"] == 1
+
+
+def test_a_group_is_tried_only_when_its_cost_fits_a_tenth_of_the_run():
+  m = _layout.Measure()
+  # Floor: a chunk of one copy takes 1 s, compiling it took 2 s. Trying a
+  # group of 8 costs its compilation (~4 s) and, at worst, a chunk of 8
+  # copies twice as slow (8 s more): it needs a run of 120 chunks (12 s).
+  assert _layout.try_group(m, 8, 1.0, 2.0, 1, 120) == 8
+  assert _layout.try_group(m, 8, 1.0, 2.0, 1, 119) is None
+  assert _layout.try_group(m, 3, 1.0, 2.0, 1, 70) == 3      # 4 + 3 <= 7
+  assert _layout.try_group(m, 1, 1.0, 2.0, 1, 120) is None  # nothing to group
+  m.per_copy_step[8] = 0.5                                   # measured: done
+  assert _layout.try_group(m, 8, 1.0, 2.0, 1, 120) is None
+
+
+def test_a_group_is_kept_only_when_measured_five_percent_faster():
+  m = _layout.Measure(per_copy_step={1: 1.0, 8: 0.96})
+  assert m.best() == 1
+  m.per_copy_step[8] = 0.9
+  assert m.best() == 8
+  assert _layout.Measure(per_copy_step={1: 1.0}).best() is None
+
+
+def test_a_measured_group_is_used_and_remembered(monkeypatch):
+  monkeypatch.setattr(_layout, "MEASURED", type(_layout.MEASURED)())
+  # Timings as if the vmapped group ran each copy four times faster.
+  monkeypatch.setattr(_loop, "compile_seconds", lambda *a: 0.0)
+  real_timed = _loop._timed
+  timed = []
+
+  def fake_timed(fn):
+    out, _ = real_timed(fn)
+    group = len(timed) and 8
+    timed.append(group)
+    return out, (0.25 if group else 1.0) * (8 if group else 1)
+  monkeypatch.setattr(_loop, "_timed", fake_timed)
+  # 16 copies x 6 chunks: a tenth of the run (9.6 floor chunks) pays for
+  # one chunk of a group of 8 at worst twice as slow (8 floor chunks).
+  lrs = np.geomspace(1e-3, 0.1, 16)
+  ref = parallel_range_test(make_params(), loss_fn, batch_list(12), lrs=lrs,
+                            num_steps=12, steps_per_chunk=2, group_size=1)
+  got = parallel_range_test(make_params(), loss_fn, batch_list(12), lrs=lrs,
+                            num_steps=12, steps_per_chunk=2)
+  assert got.config["group_size"] == 8 and timed == [0, 8]
+  np.testing.assert_allclose(got.losses, ref.losses, rtol=1e-6)
   timed.clear()
-  again = parallel_range_test(make_params(), loss_fn, batch_list(3),
-                              lrs=np.geomspace(1e-3, 0.1, 8), num_steps=3)
-  assert (again.config["lanes"], again.config["group_size"]) == (4, 2)
-  assert timed == []
-  np.testing.assert_allclose(again.losses, result.losses, rtol=1e-6)
+  again = parallel_range_test(make_params(), loss_fn, batch_list(12),
+                              lrs=lrs, num_steps=12, steps_per_chunk=2)
+  assert again.config["group_size"] == 8 and timed == []
 
 
-def test_one_core_searches_group_sizes_in_one_lane(monkeypatch):
-  monkeypatch.setattr(_autotune, "_MEMORY", {})
-  monkeypatch.setenv("OPTAX_CLR_CACHE_DIR", "")
-  monkeypatch.setattr(_autotune, "cores_per_device", lambda: 1)
-  timed = []
-  cost = {(1, 1): 3.0, (1, 2): 2.0, (1, 4): 2.5, (1, 8): 2.6}
-
-  def fake_time(setup, lanes, g):
-    timed.append((lanes, g))
-    return cost[lanes, g]
-  monkeypatch.setattr(_autotune, "_time_layout", fake_time)
-  result = parallel_range_test(make_params(), loss_fn, batch_list(3),
-                               lrs=np.geomspace(1e-3, 0.1, 8), num_steps=3)
-  assert (result.config["lanes"], result.config["group_size"]) == (1, 2)
-  assert timed == [(1, 1), (1, 2), (1, 4), (1, 8)]
-
-
-def test_cached_layouts_of_another_format_are_measured_again(monkeypatch,
-                                                             tmp_path):
-  monkeypatch.setenv("OPTAX_CLR_CACHE_DIR", str(tmp_path))
-  (tmp_path / "autotune.json").write_text('{"a": 2, "b": [0, 1], "c": "x"}')
-  assert _autotune._load() == {}
-
-
-@pytest.mark.parametrize("layout", [(1, 1), (2, 1), (3, 2), (4, 2), (1, 7)])
-def test_lanes_and_groups_do_not_change_the_numbers(monkeypatch, layout):
+@pytest.mark.parametrize("group", [1, 2, 3, 7])
+def test_groups_do_not_change_the_numbers(group):
   lrs = np.geomspace(1e-3, 0.3, 7)
-  monkeypatch.setattr(_autotune, "layout",
-                      lambda setup, local: _autotune.Layout(1, local))
-  vmapped = parallel_range_test(make_params(), loss_fn, batch_list(4),
-                                lrs=lrs, num_steps=4)
-  monkeypatch.setattr(_autotune, "layout",
-                      lambda setup, local: _autotune.Layout(*layout))
-  split = parallel_range_test(make_params(), loss_fn, batch_list(4),
-                              lrs=lrs, num_steps=4)
-  assert (split.config["lanes"], split.config["group_size"]) == layout
-  np.testing.assert_allclose(split.losses, vmapped.losses, rtol=1e-6)
+  ref = parallel_range_test(make_params(), loss_fn, batch_list(4), lrs=lrs,
+                            num_steps=4, group_size=7)
+  got = parallel_range_test(make_params(), loss_fn, batch_list(4), lrs=lrs,
+                            num_steps=4, group_size=group)
+  assert got.config["group_size"] == group
+  np.testing.assert_allclose(got.losses, ref.losses, rtol=1e-6)
+
+
+@pytest.mark.parametrize("execution", ["scan", "steps"])
+def test_executions_give_the_same_numbers(execution):
+  ref = parallel_range_test(make_params(), loss_fn, batch_list(5), lrs=LRS,
+                            num_steps=5, steps_per_chunk=2)
+  got = parallel_range_test(make_params(), loss_fn, batch_list(5), lrs=LRS,
+                            num_steps=5, steps_per_chunk=2,
+                            execution=execution)
+  assert got.config["execution"] == execution
+  np.testing.assert_allclose(got.losses, ref.losses, rtol=1e-6)
+
+
+class ConvNet(nnx.Module):
+  def __init__(self, rngs):
+    self.conv = nnx.Conv(1, 2, (3, 3), rngs=rngs)
+
+  def __call__(self, x):
+    return self.conv(x).mean((1, 2, 3))
+
+
+def test_a_convolution_runs_step_by_step_on_cpu_and_a_matmul_scanned():
+  x = np.random.default_rng(0).normal(size=(32, 6, 6, 1)).astype(np.float32)
+  data = {"x": x, "y": x.mean((1, 2, 3))}
+  conv = parallel_range_test(
+      ConvNet(nnx.Rngs(0)), lambda m, b: jnp.mean((m(b["x"]) - b["y"]) ** 2),
+      data, batch_size=8, lrs=LRS[:2], num_steps=2)
+  assert conv.config["execution"] == "steps"
+  dense = parallel_range_test(make_params(), loss_fn, batch_list(2),
+                              lrs=LRS[:2], num_steps=2)
+  assert dense.config["execution"] == "scan"
 
 
 def test_few_copies_are_not_measured(monkeypatch):
-  monkeypatch.setattr(_autotune, "_time_layout", lambda *a: 1 / 0)
+  monkeypatch.setattr(_loop, "_timed", lambda fn: 1 / 0)
   result = parallel_range_test(make_params(), loss_fn, batch_list(3),
-                               lrs=LRS[:3], num_steps=3)
-  assert (result.config["lanes"], result.config["group_size"]) == (1, 1)
+                               lrs=LRS[:1], num_steps=3)
+  assert result.config["group_size"] == 1
 
 
 def test_one_device_mesh_and_config():
@@ -326,7 +358,7 @@ def test_one_device_mesh_and_config():
                                lrs=LRS, num_steps=3, mesh=mesh)
   json.dumps(result.config)
   assert result.config["devices"] == 1
-  assert result.config["copies_per_round"] == 5
+  assert result.config["rounds"] == 1
 
 
 def test_short_iterator_gives_the_steps_it_had():
@@ -388,9 +420,11 @@ GOOD = dict(lrs=LRS, num_steps=3)
     (dict(schedule_fn=3), TypeError, "schedule_fn must be callable"),
     (dict(schedule_fn=lambda lr: (lambda t: jnp.ones(2) * lr)), ValueError,
      "schedule_fn"),
-    (dict(mesh="lr"), ValueError, "mesh must be a jax.sharding.Mesh"),
+    (dict(mesh="lr"), TypeError, "mesh must be a jax.sharding.Mesh"),
     (dict(mesh=Mesh(np.array(jax.devices()[:1]), ("lr",))), ValueError,
      "axis named 'copies'"),
+    (dict(execution="fast"), ValueError, "execution must be one of"),
+    (dict(batch_sise=3), TypeError, "unexpected keyword argument 'batch_sise'"),
     (dict(eval_fn=lambda m, b: {}), ValueError, "eval_fn needs val_data"),
     (dict(optimizer=3), TypeError, "optimizer must be a factory"),
 ])

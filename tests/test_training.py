@@ -337,13 +337,17 @@ def test_adam_logs_b1_as_momentum(digits):
                              rtol=1e-6)
 
 
-def test_optimizer_without_momentum_or_injected_lr_logs_nan(digits):
+def test_the_lr_applied_is_logged_without_injected_hyperparams(digits):
   _, no_momentum = run_linear(digits, cyclic_sgd(LR))
   np.testing.assert_allclose(no_momentum.lrs, schedule_values(LR, STEPS),
                              rtol=1e-6)
   assert np.all(np.isnan(no_momentum.momenta))
   _, plain = run_linear(digits, optax.adam(1e-2))
-  assert np.all(np.isnan(plain.lrs)) and np.all(np.isnan(plain.momenta))
+  np.testing.assert_allclose(plain.lrs, 1e-2, rtol=1e-6)
+  assert np.all(np.isnan(plain.momenta))
+  _, scheduled = run_linear(digits, optax.adamw(LR))
+  np.testing.assert_allclose(scheduled.lrs, schedule_values(LR, STEPS),
+                             rtol=1e-6)
   assert np.all(np.isfinite(plain.losses))
 
 
@@ -396,8 +400,8 @@ def test_bfloat16_compute_keeps_float32_params(digits):
     (dict(optimizer=optax.sgd), TypeError, r"optimizer must be an "
      r"optax.GradientTransformation"),
     (dict(loss_fn=None), TypeError, r"loss_fn must be callable"),
-    (dict(model="cnn"), TypeError, r"model must be an nnx.Module or a pytree "
-     r"of arrays, got a leaf of type str"),
+    (dict(model="cnn"), TypeError, r"model must be an nnx.Module, an Equinox "
+     r"module or a pytree of arrays, got str 'cnn'"),
     (dict(train_data="digits"), TypeError,
      r"train_data must be a pytree of arrays or an iterable of batches, got "
      r"str"),

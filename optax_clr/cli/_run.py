@@ -1,14 +1,14 @@
-"""A command's run directory: checks of ``--out``, the lock, the record of
-configuration and environment.
+"""A command's run directory: the checks of ``--out``, the lock, the record
+of configuration and environment.
 
 A run directory (``--out``, default ``runs/<command>-<timestamp>``) holds
 ``config.json``, ``environment.json``, the results and the plots, every file
-written atomically. It is locked while a command uses it; a directory that
-already holds a run is refused unless ``--overwrite`` (which first removes
-that run's record, results and plots, so that none of them can pass for
-the new run's); an empty ``--out``,
-the current directory, the home directory, a filesystem root and a
-non-empty directory that is not a run are refused.
+written atomically. It is locked while a command uses it. A directory that
+already holds a run is refused unless ``--overwrite``, which first removes
+that run's record, results and plots (none of them can pass for the new
+run's; a checkpoint is kept); an empty ``--out``, the current directory,
+the home directory, a filesystem root and a non-empty directory that is
+not a run are refused.
 """
 
 from __future__ import annotations
@@ -33,13 +33,19 @@ LOCK_NAME = ".optax-clr.lock"
 
 def _unsafe(path: pathlib.Path) -> str | None:
   resolved = path.resolve()
-  if resolved == pathlib.Path(resolved.anchor):
-    return "a filesystem root"
-  if resolved == pathlib.Path.home().resolve():
-    return "the home directory"
-  if resolved == pathlib.Path.cwd().resolve():
-    return "the current directory"
+  for place, why in ((pathlib.Path(resolved.anchor), "a filesystem root"),
+                     (pathlib.Path.home().resolve(), "the home directory"),
+                     (pathlib.Path.cwd().resolve(), "the current directory")):
+    if resolved == place:
+      return why
   return None
+
+
+def _transient(p: pathlib.Path) -> bool:
+  """The lock, or the temporary file of an atomic write (``.NAME.*.tmp``)
+  that a killed run left behind."""
+  return p.name == LOCK_NAME or (p.name.startswith(".")
+                                 and p.name.endswith(".tmp"))
 
 
 def check_out(out: str | None, overwrite: bool) -> pathlib.Path | None:
@@ -68,55 +74,17 @@ def check_out(out: str | None, overwrite: bool) -> pathlib.Path | None:
   return path
 
 
-def _transient(p: pathlib.Path) -> bool:
-  """The lock, or a temporary file of an atomic write (``.NAME.*.tmp``) that
-  a killed run left behind."""
-  return p.name == LOCK_NAME or (p.name.startswith(".")
-                                 and p.name.endswith(".tmp"))
-
-
-def clear_previous(path: pathlib.Path) -> list[str]:
-  """Removes what a previous run left in ``path`` (its record, results and
-  plots: ``*.json``, ``*.csv``, ``*.png``, temporary files), so that no
-  file of it can pass for one of the new run; a checkpoint
-  (``*.msgpack``) is kept for ``--checkpoint-dir``. Returns the names."""
-  removed = []
-  for p in sorted(path.iterdir()):
-    if p.is_file() and p.name != LOCK_NAME and (
-        _transient(p) or p.suffix in (".json", ".csv", ".png")):
-      p.unlink()
-      removed.append(p.name)
-  return removed
-
-
-def fresh_dir(command: str) -> pathlib.Path:
-  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-  base = pathlib.Path("runs") / f"{command}-{stamp}"
-  path, n = base, 1
-  while path.exists():
-    n += 1
-    path = base.with_name(f"{base.name}-{n}")
-  return path
-
-
-def _pid_alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
-
-
 def _lock_holder(path: pathlib.Path) -> int | None:
-  """The pid of a live process holding ``path``'s lock, else None."""
+  """The pid of a live process (not this one) holding ``path``'s lock."""
   try:
     pid = int((path / LOCK_NAME).read_text().strip() or 0)
-  except (OSError, ValueError):
-    return None
-  if pid and pid != os.getpid() and _pid_alive(pid):
+    if pid and pid != os.getpid():
+      os.kill(pid, 0)
+      return pid
+  except PermissionError:  # alive, another user's
     return pid
+  except (OSError, ValueError):
+    pass
   return None
 
 
@@ -133,7 +101,7 @@ def locked(path: pathlib.Path) -> Iterator[None]:
       pid = _lock_holder(path)
       if pid is not None:
         raise usage(f"--out {path} is in use by another optax-clr run "
-                    f"(pid {pid})")
+                    f"(pid {pid})") from None
       lock.unlink(missing_ok=True)
   else:
     raise usage(f"--out {path}: cannot take the lock {lock}")
@@ -146,58 +114,47 @@ def locked(path: pathlib.Path) -> Iterator[None]:
 
 
 def environment_info() -> dict[str, Any]:
-  """Versions, backend, devices and CPU: what a result needs to be
-  compared."""
+  """Versions, backend and devices: what a result needs to be compared."""
   import importlib.metadata as md
 
   import jax
 
   from optax_clr import __version__
-  from optax_clr.engine import _autotune
 
   def version(dist: str) -> str | None:
     try:
       return md.version(dist)
     except md.PackageNotFoundError:
       return None
-
   devices = jax.devices()
   return {
       "optax_clr": __version__, "python": platform.python_version(),
-      "jax": jax.__version__, "jaxlib": version("jaxlib"),
-      "optax": version("optax"), "flax": version("flax"),
-      "numpy": version("numpy"), "backend": jax.default_backend(),
-      "device_count": jax.device_count(),
+      "jax": jax.__version__, **{d: version(d) for d in (
+          "jaxlib", "optax", "flax", "numpy")},
+      "backend": jax.default_backend(), "device_count": jax.device_count(),
       "local_device_count": jax.local_device_count(),
       "process_count": jax.process_count(),
       "device_kind": devices[0].device_kind if devices else None,
-      "cpu_model": _autotune.cpu_model(), "platform": platform.platform(),
-      "machine": platform.machine(), "cpu_count": os.cpu_count(),
-      "xla_flags": os.environ.get("XLA_FLAGS"),
-  }
+      "platform": platform.platform(), "machine": platform.machine(),
+      "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
+      "xla_flags": os.environ.get("XLA_FLAGS")}
 
 
-def compilation_cache_dir() -> str | None:
-  """Where compiled XLA programs are kept between runs (None: not kept).
-
-  ``OPTAX_CLR_CACHE_DIR`` (empty: off) + ``/xla``, else
-  ``$XDG_CACHE_HOME/optax-clr/xla`` (``~/.cache/optax-clr/xla``). A
-  ``JAX_COMPILATION_CACHE_DIR`` set by the user wins.
-  """
+def compilation_cache() -> str | None:
+  """Keeps compiled programs between runs; returns the directory (None:
+  off). ``JAX_COMPILATION_CACHE_DIR`` set by the user wins; else
+  ``$OPTAX_CLR_CACHE_DIR/xla`` (empty: off), default
+  ``~/.cache/optax-clr/xla``."""
   if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     return os.environ["JAX_COMPILATION_CACHE_DIR"]
-  from optax_clr.engine import _autotune
-  base = _autotune.cache_dir()
-  return None if base is None else str(base / "xla")
-
-
-def configure_jax() -> str | None:
-  """Turns on the persistent compilation cache; returns its directory."""
+  base = os.environ.get("OPTAX_CLR_CACHE_DIR")
+  if base is None:
+    base = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache"), "optax-clr")
+  if not base:
+    return None
   from optax_clr import enable_compilation_cache
-  path = compilation_cache_dir()
-  if path is None or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-    return path
-  return enable_compilation_cache(path)
+  return enable_compilation_cache(os.path.join(base, "xla"))
 
 
 class Run:
@@ -206,27 +163,28 @@ class Run:
 
   def __init__(self, ctx: click.Context, out: pathlib.Path | None,
                as_json: bool = False):
-    self.cache_dir = configure_jax()
     self.command = ctx.info_name or "run"
-    self.dir = out if out is not None else fresh_dir(self.command)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    self.dir, n = out or pathlib.Path("runs", f"{self.command}-{stamp}"), 1
+    while out is None and self.dir.exists():
+      n += 1
+      self.dir = pathlib.Path("runs", f"{self.command}-{stamp}-{n}")
     self.dir.mkdir(parents=True, exist_ok=True)
-    self.as_json = as_json
-    self.start = time.perf_counter()
-    self.files: list[str] = []
+    self.as_json, self.start = as_json, time.perf_counter()
     self._lock = locked(self.dir)
     self._lock.__enter__()
-    # check_out let through a directory that is new, holds only what a
-    # killed run left (temporary files), or holds a run and --overwrite.
-    clear_previous(self.dir)
+    # check_out let through a new directory, one holding only what a killed
+    # run left (temporary files), or one holding a run with --overwrite.
+    for p in sorted(self.dir.iterdir()):
+      if p.is_file() and p.name != LOCK_NAME and (
+          _transient(p) or p.suffix in (".json", ".csv", ".png")):
+        p.unlink()
     self.config = {
-        "command": self.command,
+        "command": self.command, "argv": sys.argv[1:],
         "options": {k: (str(v) if isinstance(v, pathlib.Path) else v)
                     for k, v in ctx.params.items()},
-        "argv": sys.argv[1:],
         "started": datetime.datetime.now().astimezone().isoformat(
-            timespec="seconds"),
-        "compilation_cache": self.cache_dir,
-    }
+            timespec="seconds"), "compilation_cache": compilation_cache()}
     self.write_json("config.json", self.config)
     self.write_json("environment.json", environment_info())
 
@@ -234,30 +192,34 @@ class Run:
     click.echo(text, err=self.as_json)
 
   def path(self, name: str) -> pathlib.Path:
-    if name not in self.files:
-      self.files.append(name)
     return self.dir / name
 
   def write_json(self, name: str, data: Any) -> None:
     from optax_clr import _serialize
     _serialize.dump_json(_serialize.jsonable(data, name), self.path(name), 2)
 
+  def save(self, result: Any, stem: str, plot: str | None = None,
+           **plot_kwargs: Any) -> None:
+    """A result's ``stem.json``, ``stem.csv`` and plot (``plot.png``)."""
+    result.to_json(self.path(f"{stem}.json"))
+    result.to_csv(self.path(f"{stem}.csv"))
+    result.plot(path=self.path(f"{plot or stem}.png"), **plot_kwargs)
+
   def finish(self, summary: Mapping[str, Any] | None = None,
              **resolved: Any) -> float:
     """Adds the derived values and the wall time to config.json, prints
-    the file list (and the JSON summary under ``--json``), releases the
-    directory."""
-    wall = time.perf_counter() - self.start
-    self.config["resolved"] = resolved
-    self.config["wall_time_s"] = round(wall, 3)
+    the files written (and the JSON summary under ``--json``), releases
+    the directory."""
+    wall = round(time.perf_counter() - self.start, 3)
+    self.config.update(resolved=resolved, wall_time_s=wall)
     self.write_json("config.json", self.config)
-    self.say(f"wrote {self.dir}/: {', '.join(sorted(self.files))}")
+    files = sorted(p.name for p in self.dir.iterdir() if not _transient(p))
+    self.say(f"wrote {self.dir}/: {', '.join(files)}")
     if self.as_json:
       from optax_clr import _serialize
       click.echo(json.dumps(_serialize.jsonable(
-          {"command": self.command, "out": str(self.dir),
-           "files": sorted(self.files), "wall_time_s": round(wall, 3),
-           **(summary or {})}), allow_nan=False))
+          {"command": self.command, "out": str(self.dir), "files": files,
+           "wall_time_s": wall, **(summary or {})}), allow_nan=False))
     self.close()
     return wall
 

@@ -1,34 +1,37 @@
 """``optax-clr range-test``: the classic ramp, ``--seeds S`` ramps, or a
-``--parallel K`` sweep of fixed LRs; prints the suggestions."""
+``--parallel K`` sweep of fixed LRs; prints the suggestions, and exits 1
+(saying which flag to change) when they give no answer."""
 
 from __future__ import annotations
+
+import types
 
 import click
 
 from optax_clr.cli import _common as c
 from optax_clr.cli import _run
 
+CLASSIC_ONLY = ("start_lr", "end_lr", "ramp", "smoothing", "eval_every")
 
-def _check(ctx, parallel, seeds, steps, start_lr, end_lr, min_lr, max_lr):
-  if parallel == 1:
+
+def _check(ctx, f) -> None:
+  if f.parallel == 1:
     raise click.BadParameter("must be 0 (classic) or >= 2, got 1",
                              param_hint="--parallel")
-  if parallel and seeds > 1:
-    raise c.usage("--seeds: only for the classic test, not with --parallel")
-  if parallel:
-    c.reject(ctx, ("start_lr", "end_lr", "ramp", "smoothing", "eval_every"),
+  if f.parallel:
+    c.reject(ctx, CLASSIC_ONLY + ("seeds",),
              "only for the classic test, not with --parallel")
-    if min_lr >= max_lr:
-      raise c.usage(f"--min-lr must be < --max-lr, got --min-lr={min_lr:g}, "
-                    f"--max-lr={max_lr:g}")
+    if f.min_lr >= f.max_lr:
+      raise c.usage(f"--min-lr must be < --max-lr, got --min-lr="
+                    f"{f.min_lr:g}, --max-lr={f.max_lr:g}")
     return
   c.reject(ctx, ("min_lr", "max_lr"), "only with --parallel K")
-  if start_lr >= end_lr:
+  if f.start_lr >= f.end_lr:
     raise c.usage(f"--start-lr must be < --end-lr, got --start-lr="
-                  f"{start_lr:g}, --end-lr={end_lr:g}")
-  if steps is not None and steps < 2:
+                  f"{f.start_lr:g}, --end-lr={f.end_lr:g}")
+  if f.steps is not None and f.steps < 2:
     raise click.BadParameter(f"must be >= 2 for the classic test (a ramp "
-                             f"needs two LRs), got {steps}",
+                             f"needs two LRs), got {f.steps}",
                              param_hint="--steps")
 
 
@@ -57,10 +60,9 @@ def _check(ctx, parallel, seeds, steps, start_lr, end_lr, min_lr, max_lr):
 @click.option("--seeds", type=c.POS_INT, default=1,
               help="Classic: S ramps side by side, one per seed; each "
               "suggestion is reported as the median with its spread.")
-@click.option("--parallel", "parallel", type=c.NONNEG_INT, default=0,
-              metavar="K", show_default="0 = classic",
-              help="Train K fixed LRs side by side instead (vmapped, sharded "
-              "over the devices).")
+@click.option("--parallel", type=c.NONNEG_INT, default=0, metavar="K",
+              show_default="0 = classic", help="Train K fixed LRs side by "
+              "side instead (vmapped, sharded over the devices).")
 @click.option("--min-lr", type=c.POSITIVE, default=1e-4,
               help="Parallel: smallest LR of the log-spaced grid.")
 @click.option("--max-lr", type=c.POSITIVE, default=1.0,
@@ -68,11 +70,7 @@ def _check(ctx, parallel, seeds, steps, start_lr, end_lr, min_lr, max_lr):
 @c.optimizer_options
 @c.run_options
 @click.pass_context
-def range_test_cmd(ctx, data, model, width, batch_size, val_fraction,
-                   start_lr, end_lr, steps, ramp, smoothing,
-                   diverge_threshold, eval_every, seeds, parallel, min_lr,
-                   max_lr, optimizer, momentum, weight_decay, seed, out,
-                   overwrite, no_progress, as_json):
+def range_test_cmd(ctx, **flags):
   """LR range test: find the bounds of a cyclical learning rate.
 
   Classic (default): one run whose LR rises from --start-lr to --end-lr over
@@ -86,89 +84,78 @@ def range_test_cmd(ctx, data, model, width, batch_size, val_fraction,
   best fixed LR, the stable range and CLR bounds read from the finished runs.
 
   Prints the suggestions; writes results.json, results.csv and
-  range_test.png. Next: `optax-clr train --bounds-from OUT`.
+  range_test.png; exits 1 when they hold no answer (no CLR bounds, or no
+  stable LR). Next: `optax-clr train --bounds-from OUT`.
   """
-  _check(ctx, parallel, seeds, steps, start_lr, end_lr, min_lr, max_lr)
-  # Data first: a bad --data or --batch-size must not leave a directory.
-  dataset, train, val = c.load_data(data, val_fraction, seed)
-  c.check_batch(train, batch_size)
-  with _run.run_dir(ctx, out, overwrite, as_json) as run:
-    net = c.build_model(model, dataset, width, seed)
-    from optax_clr import models
-    factory = c.optimizer_factory(optimizer, momentum, weight_decay)
-    progress = c.progress_enabled(no_progress)
-    run.say(f"data: {dataset.name} {dataset.image_shape}, {len(train)} "
-            f"train / {len(val)} val; model: {model}; optimizer: "
-            f"{optimizer} (momentum {momentum:g}, weight decay "
-            f"{weight_decay:g})")
-    common = dict(optimizer=factory, batch_size=batch_size, seed=seed,
-                  progress=progress)
-    if parallel:
-      import optax_clr as clr
-      n = steps or 50
-      run.say(f"parallel range test: {parallel} LRs in [{min_lr:g}, "
-              f"{max_lr:g}], {n} steps each")
-      result = clr.parallel_range_test(
-          net, models.cross_entropy_loss, train, num_lrs=parallel,
-          min_lr=min_lr, max_lr=max_lr, num_steps=n, val_data=val,
-          diverge_threshold=diverge_threshold, **common)
-    else:
-      result = _classic(run, net, train, val, seeds, start_lr, end_lr, steps,
-                        ramp, smoothing, diverge_threshold, eval_every,
-                        common)
-    return _report(run, result, parallel)
+  f = types.SimpleNamespace(**flags)
+  _check(ctx, f)
+  with c.usage_errors():
+    dataset, train, val = c.load_data(f.data, f.val_fraction, f.seed,
+                                      f.batch_size)
+  with _run.run_dir(ctx, f.out, f.overwrite, f.as_json) as run:
+    run.say(c.describe_data(dataset, train, val, f.model) + f"; optimizer: "
+            f"{f.optimizer} (momentum {f.momentum:g}, weight decay "
+            f"{f.weight_decay:g})")
+    net = c.build_model(f.model, dataset, f.width, f.seed)
+    result = _test(run, f, net, train, val)
+    return _report(run, f, result)
 
 
-def _classic(run, net, train, val, seeds, start_lr, end_lr, steps, ramp,
-             smoothing, diverge_threshold, eval_every, common):
+def _test(run, f, net, train, val):
+  """The library's test the flags ask for."""
   import optax_clr as clr
-  from optax_clr import models
-  from optax_clr.drivers import _range_test
-  n = steps or _range_test.default_num_steps(start_lr, end_lr)
-  kwargs = dict(start_lr=start_lr, end_lr=end_lr, num_steps=n, ramp=ramp,
-                smoothing=smoothing, diverge_threshold=diverge_threshold,
-                val_data=val if eval_every else None, eval_every=eval_every)
-  if seeds > 1:
-    seed = common.pop("seed")
-    run.say(f"range test over {seeds} seeds: {ramp} ramp {start_lr:g} -> "
-            f"{end_lr:g} over {n} steps")
+  common = dict(optimizer=c.factory(f.optimizer, f.momentum, f.weight_decay),
+                batch_size=f.batch_size, diverge_threshold=f.diverge_threshold,
+                progress=False if f.no_progress else None)
+  steps = {} if f.steps is None else {"num_steps": f.steps}
+  if f.parallel:
+    run.say(f"parallel range test: {f.parallel} LRs in [{f.min_lr:g}, "
+            f"{f.max_lr:g}], {f.steps or 'the default'} steps each")
+    return clr.parallel_range_test(
+        net, clr.cross_entropy_loss, train, num_lrs=f.parallel,
+        min_lr=f.min_lr, max_lr=f.max_lr, val_data=val, seed=f.seed,
+        **steps, **common)
+  ramp = dict(start_lr=f.start_lr, end_lr=f.end_lr, ramp=f.ramp,
+              smoothing=f.smoothing, eval_every=f.eval_every,
+              val_data=val if f.eval_every else None, **steps, **common)
+  run.say(f"range test{f' over {f.seeds} seeds' if f.seeds > 1 else ''}: "
+          f"{f.ramp} ramp {f.start_lr:g} -> {f.end_lr:g} over "
+          f"{f.steps or '40 per decade of LR'} steps")
+  if f.seeds > 1:
     return clr.multi_seed_range_test(
-        net, models.cross_entropy_loss, train,
-        seeds=list(range(seed, seed + seeds)), **kwargs, **common)
-  run.say(f"range test: {ramp} ramp {start_lr:g} -> {end_lr:g} over {n} "
-          "steps")
-  result = clr.range_test(net, models.cross_entropy_loss, train, **kwargs,
-                          **common)
+        net, clr.cross_entropy_loss, train,
+        seeds=list(range(f.seed, f.seed + f.seeds)), **ramp)
+  result = clr.range_test(net, clr.cross_entropy_loss, train, seed=f.seed,
+                          **ramp)
   last = f" (last LR {result.lrs[-1]:.3g})" if result.num_steps else ""
   run.say(f"stopped: {result.stop_reason} after {result.num_steps} "
           f"steps{last}")
   return result
 
 
-def _report(run, result, parallel) -> int:
+def _report(run, f, result) -> int:
   sugg = result.suggest()
   run.say("suggestions:")
   run.say(str(sugg))
-  summary = {"kind": type(result).__name__, "suggestions": sugg.to_dict(),
-             "base_lr": sugg.base_lr, "max_lr": sugg.max_lr}
-  if parallel:
-    best = sugg.best.lr
-    if best is not None:
-      run.say(f"best fixed LR: {best:.3e} ({c.one_line(sugg.best.reason)})")
-    summary["best_lr"] = best
-  result.to_json(run.path("results.json"))
-  result.to_csv(run.path("results.csv"))
-  result.plot(path=run.path("range_test.png"))
-  stop = getattr(result, "stop_reason", None)
-  summary["stop_reason"] = stop
-  run.finish(summary, kind=type(result).__name__, base_lr=sugg.base_lr,
-             max_lr=sugg.max_lr)
-  if stop == "interrupted":
-    raise c.Exit(130, f"interrupted; the steps run so far are in {run.dir}")
-  if parallel and sugg.best.lr is None:
-    raise c.Exit(1, f"no LR of the sweep trained stably "
-                 f"({c.in_flags(c.one_line(sugg.rule))}); results are in "
-                 f"{run.dir}")
-  if sugg.base_lr is not None:
-    run.say(f"next: optax-clr train --bounds-from {run.dir}")
+  run.save(result, "results", "range_test")
+  best = sugg.best.lr if f.parallel else None
+  if best is not None:
+    run.say(f"best fixed LR: {best:.3e} ({c.one_line(sugg.best.reason)})")
+  run.finish({"kind": type(result).__name__, "suggestions": sugg.to_dict(),
+              "base_lr": sugg.base_lr, "max_lr": sugg.max_lr,
+              "best_lr": best}, kind=type(result).__name__,
+             base_lr=sugg.base_lr, max_lr=sugg.max_lr)
+  why = c.in_flags(c.one_line(sugg.rule))
+  if f.parallel and best is None:
+    raise c.Exit(1, f"no LR of the sweep trained stably ({why}); results "
+                 f"are in {run.dir}")
+  if not f.parallel and sugg.base_lr is None:
+    reasons = set(getattr(result, "stop_reasons", [getattr(
+        result, "stop_reason", None)]))
+    why = why.removeprefix("no CLR bounds: ")
+    if why.startswith("too short") and reasons == {"completed"}:
+      steps = result.lrs.shape[-1]
+      why = f"--steps {steps} is too short for a range test{why[9:]}"
+    raise c.Exit(1, f"no CLR bounds: {why}; results are in {run.dir}")
+  run.say(f"next: optax-clr train --bounds-from {run.dir}")
   return 0

@@ -294,10 +294,17 @@ def _epoch_summary(record: _Record, metrics: Mapping[str, Any]
 
 
 def _verdict(history: TrainHistory) -> str:
-  if history.status == "diverged":
+  """What a run that did not train did, in one sentence with the numbers."""
+  status, losses = history.status, history.losses
+  if status == "nonfinite":
     return (f"training diverged: the loss became non-finite at step "
-            f"{len(history)} (stop_reason={history.stop_reason!r}); lower "
-            "the learning rate (max_lr)")
+            f"{int(np.argmax(~np.isfinite(losses)))} (stop_reason="
+            f"{history.stop_reason!r}); lower the learning rate (max_lr)")
+  if status in ("diverged", "spiked"):
+    what = ("ended above" if status == "diverged" else "rose above")
+    return (f"training {status}: the loss {what} 4x its initial "
+            f"{losses[0]:.4g} (peak {np.nanmax(losses):.4g}); lower the "
+            "learning rate (max_lr)")
   start, evals = history.initial_metrics, history.eval_metrics
   if "accuracy" in start and evals.get("accuracy", np.zeros(0)).size:
     seen = (f"the validation accuracy never rose above its initial "
@@ -308,8 +315,8 @@ def _verdict(history: TrainHistory) -> str:
             f"{start['loss'][0]:.4g} (best {np.nanmin(evals['loss']):.4g})")
   else:
     seen = (f"the training loss never fell below its initial level (first "
-            f"steps {history.losses[:10].mean():.4g}, last "
-            f"{history.losses[-10:].mean():.4g})")
+            f"steps {losses[:10].mean():.4g}, last "
+            f"{losses[-10:].mean():.4g})")
   return (f"training stalled: {seen}; the learning rate is likely too high "
           "(the model died) or far too low")
 

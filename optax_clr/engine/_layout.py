@@ -113,6 +113,11 @@ def placement(options: Any, num_copies: int
   data = axis or _placement.resolve_data_axis(mesh, None)
   if data == COPY_AXIS:
     data = None
+  if num_copies > 1 and COPY_AXIS not in mesh.axis_names and data is None:
+    raise ValueError(
+        f"mesh must have an axis named {COPY_AXIS!r} (the copies are split "
+        f"over it) or a data axis ('data', 'batch' or data_axis=); its axes "
+        f"are {list(mesh.axis_names)}")
   return mesh, copies, data, True
 
 

@@ -599,5 +599,6 @@ def run_population(prog: Program, rounds: list[np.ndarray], *,
                         parts[0]} if parts and len(parts) == len(rounds)
                        else {})
   return Run(out, exhausted, interrupted, cat(befores), cat(afters), steps,
-             {**prog.plan.config(), "rounds": len(rounds)})
+             {**prog.plan.config(), "rounds": len(rounds),
+              "copies_per_round": int(rounds[0].size)})
 

@@ -44,6 +44,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from optax_clr import _checks
@@ -175,8 +176,8 @@ def _state_like(aux: Any) -> str | None:
       found.append(f"an eqx.nn.State at aux{path}")
       return
     if isinstance(x, Mapping):
-      arrays = [k for k, v in x.items() if not _is_scalar(v)
-                and jax.tree.leaves(v)]
+      arrays = [k for k, v in x.items() if any(
+          np.ndim(leaf) > 0 for leaf in jax.tree.leaves(v))]
       if arrays:
         found.append(f"a dict with non-scalar entries {sorted(map(str, arrays))[:3]} "
                      f"at aux{path}")

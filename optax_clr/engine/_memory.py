@@ -124,10 +124,13 @@ def copies_per_device(setup: Any, prog: Any, consts: Any) -> int | None:
       batches = 2 * nbytes(setup.feed.first_batch()) * setup.chunk_steps * (
           setup.options.accumulation_steps) + nbytes(setup.val)
       n = copies_that_fit(free, per_copy, max(m1 - per_copy, 0) + batches)
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-    every = np.asarray(multihost_utils.process_allgather(
-        np.int64(-1 if n is None else n)))
-    capped = every[every >= 0]
-    n = int(capped.min()) if capped.size else None
-  return n
+  return agree_min(n) if jax.process_count() > 1 else n
+
+
+def agree_min(n: int | None) -> int | None:
+  """The smallest ``n`` of all processes (None: no cap, on every one)."""
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  every = np.asarray(multihost_utils.process_allgather(
+      np.int64(-1 if n is None else n)))
+  capped = every[every >= 0]
+  return int(capped.min()) if capped.size else None

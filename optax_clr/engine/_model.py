@@ -154,7 +154,7 @@ class ModelDef:
     for i, v in self.static:
       leaves[i] = v
     p = self.graphdef.flatten_up_to(params)
-    r = self.graphdef.flatten_up_to(rest)
+    r = [None] * n if rest is None else self.graphdef.flatten_up_to(rest)
     for i in range(n):
       if p[i] is not None:
         leaves[i] = p[i]

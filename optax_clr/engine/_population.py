@@ -61,13 +61,18 @@ def program(setup: _setup.Setup, solver: Any, consts: dict[str, Any],
 def rounds_of(setup: _setup.Setup, prog: _loop.Program,
               consts: dict[str, Any]) -> list[np.ndarray]:
   """The copies of each round: at most ``max_parallel`` (or, on GPU/TPU,
-  what fits in memory), balanced, a multiple of the devices."""
-  devices = prog.plan.devices
-  num_copies = len(consts["copy"])
+  what fits in memory: :mod:`._memory`)."""
   cap = setup.options.max_parallel
   if cap is None:
     fit = _memory.copies_per_device(setup, prog, consts)
-    cap = None if fit is None else fit * devices
+    cap = None if fit is None else fit * prog.plan.devices
+  return split_rounds(len(consts["copy"]), prog.plan.devices, cap)
+
+
+def split_rounds(num_copies: int, devices: int, cap: int | None
+                 ) -> list[np.ndarray]:
+  """Rounds of at most ``cap`` copies (rounded down to a multiple of the
+  devices, at least one per device), balanced: ceil(K / rounds) each."""
   if cap is None or cap >= num_copies:
     return [np.arange(num_copies)]
   cap = max(devices, cap // devices * devices)

@@ -166,9 +166,10 @@ def _one_line(text: str) -> str:
   return " ".join(str(text).split())
 
 
-def bounds_of(result: Result | RunSummary, policy: str = "triangular"
-              ) -> Bounds:
-  """The bounds a result suggests for ``policy``.
+def bounds_of(result: Result | RunSummary | str | os.PathLike[str],
+              policy: str = "triangular") -> Bounds:
+  """The bounds a result (or a results file, or a run directory) suggests
+  for ``policy``.
 
   * a range test (one seed or several): its suggested ``base_lr``/``max_lr``;
   * a sweep: its sweep-native bounds, or its best LR for ``"fixed"``;
@@ -176,8 +177,17 @@ def bounds_of(result: Result | RunSummary, policy: str = "triangular"
   * one-cycle takes only ``max_lr`` (it starts at ``max_lr / div_factor``).
 
   Raises:
-    ValueError: the result gives no bounds for the policy (why is said).
+    ValueError: the result gives no bounds for the policy (why is said;
+      for a file, naming the file).
   """
+  if isinstance(result, (str, os.PathLike)):
+    path = _resolve(result)
+    try:
+      return bounds_of(load_results(path), policy)
+    except ValueError as e:
+      text = _one_line(e)
+      raise ValueError(text if text.startswith(str(path))
+                       else f"{path}: {text}") from e
   if isinstance(result, RunSummary):
     b = result.bounds
     base, top, lr = b.get("base_lr"), b.get("max_lr"), b.get("lr")
@@ -199,8 +209,9 @@ def bounds_of(result: Result | RunSummary, policy: str = "triangular"
           "a fixed LR needs the results of a sweep (its best LR) or of the "
           "demo; a range test suggests bounds, not one LR")
     return Bounds(None, None, float(lr), f"best fixed LR: {source}")
-  if base is None or top is None:
-    raise ValueError(f"no CLR bounds: {source}")
+  if base is None or top is None:  # a rule's text may say so already
+    raise ValueError(source if source.startswith("no CLR bounds")
+                     else f"no CLR bounds: {source}")
   if policy == "one-cycle":
     return Bounds(None, float(top), None, source + "; one-cycle uses its "
                   "max_lr")
