@@ -10,32 +10,38 @@ from optax_clr.cli import _common as c
 from optax_clr.cli import _run
 
 
-def _floats(text: str, flag: str, low: float, high: float | None
-            ) -> list[float]:
-  values = []
-  for part in (p.strip() for p in text.split(",")):
-    try:
-      x = float(part)
-    except ValueError:
-      raise click.BadParameter(f"must be a comma-separated list of numbers, "
-                               f"got {text!r}", param_hint=flag) from None
-    if not (x >= low and (high is None or x < high)) or x != x:
-      bound = (f"in [{low:g}, {high:g})" if high is not None
-               else f">= {low:g}")
-      raise click.BadParameter(f"must be numbers {bound}, got {part}",
-                               param_hint=flag)
-    values.append(x)
-  if len(set(values)) != len(values):
-    raise click.BadParameter(f"must be distinct numbers, got {text}",
-                             param_hint=flag)
-  return values
+class Floats(click.ParamType):
+  """Distinct comma-separated numbers in ``[low, high)``."""
+  name = "floats"
+
+  def __init__(self, low: float, high: float | None = None):
+    self.low, self.high = low, high
+
+  def convert(self, value, param, ctx):
+    if not isinstance(value, str):
+      return value
+    values = []
+    for part in (p.strip() for p in value.split(",")):
+      try:
+        x = float(part)
+      except ValueError:
+        self.fail(f"must be a comma-separated list of numbers, got "
+                  f"{value!r}", param, ctx)
+      if not (x >= self.low and (self.high is None or x < self.high)):
+        bound = (f">= {self.low:g}" if self.high is None
+                 else f"in [{self.low:g}, {self.high:g})")
+        self.fail(f"must be numbers {bound}, got {part}", param, ctx)
+      values.append(x)
+    if len(set(values)) != len(values):
+      self.fail(f"must be distinct numbers, got {value}", param, ctx)
+    return values
 
 
 @click.command("disciplined", context_settings=c.CONTEXT)
 @c.data_options
-@click.option("--weight-decays", default="0,1e-5,1e-4,1e-3",
+@click.option("--weight-decays", type=Floats(0.0), default="0,1e-5,1e-4,1e-3",
               help="Comma-separated weight decays to compare.")
-@click.option("--momenta", default="0.9",
+@click.option("--momenta", type=Floats(0.0, 1.0), default="0.9",
               help="Comma-separated momenta (b1 for adam) to compare.")
 @click.option("--optimizer", type=c.choice(("sgd", "adam")), default="sgd",
               help="sgd (momentum, L2 weight decay) or adam (b1, L2 weight "
@@ -58,40 +64,34 @@ def disciplined_cmd(ctx, data, model, width, batch_size, val_fraction,
   lowest loss and lets the largest LR train is chosen (ties to the larger
   weight decay), with its CLR bounds and the cyclical momentum 0.95 ->
   0.85. Writes results.json, results.csv and weight_decay.png (the loss
-  over LR x weight decay).
+  over LR x weight decay); exits 1 when no ramp gave bounds.
   """
-  wds = _floats(weight_decays, "--weight-decays", 0.0, None)
-  moms = _floats(momenta, "--momenta", 0.0, 1.0)
   if start_lr >= end_lr:
     raise c.usage(f"--start-lr must be < --end-lr, got --start-lr="
                   f"{start_lr:g}, --end-lr={end_lr:g}")
-  dataset, train, val = c.load_data(data, val_fraction, seed)
-  c.check_batch(train, batch_size)
+  with c.usage_errors():
+    dataset, train, val = c.load_data(data, val_fraction, seed, batch_size)
   with _run.run_dir(ctx, out, overwrite, as_json) as run:
     import optax_clr as clr
-    from optax_clr import models
-    net = c.build_model(model, dataset, width, seed)
-    factory = clr.optimizers.sgd if optimizer == "sgd" else (
-        clr.optimizers.adam)
-    run.say(f"data: {dataset.name} {dataset.image_shape}, {len(train)} "
-            f"train / {len(val)} val; model: {model}; {len(wds)} weight "
-            f"decays x {len(moms)} momenta, {optimizer}")
+    run.say(c.describe_data(dataset, train, val, model) + f"; "
+            f"{len(weight_decays)} weight decays x {len(momenta)} momenta, "
+            f"{optimizer}")
     result = clr.weight_decay_range_test(
-        net, models.cross_entropy_loss, train, weight_decays=wds,
-        momenta=moms, optimizer=factory,
-        momentum_name=c.momentum_name(optimizer), start_lr=start_lr,
-        end_lr=end_lr, num_steps=steps, batch_size=batch_size, seed=seed,
-        progress=c.progress_enabled(no_progress))
+        c.build_model(model, dataset, width, seed), clr.cross_entropy_loss,
+        train, weight_decays=weight_decays, momenta=momenta,
+        optimizer=c.factory(optimizer),
+        momentum_name="momentum" if optimizer == "sgd" else "b1",
+        start_lr=start_lr, end_lr=end_lr, num_steps=steps,
+        batch_size=batch_size, seed=seed,
+        progress=False if no_progress else None)
     sugg = result.suggest()
     run.say(str(sugg))
-    result.to_json(run.path("results.json"))
-    result.to_csv(run.path("results.csv"))
-    result.plot(path=run.path("weight_decay.png"))
+    run.save(result, "results", "weight_decay")
     run.finish({"suggestions": sugg.to_dict()}, **sugg.to_dict())
     if sugg.max_lr is None:
-      raise c.Exit(1, f"no ramp gave CLR bounds "
-                   f"({c.in_flags(c.one_line(sugg.rule))}); "
-                   f"results are in {run.dir}")
+      why = c.in_flags(c.one_line(sugg.rule))
+      raise c.Exit(1, f"no ramp gave CLR bounds ({why}); results are in "
+                   f"{run.dir}")
     run.say(f"next: optax-clr train --bounds-from {run.dir} --optimizer "
             f"{optimizer} --weight-decay {sugg.weight_decay:g} "
             f"--base-momentum {sugg.base_momentum:g} --max-momentum "

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -165,10 +166,7 @@ def metrics_of(aux: Any) -> dict[str, Any]:
 
 def _state_like(aux: Any) -> str | None:
   """Where ``aux`` holds what looks like model state, in words."""
-  try:
-    import equinox as eqx  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    eqx = None
+  eqx = sys.modules.get("equinox")  # optional: only if the user has it
   found = []
 
   def visit(x, path):
