@@ -127,11 +127,13 @@ def test_range_suggest_drops_points_where_the_raw_loss_is_not_finite():
 
 
 def test_range_suggest_gives_accuracy_bounds_against_eval_lrs():
-  s = _range_result().suggest(window=1)
+  s = _range_result().suggest(rule="accuracy", window=1)
   # accuracy [.1 .1 .3 .7 .9 .9]: rise .8, base first >= .18 (eval 2),
   # max first >= .82 (eval 4).
   assert s.accuracy_base.lr == LRS[20] and s.accuracy_max.lr == LRS[40]
   assert (s.base_lr, s.max_lr) == (LRS[20], LRS[40])
+  default = _range_result().suggest(window=1)
+  assert default.chosen == "loss" and "accuracy" in default.readings
 
 
 def test_range_suggest_forwards_keyword_arguments():

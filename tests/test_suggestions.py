@@ -282,18 +282,50 @@ def test_the_rise_point_ignores_skip_end_and_a_noisy_first_point():
   assert i == 10 and "at LR 11" in note
 
 
-def test_clr_bounds_prefers_the_accuracy_rule():
+def test_the_loss_rule_answers_and_the_accuracy_rule_is_shown_beside_it():
   acc = [0.1, 0.1, 0.1, 0.2, 0.4, 0.6, 0.8, 0.85, 0.9, 0.9, 0.5, 0.1]
   acc_lrs = np.logspace(-5, -0.5, 12)
-  base, top, rule = sg.clr_bounds(LRS, LOSS, acc, accuracy_lrs=acc_lrs)
+  s = sg.suggest(LRS, LOSS, acc, accuracy_lrs=acc_lrs)
+  assert s.chosen == "loss" and s.max_lr == pytest.approx(0.1 / 4)
+  assert s.readings["accuracy"]["base_lr"] == acc_lrs[3]
+  assert s.readings["accuracy"]["max_lr"] == acc_lrs[7]
+  assert "Answered by the loss rule" in s.rule
+  assert "accuracy rule reads 0.000169 to 0.00731" in s.rule
+  assert "accuracy rule: base_lr=1.694e-04" in str(s)
+
+
+def test_rule_accuracy_selects_smiths_accuracy_bounds():
+  acc = [0.1, 0.1, 0.1, 0.2, 0.4, 0.6, 0.8, 0.85, 0.9, 0.9, 0.5, 0.1]
+  acc_lrs = np.logspace(-5, -0.5, 12)
+  base, top, rule = sg.clr_bounds(LRS, LOSS, acc, accuracy_lrs=acc_lrs,
+                                  rule="accuracy")
   assert (base, top) == (acc_lrs[3], acc_lrs[7])
   assert rule.startswith("accuracy rule")
 
 
-def test_clr_bounds_fall_back_to_the_loss_rule_without_accuracy_bounds():
+def test_the_accuracy_rule_without_a_rise_gives_no_bounds_and_says_why():
+  base, top, rule = sg.clr_bounds(LRS, LOSS, np.zeros(61), rule="accuracy")
+  assert base is None and top is None
+  assert rule.startswith("accuracy rule: no bounds")
   base, top, rule = sg.clr_bounds(LRS, LOSS, np.zeros(61))
-  assert top == pytest.approx(0.1 / 4)
-  assert rule.startswith("accuracy bounds unavailable")
+  assert top == pytest.approx(0.1 / 4) and rule.startswith("loss rule")
+
+
+def test_a_ramp_too_coarse_for_its_smoothing_gives_no_bounds():
+  # 80 steps over seven decades at smoothing 0.05: the EMA lags 20 steps,
+  # 1.77 decades of LR; the blow-up would be read far too late.
+  lrs = np.geomspace(1e-6, 10.0, 80)
+  loss = 2.3 - 2 * lrs / (lrs + 0.01) + (lrs / 0.5) ** 2
+  s = sg.suggest(lrs, loss, smoothing=0.05)
+  assert s.base_lr is None and s.max_lr is None
+  assert s.rule.startswith("not enough resolution: 11 steps per decade")
+  assert "lags 1.77 decades" in s.rule
+  assert "run at least 140 steps over these 7.0 decades" in s.rule
+  fine = sg.suggest(np.geomspace(1e-6, 10.0, 280), 2.3 - 2 * np.geomspace(
+      1e-6, 10.0, 280) / (np.geomspace(1e-6, 10.0, 280) + 0.01),
+                    smoothing=0.05)
+  assert sg.resolution(np.geomspace(1e-6, 10.0, 280), 0.05) is None
+  assert fine.minimum.lr is not None
 
 
 def test_clr_bounds_are_none_without_a_minimum():

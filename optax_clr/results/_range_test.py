@@ -82,12 +82,13 @@ class RangeTestResult(Result):
             f"lrs={summary(self.lrs)}, stop_reason={self.stop_reason!r}, "
             f"eval_metrics={sorted(self.eval_metrics)})")
 
-  def suggest(self, **kwargs: Any) -> _sg.Suggestions:
-    """Suggestions from the smoothed loss (and accuracy bounds if
-    evaluated), with the noise-aware signal rule of
-    :func:`optax_clr.suggestions.suggest_ramp`.
+  def suggest(self, rule: str = "loss", **kwargs: Any) -> _sg.Suggestions:
+    """Suggestions read by the rule book (:mod:`optax_clr.suggestions.
+    _rules`): the loss rule answers unless ``rule="accuracy"``; with
+    validation accuracy both readings are shown.
 
     Args:
+      rule: ``"loss"`` or ``"accuracy"``.
       **kwargs: forwarded to :func:`~optax_clr.suggestions.suggest_ramp`
         (``skip_start``, ``skip_end``, ``factor``, ``margin``, ``window``,
         ``min_decrease``, ``noise_factor``, ``min_drop``).
@@ -97,7 +98,7 @@ class RangeTestResult(Result):
         self.lrs, self.losses, self.smoothed_losses,
         smoothing=float(self.config.get("smoothing", 0.05)),
         accuracies=acc, accuracy_lrs=None if acc is None else self.eval_lrs,
-        stop_reason=self.stop_reason, **kwargs)
+        stop_reason=self.stop_reason, rule=rule, **kwargs)
 
   def _derived(self, suggestions: bool) -> dict[str, Any]:
     data = {"num_steps": self.num_steps, "diverged": self.diverged}

@@ -122,6 +122,9 @@ class Suggestions(_Bounds):
     base_lr, max_lr: the pair for a cyclic schedule (None when none can be
       made); ``base_lr < max_lr`` whenever both are set.
     rule: how ``base_lr`` and ``max_lr`` were chosen, with the numbers.
+    readings: every rule's reading, ``{"loss": {"base_lr", "max_lr",
+      "rule"}, "accuracy": {...}}`` (accuracy only when evaluated).
+    chosen: the rule that answered (``"loss"`` unless asked otherwise).
 
   Examples:
     A synthetic curve that falls around LR 1e-2 and blows up near 1:
@@ -145,6 +148,9 @@ class Suggestions(_Bounds):
   base_lr: float | None
   max_lr: float | None
   rule: str
+  readings: dict[str, dict[str, Any]] = dataclasses.field(
+      default_factory=dict)
+  chosen: str = "loss"
 
   LABELS = {"steepest": "steepest", "minimum": "minimum/10",
             "valley": "valley", "accuracy_base": "accuracy_base",
@@ -157,7 +163,18 @@ class Suggestions(_Bounds):
             "minimum": sub(self.minimum), "valley": sub(self.valley),
             "accuracy_base": sub(self.accuracy_base),
             "accuracy_max": sub(self.accuracy_max), "base_lr": self.base_lr,
-            "max_lr": self.max_lr, "rule": self.rule}
+            "max_lr": self.max_lr, "rule": self.rule,
+            "readings": self.readings, "chosen": self.chosen}
+
+  def __str__(self) -> str:
+    lines = super().__str__().splitlines()
+    if len(self.readings) > 1:
+      for name, r in self.readings.items():
+        mark = " (answers)" if name == self.chosen else ""
+        pair = ("none" if r["base_lr"] is None else
+                f"base_lr={r['base_lr']:.3e}  max_lr={r['max_lr']:.3e}")
+        lines.append(f"  {name} rule{mark}: {pair}")
+    return "\n".join(lines)
 
 
 @dataclasses.dataclass(frozen=True)

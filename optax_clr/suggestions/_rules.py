@@ -1,17 +1,35 @@
-"""The CLR pair and the default rule of a classic range test's ramp.
+"""The rule book: how CLR bounds are read from a range test's ramp.
 
-:func:`suggest` combines the point rules of :mod:`._points` into
-:class:`Suggestions` with a ``(base_lr, max_lr)`` pair (:func:`clr_bounds`);
-:func:`suggest_ramp` adds the noise-aware signal threshold
-(:func:`signal_threshold`) and the advice when a ramp shows no signal.
+Every entry point -- ``RangeTestResult.suggest()``, the multi-seed medians,
+``fit``'s scale, the CLI and the demo -- reads bounds here, and the answer
+says which rule gave it, with the numbers. The rules (:data:`RULES`):
+
+* ``"loss"`` (the default, always): ``max_lr`` where the smoothed loss, past
+  its minimum, has climbed back half of its fall, divided by 4; ``base_lr =
+  max_lr / 4`` (:func:`clr_bounds`);
+* ``"accuracy"``: Smith's (2017) accuracy rule, when validation accuracy was
+  evaluated: ``base_lr`` where it starts to rise, ``max_lr`` where the rise
+  stops.
+
+Both readings are computed and shown whenever both exist; ``rule=`` chooses
+which one answers, so adding validation data never changes the answer by
+itself. Before any rule, :func:`resolution` checks that the ramp resolves
+the curve: the EMA of the loss lags ``1 / smoothing`` steps behind the ramp,
+and when that lag spans more than :data:`MAX_LAG_DECADES` of LR (80 steps
+over seven decades at smoothing 0.05: 1.75 decades) the blow-up is read a
+decade or more too late -- bounds that kill the model. Such a ramp gets no
+bounds, and "not enough resolution: run N steps". :func:`suggest_ramp` adds
+the noise-aware signal threshold (:func:`signal_threshold`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
+from optax_clr import _checks
 from optax_clr.suggestions._points import accuracy_bounds
 from optax_clr.suggestions._points import MIN_POINTS
 from optax_clr.suggestions._points import minimum
@@ -71,20 +89,16 @@ def rise_point(lrs: Any, losses: Any, index_min: int, start: int = 0
              f"at LR {lrs[i]:.4g}")
 
 
-def _clr_pair(lrs: np.ndarray, losses: np.ndarray, mini: Suggestion,
-              acc_base: Suggestion | None, acc_max: Suggestion | None,
-              start: int) -> tuple[float | None, float | None, str]:
-  prefix = ""
-  if acc_base is not None and acc_max is not None:
-    if acc_base.lr is not None and acc_max.lr is not None:
-      return acc_base.lr, acc_max.lr, (
-          f"accuracy rule (Smith 2017, sec. 3.3): base_lr = "
-          f"{acc_base.lr:.4g}, where the accuracy starts to rise "
-          f"({acc_base.reason}); max_lr = {acc_max.lr:.4g}, where the rise "
-          f"stops ({acc_max.reason})")
-    prefix = f"accuracy bounds unavailable ({acc_base.reason}); "
+RULES = ("loss", "accuracy")
+# The EMA's lag may span at most this many decades of LR (module docstring).
+MAX_LAG_DECADES = 1.0
+
+
+def _loss_pair(lrs: np.ndarray, losses: np.ndarray, mini: Suggestion,
+               start: int) -> tuple[float | None, float | None, str]:
+  """The loss rule's ``(base_lr, max_lr, text)``."""
   if mini.lr is None:
-    return None, None, prefix + f"no CLR bounds: {mini.reason}"
+    return None, None, f"no CLR bounds: {mini.reason}"
   i, note = rise_point(lrs, losses, mini.index, start)
   if i is None:
     # No blow-up within the ramp: the minimum itself is the highest LR seen
@@ -96,15 +110,79 @@ def _clr_pair(lrs: np.ndarray, losses: np.ndarray, mini: Suggestion,
     top = float(lrs[i]) / _MAX_DIVISOR
     how = f"{note}; max_lr = that LR / {_MAX_DIVISOR:g} = {top:.4g}"
   base = top / _BASE_DIVISOR
-  return base, top, prefix + (
+  return base, top, (
       f"loss rule: {how}; base_lr = max_lr / {_BASE_DIVISOR:g} = {base:.4g} "
       "(Smith 2017: base = max/3 to max/4)")
+
+
+def _accuracy_pair(acc_base: Suggestion | None, acc_max: Suggestion | None
+                   ) -> tuple[float | None, float | None, str]:
+  """The accuracy rule's ``(base_lr, max_lr, text)``."""
+  if acc_base is None or acc_max is None:
+    return None, None, ("accuracy rule: no validation accuracy was "
+                        "evaluated (pass val_data)")
+  if acc_base.lr is None or acc_max.lr is None:
+    return None, None, f"accuracy rule: no bounds ({acc_base.reason})"
+  return acc_base.lr, acc_max.lr, (
+      f"accuracy rule (Smith 2017, sec. 3.3): base_lr = {acc_base.lr:.4g}, "
+      f"where the accuracy starts to rise ({acc_base.reason}); max_lr = "
+      f"{acc_max.lr:.4g}, where the rise stops ({acc_max.reason})")
+
+
+def resolution(lrs: Any, smoothing: float | None) -> str | None:
+  """Why a ramp is too coarse for its smoothing, or None when it is fine:
+  the EMA's lag of ``1 / smoothing`` steps must span at most
+  :data:`MAX_LAG_DECADES` of LR where the ramp is densest at its top."""
+  lrs = np.asarray(lrs, np.float64)
+  if smoothing is None or lrs.size < 3 or not (lrs > 0).all():
+    return None
+  tail = lrs[-max(3, lrs.size // 3):]
+  decades = np.log10(tail[-1] / tail[0])
+  if decades <= 0:
+    return None
+  per_decade = (tail.size - 1) / decades
+  lag = (1.0 / float(smoothing)) / per_decade
+  if lag <= MAX_LAG_DECADES:
+    return None
+  total = np.log10(lrs[-1] / lrs[0])
+  need = int(np.ceil(total / MAX_LAG_DECADES / float(smoothing)))
+  return (f"not enough resolution: {per_decade:.0f} steps per decade of LR, "
+          f"so the smoothed loss (smoothing {smoothing:g}) lags "
+          f"{lag:.2f} decades behind the ramp and would put max_lr too "
+          f"high; run at least {need} steps over these {total:.1f} decades "
+          f"(the default: {int(np.ceil(40 * total))})")
+
+
+def _clr_pair(lrs: np.ndarray, losses: np.ndarray, mini: Suggestion,
+              acc_base: Suggestion | None, acc_max: Suggestion | None,
+              start: int, rule: str
+              ) -> tuple[float | None, float | None, str, dict]:
+  """The bounds of ``rule``, its text, and every rule's reading."""
+  readings = {"loss": _loss_pair(lrs, losses, mini, start)}
+  if acc_base is not None:
+    readings["accuracy"] = _accuracy_pair(acc_base, acc_max)
+  base, top, text = readings.get(rule) or _accuracy_pair(None, None)
+  others = [f"{name} rule reads {_pair_text(r)}"
+            for name, r in readings.items() if name != rule]
+  if others:
+    text += (f". Answered by the {rule} rule (rule={rule!r}; "
+             + "; ".join(others) + ")")
+  return base, top, text, {name: {"base_lr": r[0], "max_lr": r[1],
+                                  "rule": r[2]}
+                           for name, r in readings.items()}
+
+
+def _pair_text(reading: tuple) -> str:
+  if reading[0] is None:
+    return "no bounds"
+  return f"{reading[0]:.3g} to {reading[1]:.3g}"
 
 
 def suggest(lrs: Any, losses: Any, accuracies: Any = None, *,
             accuracy_lrs: Any = None, skip_start: int | None = None,
             skip_end: int = 5, factor: float = 10.0, margin: float = 0.1,
-            window: int = 3, min_drop: float = 0.0) -> Suggestions:
+            window: int = 3, min_drop: float = 0.0, rule: str = "loss",
+            smoothing: float | None = None) -> Suggestions:
   """Every suggestion for one range test, plus a (base_lr, max_lr) pair.
 
   The pair follows :func:`clr_bounds`.
@@ -119,10 +197,15 @@ def suggest(lrs: Any, losses: Any, accuracies: Any = None, *,
     margin, window: see :func:`accuracy_bounds`.
     min_drop: the fall of the loss required for a signal (see
       :func:`steepest`); :func:`suggest_ramp` derives it from the noise.
+    rule: which rule answers (:data:`RULES`); every available rule's
+      reading is in ``readings``.
+    smoothing: the EMA factor of ``losses``, for the resolution check
+      (None: not checked).
 
   Returns:
     A Suggestions; its accuracy fields are None without ``accuracies``.
   """
+  _checks.check_choice("rule", rule, RULES)
   lrs_arr, _ = validate_curve(lrs, losses, "losses")
   kw = dict(skip_start=skip_start, skip_end=skip_end, min_drop=min_drop)
   steep = steepest(lrs, losses, **kw)
@@ -134,21 +217,29 @@ def suggest(lrs: Any, losses: Any, accuracies: Any = None, *,
         lrs if accuracy_lrs is None else accuracy_lrs, accuracies,
         margin=margin, window=window)
   start = lrs_arr.size // 10 if skip_start is None else int(skip_start)
-  base_lr, max_lr, rule = _clr_pair(lrs_arr, np.asarray(losses, np.float64),
-                                    mini, acc_base, acc_max, start)
+  base_lr, max_lr, text, readings = _clr_pair(
+      lrs_arr, np.asarray(losses, np.float64), mini, acc_base, acc_max,
+      start, rule)
+  coarse = resolution(lrs_arr, smoothing)
+  if coarse is not None and rule == "loss":
+    base_lr = max_lr = None
+    text = coarse
+    readings["loss"] = {"base_lr": None, "max_lr": None, "rule": coarse}
   return Suggestions(steep, mini, vall, acc_base, acc_max, base_lr, max_lr,
-                     rule)
+                     text, readings, rule)
 
 
 def clr_bounds(lrs: Any, losses: Any, accuracies: Any = None, *,
                accuracy_lrs: Any = None, skip_start: int | None = None,
                skip_end: int = 5, margin: float = 0.1, window: int = 3,
+               rule: str = "loss",
                ) -> tuple[float | None, float | None, str]:
   """A (base_lr, max_lr) pair for a cyclic schedule, and the rule used.
 
-  * With accuracies whose :func:`accuracy_bounds` exist: Smith's accuracy
-    rule, ``base_lr = accuracy_base.lr`` and ``max_lr = accuracy_max.lr``.
-  * Otherwise the loss rule: ``max_lr = lr_up / 4`` with ``lr_up`` the LR
+  * ``rule="accuracy"``: Smith's accuracy rule, ``base_lr =
+    accuracy_base.lr`` and ``max_lr = accuracy_max.lr`` (None when the
+    accuracy never rises).
+  * ``rule="loss"`` (default): ``max_lr = lr_up / 4`` with ``lr_up`` the LR
     where the smoothed loss, past its minimum, has climbed back half of its
     fall (:func:`rise_point`: the blow-up, seen through the EMA's lag; Smith
     2017: max_lr where the loss turns up or ragged); when the loss never
@@ -171,7 +262,7 @@ def clr_bounds(lrs: Any, losses: Any, accuracies: Any = None, *,
   """
   s = suggest(lrs, losses, accuracies, accuracy_lrs=accuracy_lrs,
               skip_start=skip_start, skip_end=skip_end, margin=margin,
-              window=window)
+              window=window, rule=rule)
   return s.base_lr, s.max_lr, s.rule
 
 
@@ -254,7 +345,7 @@ def suggest_ramp(lrs: Any, losses: Any, smoothed: Any, *,
                                 noise_factor=noise_factor,
                                 skip_start=kwargs.get("skip_start"))
   s = suggest(lrs, curve, accuracies, accuracy_lrs=accuracy_lrs,
-              min_drop=min_drop, **kwargs)
+              min_drop=min_drop, smoothing=smoothing, **kwargs)
   if s.minimum.lr is not None or "too short" in (s.minimum.reason or ""):
     return s
   n = raw.size
@@ -264,6 +355,6 @@ def suggest_ramp(lrs: Any, losses: Any, smoothed: Any, *,
     advice += ", or raise end_lr if the loss never turned up"
   fix = lambda x: None if x is None else Suggestion(  # noqa: E731
       x.method, x.lr, x.index, x.derivative, (x.reason or "") + advice)
-  return Suggestions(fix(s.steepest), fix(s.minimum), fix(s.valley),
-                     s.accuracy_base, s.accuracy_max, s.base_lr, s.max_lr,
-                     s.rule + advice)
+  return dataclasses.replace(
+      s, steepest=fix(s.steepest), minimum=fix(s.minimum),
+      valley=fix(s.valley), rule=s.rule + advice)
