@@ -291,7 +291,7 @@ def test_the_loss_rule_answers_and_the_accuracy_rule_is_shown_beside_it():
   assert s.readings["accuracy"]["max_lr"] == acc_lrs[7]
   assert "Answered by the loss rule" in s.rule
   assert "accuracy rule reads 0.000169 to 0.00731" in s.rule
-  assert "accuracy rule: base_lr=1.694e-04" in str(s)
+  assert "accuracy rule: base_lr=1.688e-04" in str(s)
 
 
 def test_rule_accuracy_selects_smiths_accuracy_bounds():
