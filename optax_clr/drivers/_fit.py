@@ -61,6 +61,7 @@ from optax_clr.schedules import cyclic_momentum_schedule
 from optax_clr.schedules import cyclic_schedule
 from optax_clr.schedules import one_cycle_momentum_schedule
 from optax_clr.schedules import one_cycle_schedule
+from optax_clr.schedules import _named
 
 PyTree = Any
 KINDS = ("triangular", "one-cycle", "fixed")
@@ -127,15 +128,19 @@ def candidate_schedules(c: Candidate, cycle_steps: int, cycles: int,
     lr = cyclic_schedule(c.base_lr, c.max_lr, up)
     mom = cyclic_momentum_schedule(*MOMENTUM, up)
     last = 2 * up * cycles
-    clamp = lambda f: (lambda t: f(jnp.minimum(t, last)))  # noqa: E731
-    return clamp(lr), clamp(mom) if momentum else None
-  lr = _one_cycle(c.max_lr, cycle_steps)
-  mom = one_cycle_momentum_schedule(max(2, cycle_steps),
-                                    base_momentum=MOMENTUM[0],
-                                    max_momentum=MOMENTUM[1])
-  phase = lambda f: (  # noqa: E731
-      lambda t: f(jnp.minimum(t, end) % cycle_steps))
-  return phase(lr), phase(mom) if momentum else None
+    at = lambda t: jnp.minimum(t, last)  # noqa: E731
+  else:
+    lr = _one_cycle(c.max_lr, cycle_steps)
+    mom = one_cycle_momentum_schedule(max(2, cycle_steps),
+                                      base_momentum=MOMENTUM[0],
+                                      max_momentum=MOMENTUM[1])
+    at = lambda t: jnp.minimum(t, end) % cycle_steps  # noqa: E731
+  if not _checks.is_concrete(c.max_lr):  # traced inside the step
+    return (lambda t: lr(at(t))), (lambda t: mom(at(t))) if momentum else None
+  wrap = lambda f: _named.Schedule(  # noqa: E731
+      lambda t: f(at(t)), "fit_schedule", cycle=f, cycles=cycles,
+      cycle_steps=cycle_steps)
+  return wrap(lr), wrap(mom) if momentum else None
 
 
 class FitCarry(NamedTuple):

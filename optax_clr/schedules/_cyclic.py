@@ -18,8 +18,15 @@ import jax.numpy as jnp
 import optax
 
 from optax_clr import _checks
+from optax_clr.schedules import _named
 from optax_clr.schedules import _profile
 from optax_clr.schedules._aliases import pytorch_names
+
+
+# Arguments left at these values are not shown when a schedule is printed.
+_CYCLIC_DEFAULTS = {"step_size_down": None, "mode": "triangular", "gamma": 1.0,
+                    "scale_fn": None, "scale_mode": "cycle",
+                    "waveform": "triangular", "decay_bounds": False}
 
 
 @pytorch_names
@@ -148,7 +155,11 @@ def cyclic_schedule(
       return scale * (base + (top - base) * shape)
     return base + (top - base) * shape * scale
 
-  return schedule
+  return _named.named(schedule, "cyclic_schedule", dict(
+      base_value=base_value, max_value=max_value, step_size_up=step_size_up,
+      step_size_down=step_size_down, mode=mode, gamma=gamma,
+      scale_fn=scale_fn, scale_mode=scale_mode, waveform=waveform,
+      decay_bounds=decay_bounds), _CYCLIC_DEFAULTS)
 
 
 @pytorch_names
@@ -356,6 +367,10 @@ def cyclic_momentum_schedule(
     top = jnp.asarray(max_momentum).astype(dtype)
     return top - (top - base) * shape * scale
 
-  return schedule
+  return _named.named(schedule, "cyclic_momentum_schedule", dict(
+      base_momentum=base_momentum, max_momentum=max_momentum,
+      step_size_up=step_size_up, step_size_down=step_size_down, mode=mode,
+      gamma=gamma, scale_fn=scale_fn, scale_mode=scale_mode,
+      waveform=waveform), _CYCLIC_DEFAULTS)
 
 

@@ -14,9 +14,17 @@ import numpy as np
 import optax
 
 from optax_clr import _checks
+from optax_clr.schedules import _named
 from optax_clr.schedules import _profile
 from optax_clr.schedules._aliases import pytorch_names
 from optax_clr.schedules._cyclic import check_momentum_bounds
+
+
+# Arguments left at these values are not shown when a schedule is printed.
+_ONE_CYCLE_DEFAULTS = {"pct_start": 0.3, "anneal_strategy": "cos",
+                       "div_factor": 25.0, "final_div_factor": 1e4,
+                       "three_phase": False, "base_momentum": 0.85,
+                       "max_momentum": 0.95}
 
 
 @pytorch_names
@@ -129,7 +137,11 @@ def one_cycle_schedule(
              else [initial, top, minimum])
     return profile(count, knots, dtype)
 
-  return schedule
+  return _named.named(schedule, "one_cycle_schedule", dict(
+      max_value=max_value, total_steps=total_steps, pct_start=pct_start,
+      anneal_strategy=anneal_strategy, div_factor=div_factor,
+      final_div_factor=final_div_factor, three_phase=three_phase),
+                      _ONE_CYCLE_DEFAULTS)
 
 
 def one_cycle_momentum_schedule(
@@ -187,4 +199,8 @@ def one_cycle_momentum_schedule(
     knots = [top, base, top, top] if three_phase else [top, base, top]
     return profile(count, knots, dtype)
 
-  return schedule
+  return _named.named(schedule, "one_cycle_momentum_schedule", dict(
+      total_steps=total_steps, pct_start=pct_start,
+      anneal_strategy=anneal_strategy, base_momentum=base_momentum,
+      max_momentum=max_momentum, three_phase=three_phase),
+                      _ONE_CYCLE_DEFAULTS)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from optax_clr import _checks
+from optax_clr.suggestions._answer import Answer
 
 DERIVATIVES = ("log_lr", "index", "raw_lr", "none")
 
@@ -69,9 +70,9 @@ def _table(rows: Sequence[Sequence[str]]) -> list[str]:
           + "  " + r[-1] for r in rows]
 
 
-class _Bounds:
+class _Bounds(Answer):
   """Shared display of a suggestion set (``base_lr``, ``max_lr``, ``rule``
-  and named points)."""
+  and named points); schedules and an optimizer from it (:class:`Answer`)."""
 
   LABELS: dict[str, str] = {}
 
@@ -209,6 +210,10 @@ class SweepSuggestions(_Bounds):
   def best_lr(self) -> float | None:
     return self.best.lr
 
+  @property
+  def fixed_lr(self) -> float | None:
+    return self.best.lr
+
   def to_dict(self) -> dict[str, Any]:
     return {"kind": "sweep", "best": self.best.to_dict(),
             "stable_low": self.stable_low, "stable_high": self.stable_high,
@@ -258,7 +263,7 @@ class Spread:
 
 
 @dataclasses.dataclass(frozen=True)
-class SeedSuggestions:
+class SeedSuggestions(Answer):
   """Suggestions of S ramps (one per seed) and their spread.
 
   Attributes:
