@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -413,6 +413,14 @@ def cross_entropy_loss(
   Returns:
     ``(loss, {"accuracy": accuracy})``, both float32 scalars.
   """
+  if not isinstance(batch, Mapping) or not {"image", "label"} <= set(batch):
+    have = (sorted(map(str, batch)) if isinstance(batch, Mapping)
+            else type(batch).__name__)
+    raise KeyError(
+        f"cross_entropy_loss expects a dict batch with keys 'image' and "
+        f"'label' (a Dataset's batches, or dataset.as_batch()); the batch has "
+        f"{have}. Write a loss for your own batch layout: loss_fn(model, "
+        "batch) -> loss or (loss, metrics)")
   logits = model(batch["image"])
   labels = batch["label"]
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()

@@ -323,3 +323,11 @@ def test_cnn_learns_digits_with_sgd():
   # (measured with seeds 0, 1, 2: loss 0.13, 0.33, 0.44).
   assert loss_before > 2.0
   assert loss_after < 1.0 and aux["accuracy"] > 0.7
+
+
+def test_cross_entropy_loss_names_the_keys_it_expects_and_the_batch_has():
+  model = models.make_model("cnn", num_classes=10, in_channels=1, seed=0)
+  with pytest.raises(KeyError, match=r"keys 'image' and 'label'.*the batch "
+                     r"has \['x', 'y'\]"):
+    models.cross_entropy_loss(model, {"x": np.zeros((2, 8, 8, 1)),
+                                      "y": np.zeros(2)})

@@ -608,3 +608,10 @@ def test_module_exports():
       "cyclic_optimizer", "cyclic_sgd", "cyclic_adam", "cyclic_adamw",
       "get_hyperparams", "get_step", "set_hyperparams", "find_hyperparams",
       "MOMENTUM_NAMES", "check_hyperparam_value", "sgd", "adam", "adamw"}
+
+
+def test_set_hyperparams_refuses_a_value_of_the_wrong_shape_by_name():
+  state = cyclic_sgd(0.1, momentum=0.9).init({"w": jnp.ones(3)})
+  with pytest.raises(ValueError, match=r"learning_rate must be a scalar "
+                     r"\(the shape stored in the state\), got shape \(3,\)"):
+    opt_lib.set_hyperparams(state, learning_rate=jnp.ones(3))

@@ -407,3 +407,13 @@ def test_empty_validation_iterator_is_rejected():
   with pytest.raises(ValueError, match="val_data is empty"):
     range_test(make_params(), loss_fn, make_data(), val_data=iter([]),
                **GOOD)
+
+
+def test_start_and_end_lr_equal_in_float32_are_refused_before_any_step():
+  calls = []
+  with pytest.raises(ValueError, match=r"start_lr=0.001 and end_lr=0.001"
+                     r"000000001 are equal in float32"):
+    range_test(make_params(), loss_fn, batch_list(5), start_lr=1e-3,
+               end_lr=1e-3 + 1e-12, num_steps=5,
+               progress=lambda *a: calls.append(a))
+  assert calls == []

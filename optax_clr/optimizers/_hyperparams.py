@@ -34,6 +34,7 @@ from typing import Any
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from optax_clr import _checks
@@ -280,6 +281,15 @@ def set_hyperparams(opt_state: Any, path: str | None = None,
           f"{name} follows a schedule, which overrides any value set in the "
           f"state; build the optimizer with a number for {name} to set it")
     check_hyperparam_value(name, value)
+    stored = jnp.shape(unwrap(state.hyperparams[name]))
+    try:
+      fits = np.broadcast_shapes(jnp.shape(value), stored) == stored
+    except ValueError:
+      fits = False
+    if not fits:
+      raise ValueError(
+          f"{name} must be a scalar{'' if not stored else f' or broadcast to {stored}'} "
+          f"(the shape stored in the state), got shape {jnp.shape(value)}")
 
   def cast(old: Any, value: Any) -> jax.Array:
     old = jnp.asarray(unwrap(old))
