@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 
 from optax_clr import _checks
 
-MODES = ("train", "eval", "as_is")
+NNX_MODES = ("train", "eval", "as_is")
 EXECUTIONS = ("auto", "scan", "steps")
 INITS = ("shared", "independent")
 
@@ -174,7 +174,7 @@ def check_mode(name: str, mode: Any) -> Any:
   """An NNX mode: one of :data:`MODES`, or a callable ``fn(model)``."""
   if callable(mode):
     return mode
-  return _checks.check_choice(name, mode, MODES)
+  return _checks.check_choice(name, mode, NNX_MODES)
 
 
 def check_compute_dtype(compute_dtype: Any) -> Any:
