@@ -39,8 +39,8 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
 # Help and argument errors (no training: these answer before jax runs).
 
 
-@pytest.mark.parametrize("command", ["range-test", "train", "plot-schedule",
-                                     "demo"])
+@pytest.mark.parametrize("command", ["range-test", "train", "fit",
+                                     "plot-schedule", "disciplined", "demo"])
 def test_every_command_has_help_with_defaults(capsys, command):
   code, out, err = run_cli(capsys, command, "--help")
   assert code == 0, err
@@ -52,7 +52,8 @@ def test_every_command_has_help_with_defaults(capsys, command):
 def test_no_command_prints_the_command_list(capsys):
   code, out, _ = run_cli(capsys)
   assert code == 0
-  for command in ("range-test", "train", "plot-schedule", "demo"):
+  for command in ("range-test", "train", "fit", "plot-schedule",
+                  "disciplined", "demo"):
     assert command in out
 
 
@@ -62,7 +63,7 @@ BAD_USAGE = [
     (["train", "--base-lr", "-1", "--max-lr", "0.1"],
      ["--base-lr must be > 0, got -1"]),
     (["train", "--base-lr", "0.5", "--max-lr", "0.1"],
-     ["--base-lr must be < --max-lr", "0.5", "0.1"]),
+     ["--base-lr must be <= --max-lr", "0.5", "0.1"]),
     (["train", "--max-lr", "nan", "--base-lr", "0.1"],
      ["--max-lr must be a finite number, got nan"]),
     (["train", "--policy", "triangular"], ["needs --max-lr"]),
@@ -88,7 +89,7 @@ BAD_USAGE = [
     (["range-test", "--smoothing", "0"], ["--smoothing must be > 0"]),
     (["plot-schedule", "--policy", "cosine"], ["--policy"]),
     (["plot-schedule", "--base-lr", "1", "--max-lr", "0.5"],
-     ["--base-lr must be < --max-lr"]),
+     ["--base-lr must be <= --max-lr"]),
     (["plot-schedule", "--gamma", "1.5"], ["--gamma must be <= 1, got 1.5"]),
     (["demo", "--epochs", "0"], ["--epochs must be >= 1, got 0"]),
     (["no-such-command"], ["No such command 'no-such-command'"]),
@@ -122,11 +123,12 @@ def test_bad_usage_is_one_line_and_exit_2(capsys, tmp_path, args, fragments):
   assert not out_dir.exists()  # rejected before anything is written
 
 
-def test_missing_results_file_is_one_line_and_exit_1(capsys, tmp_path):
+def test_missing_results_file_is_one_line_and_exit_2(capsys, tmp_path):
   missing = tmp_path / "nope.json"
   code, _, err = run_cli(capsys, "train", "--bounds-from", missing, "--out",
                          tmp_path / "out")
-  assert code == 1
+  assert code == 2
+  assert not (tmp_path / "out").exists()
   assert_one_line_error(err, str(missing), "No such file")
 
 
@@ -140,26 +142,28 @@ def test_missing_results_file_is_one_line_and_exit_1(capsys, tmp_path):
      '"smoothed_losses": [1, 2], "stop_reason": "completed"}',
      "strictly increasing"),
 ])
-def test_malformed_results_file_is_one_line_and_exit_1(capsys, tmp_path,
+def test_malformed_results_file_is_one_line_and_exit_2(capsys, tmp_path,
                                                        content, fragment):
   bad = tmp_path / "results.json"
   bad.write_text(content)
   code, _, err = run_cli(capsys, "train", "--bounds-from", bad, "--out",
                          tmp_path / "out")
-  assert code == 1
+  assert code == 2
   assert_one_line_error(err, str(bad), fragment)
 
 
 @pytest.mark.parametrize("spec, fragment", [
+    ("digit", "unknown dataset spec"),
     ("mnist:/no/such/dir", "/no/such/dir"),
     ("npz:/no/such/file.npz", "/no/such/file.npz"),
     ("imagenet:/data", "unknown dataset spec"),
 ])
-def test_bad_dataset_is_one_line_and_exit_1(capsys, tmp_path, spec,
+def test_bad_dataset_is_one_line_and_exit_2(capsys, tmp_path, spec,
                                             fragment):
   code, _, err = run_cli(capsys, "range-test", "--data", spec, "--out",
                          tmp_path / "out", "--steps", "5")
-  assert code == 1
+  assert code == 2
+  assert not (tmp_path / "out").exists()
   assert_one_line_error(err, fragment)
 
 
@@ -168,7 +172,7 @@ def test_malformed_npz_names_the_file(capsys, tmp_path):
   np.savez(bad, images=np.zeros((4, 8, 8, 1)), labels=np.zeros(4))
   code, _, err = run_cli(capsys, "range-test", "--data", f"npz:{bad}",
                          "--out", tmp_path / "out", "--steps", "5")
-  assert code == 1
+  assert code == 2
   assert_one_line_error(err, "data.npz")
 
 
@@ -240,15 +244,17 @@ def assert_run_files(out: pathlib.Path, command: str, **options) -> dict:
 def test_range_test_classic_prints_suggestions_and_writes_results(
     capsys, tmp_path):
   out = tmp_path / "rt"
-  code, stdout, err = run_cli(capsys, "range-test", *TINY, "--steps", "24",
+  # 120 steps over 5 decades: the resolution the loss rule needs for bounds.
+  code, stdout, err = run_cli(capsys, "range-test", *TINY, "--steps", "120",
                               "--start-lr", "1e-4", "--end-lr", "10",
-                              "--eval-every", "6", "--out", out)
+                              "--eval-every", "30", "--out", out)
   assert code == 0, err
-  assert_run_files(out, "range-test", steps=24, start_lr=1e-4, eval_every=6)
+  assert_run_files(out, "range-test", steps=120, start_lr=1e-4,
+                   eval_every=30)
   result = read_json(out / "results.json")
   assert result["type"] == "RangeTestResult"
   n = len(result["lrs"])
-  assert 2 <= n <= 24
+  assert 2 <= n <= 120
   assert result["lrs"][0] == pytest.approx(1e-4, rel=1e-5)
   assert len(result["eval_steps"]) >= 1  # --eval-every reached the library
   rows = csv_rows(out / "results.csv")
@@ -299,7 +305,7 @@ def test_range_test_on_colour_images_from_an_npz_file(capsys, tmp_path,
       capsys, "range-test", "--data", f"npz:{tmp_path / 'colour.npz'}",
       "--model", model, "--width", "4", "--batch-size", "16", "--steps", "6",
       "--no-progress", "--out", out)
-  assert code == 0, err
+  assert code == 1, err  # 6 steps give no bounds: exit 1, the run written
   assert "(12, 12, 3), 77 train / 19 val" in stdout
   assert f"model: {model}" in stdout
   assert len(read_json(out / "results.json")["lrs"]) == 6
@@ -396,7 +402,7 @@ def test_train_checkpoints_and_resumes(capsys, tmp_path):
   assert second["losses"][:44] == first["losses"]  # epoch 1 restored
   # A different schedule may not continue this checkpoint.
   code, _, err = run_cli(capsys, "train", *common[:-2], "--max-lr", "0.2",
-                         "--checkpoint-dir", ckpt, "--epochs", "3", "--out",
+                         "--checkpoint-dir", ckpt, "--epochs", "4", "--out",
                          tmp_path / "third")
   assert code == 1
   assert_one_line_error(err, "different run")
@@ -762,7 +768,7 @@ def test_bad_data_spec_leaves_no_output_directory(tmp_path):
   out = tmp_path / "never"
   code = cli.main(["range-test", "--data", "digits:/nonexistent",
                    "--out", str(out), "--no-progress"])
-  assert code == 1
+  assert code == 2
   assert not out.exists()
 
 

@@ -1,8 +1,9 @@
 """Hostile input against the command line: one line, the flag, the exit code.
 
 Every case runs ``optax_clr.cli.main(argv)`` in-process and must end with
-the exit status it names (2: a usage error, found before anything is
-written; 1: anything else), exactly one stderr line
+the exit status it names (2: a usage error -- a bad flag, file or value --
+found before anything is written; 1: a run that failed), exactly one stderr
+line
 ``optax-clr: error: ...`` that matches every pattern (the flag or the file,
 and the value or the problem), no traceback, and no library parameter name
 (``max_value``, ``step_size_up``, ...) where a flag is meant. A usage error
@@ -258,22 +259,22 @@ CASES = {
     "range-test/unknown-flag": ([RT, "--bogus"], 2, r"--bogus"),
     "cli/unknown-command": (["fly"], 2, r"fly"),
     # Data.
-    "data/unknown-spec": ([RT, "--data", "imagenet:/x"], 1,
+    "data/unknown-spec": ([RT, "--data", "imagenet:/x"], 2,
                           r"imagenet", r"valid specs"),
-    "data/digits-with-a-path": ([RT, "--data", "digits:/x"], 1, r"digits",
+    "data/digits-with-a-path": ([RT, "--data", "digits:/x"], 2, r"digits",
                                 r"no path"),
-    "data/npz-missing": ([RT, "--data", "npz:/nonexistent/x.npz"], 1,
+    "data/npz-missing": ([RT, "--data", "npz:/nonexistent/x.npz"], 2,
                          r"/nonexistent/x\.npz", r"no such file"),
-    "data/npz-garbage": ([RT, "--data", F(npz_garbage)], 1, r"data\.npz",
+    "data/npz-garbage": ([RT, "--data", F(npz_garbage)], 2, r"data\.npz",
                          r"not a readable \.npz"),
-    "data/npz-label-2**32": ([RT, "--data", F(npz_huge_label)], 1,
+    "data/npz-label-2**32": ([RT, "--data", F(npz_huge_label)], 2,
                              r"labels\.npz", r"4294967296"),
-    "data/idx-dims-overflow": ([RT, "--data", F(mnist_overflow)], 1,
+    "data/idx-dims-overflow": ([RT, "--data", F(mnist_overflow)], 2,
                                r"train-images-idx3-ubyte",
                                r"declares shape"),
-    "data/corrupt-gzip": ([RT, "--data", F(mnist_corrupt_gzip)], 1,
+    "data/corrupt-gzip": ([RT, "--data", F(mnist_corrupt_gzip)], 2,
                           r"train-images-idx3-ubyte\.gz", r"corrupt gzip"),
-    "data/malicious-cifar-pickle": ([RT, "--data", F(cifar_evil)], 1,
+    "data/malicious-cifar-pickle": ([RT, "--data", F(cifar_evil)], 2,
                                     r"data_batch_1", r"not allowed"),
     # The run directory.
     "out/empty": ([PS, "--steps", "10", "--out", ""], 2, r"--out",
@@ -362,46 +363,65 @@ CASES = {
     "train/three-phase-pct-too-large": ([TR, *TINY, "--policy", "one-cycle",
                                          "--max-lr", "0.1", "--three-phase",
                                          "--pct-start", "0.6", "--epochs",
-                                         "1"], 1, r"--pct-start",
+                                         "1"], 2, r"--pct-start",
                                         r"three_phase|phase ends"),
     "train/garbled-checkpoint": ([TR, *TINY, *CLR, "--epochs", "1",
                                   "--step-size", "0.5",
                                   "--checkpoint-dir",
-                                  F(garbled_checkpoint)], 1,
+                                  F(garbled_checkpoint)], 2,
                                  r"checkpoint\.msgpack",
                                  r"not a readable checkpoint"),
+    "train/auto-bounds-with-policy": ([TR, "--auto-bounds", "--policy",
+                                       "one-cycle"], 2, r"--policy",
+                                      r"not with --auto-bounds"),
+    "train/auto-bounds-with-step-size": ([TR, "--auto-bounds",
+                                          "--step-size", "2"], 2,
+                                         r"--step-size",
+                                         r"not with --auto-bounds"),
+    # fit.
+    "fit/epochs-zero": (["fit", "--epochs", "0"], 2, r"--epochs", r">= 1"),
+    "fit/cycles-zero": (["fit", "--cycles", "0"], 2, r"--cycles", r">= 1"),
+    "fit/momentum-is-fits-choice": (["fit", "--momentum", "0.9"], 2,
+                                    r"--momentum", r"No such option"),
+    "fit/optimizer-unknown": (["fit", "--optimizer", "lamb"], 2,
+                              r"--optimizer", r"lamb"),
+    "fit/data-missing": (["fit", "--data", "mnist:/nonexistent"], 2,
+                         r"/nonexistent"),
+    "fit/batch-size-above-data": (["fit", "--batch-size", "5000"], 2,
+                                  r"--batch-size",
+                                  r"<= the 1438 training examples"),
     # --bounds-from.
-    "bounds-from/binary-file": ([TR, "--bounds-from", F(binary_file)], 1,
+    "bounds-from/binary-file": ([TR, "--bounds-from", F(binary_file)], 2,
                                 r"garbage\.bin", r"not UTF-8"),
     "bounds-from/dir-without-results": ([TR, "--bounds-from",
-                                         F(empty_dir)], 1, r"empty",
+                                         F(empty_dir)], 2, r"empty",
                                         r"without results\.json"),
-    "bounds-from/missing": ([TR, "--bounds-from", "/nonexistent/r.json"], 1,
+    "bounds-from/missing": ([TR, "--bounds-from", "/nonexistent/r.json"], 2,
                             r"/nonexistent/r\.json",
                             r"No such file|no such file"),
     "bounds-from/plot-schedule-run": ([TR, "--bounds-from",
-                                       F(plot_schedule_run)], 1,
+                                       F(plot_schedule_run)], 2,
                                       r"plots/results\.json",
                                       r"not an optax-clr results file"),
     "bounds-from/training-history": ([TR, "--bounds-from", F(results_file(
-        "h.json", HISTORY))], 1, r"TrainHistory holds no LR bounds"),
+        "h.json", HISTORY))], 2, r"TrainHistory holds no LR bounds"),
     "bounds-from/range-test-for-fixed": ([TR, "--policy", "fixed",
                                           "--bounds-from", F(results_file(
-                                              "r.json", RANGE))], 1,
+                                              "r.json", RANGE))], 2,
                                          r"a fixed LR needs"),
     "bounds-from/deeply-nested": ([TR, "--bounds-from", F(results_file(
-        "deep.json", "[" * 100000 + "]" * 100000))], 1, r"deep\.json",
+        "deep.json", "[" * 100000 + "]" * 100000))], 2, r"deep\.json",
         r"nested too deeply"),
     "bounds-from/eval-metrics-a-list": ([TR, "--bounds-from", F(
-        results_file("em.json", {**RANGE, "eval_metrics": [1]}))], 1,
+        results_file("em.json", {**RANGE, "eval_metrics": [1]}))], 2,
         r"em\.json", r"eval_metrics must be an object"),
     "bounds-from/ragged-lrs": ([TR, "--bounds-from", F(results_file(
-        "rg.json", {**RANGE, "lrs": [[0.1], [0.2, 0.3]]}))], 1,
+        "rg.json", {**RANGE, "lrs": [[0.1], [0.2, 0.3]]}))], 2,
         r"rg\.json", r"rectangular"),
     "bounds-from/summary-with-string-bound": ([TR, "--bounds-from", F(
         results_file("s.json", {"type": "RunSummary", "command": "demo",
                                 "parts": {}, "bounds": {
-                                    "base_lr": "a", "max_lr": 0.1}}))], 1,
+                                    "base_lr": "a", "max_lr": 0.1}}))], 2,
         r"s\.json", r"base_lr"),
     "bounds-from/with-max-lr": ([TR, "--bounds-from", "x", "--max-lr",
                                  "0.1"], 2, r"--bounds-from",
@@ -482,8 +502,8 @@ def test_hostile_flag_is_one_line_naming_it(capsys, tmp_path, args, code,
 
 def test_the_cli_matrix_covers_every_command():
   commands = {k.split("/")[0] for k in CASES}
-  assert {"range-test", "train", "plot-schedule", "disciplined", "demo",
-          "out", "data", "bounds-from"} <= commands
+  assert {"range-test", "train", "fit", "plot-schedule", "disciplined",
+          "demo", "out", "data", "bounds-from"} <= commands
   assert len(CASES) >= 100
 
 

@@ -54,6 +54,7 @@ README = ROOT / "README.md"
 SLOW_COMMANDS = (
     r"optax-clr demo",
     r"optax-clr train",
+    r"optax-clr fit",
     r"optax-clr disciplined",
     r"optax-clr range-test\b.*--(parallel|seeds)\b",  # many copies at once
     r"python examples/",

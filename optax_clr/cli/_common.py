@@ -252,7 +252,7 @@ data_options = options(
     click.option("--val-fraction", type=FRACTION, default=0.2,
                  help="Fraction of the data held out for validation."))
 
-run_options = options(
+SEED, OUT, OVERWRITE, NO_PROGRESS, JSON = (
     click.option("--seed", type=NONNEG_INT, default=0,
                  help="Seed of the split, the initial weights and the "
                  "shuffles."),
@@ -269,10 +269,11 @@ run_options = options(
     click.option("--json", "as_json", is_flag=True,
                  help="Print one JSON object with the results on stdout "
                  "(human-readable lines go to stderr)."))
+run_options = options(SEED, OUT, OVERWRITE, NO_PROGRESS, JSON)
 
 optimizer_choice = click.option(
     "--optimizer", type=choice(("sgd", "adam", "adamw")), default="sgd",
-    help="sgd (momentum), adam or adamw (--momentum is b1).")
+    help="sgd (with momentum), adam or adamw.")
 weight_decay_option = click.option(
     "--weight-decay", type=NONNEG, default=0.0,
     help="Weight decay (decoupled for adamw; added to the gradient for sgd "

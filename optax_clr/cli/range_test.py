@@ -150,12 +150,13 @@ def _report(run, f, result) -> int:
     raise c.Exit(1, f"no LR of the sweep trained stably ({why}); results "
                  f"are in {run.dir}")
   if not f.parallel and sugg.base_lr is None:
-    reasons = set(getattr(result, "stop_reasons", [getattr(
-        result, "stop_reason", None)]))
+    from optax_clr import suggestions
+    ramp = result.lrs.reshape(-1, result.lrs.shape[-1])[0]
     why = why.removeprefix("no CLR bounds: ")
-    if why.startswith("too short") and reasons == {"completed"}:
-      steps = result.lrs.shape[-1]
-      why = f"--steps {steps} is too short for a range test{why[9:]}"
+    if set(getattr(result, "stop_reasons", [getattr(
+        result, "stop_reason", None)])) == {"completed"} and (
+            "too short" in why or suggestions.resolution(ramp, f.smoothing)):
+      why = f"--steps {ramp.size} is too short for this ramp ({why})"
     raise c.Exit(1, f"no CLR bounds: {why}; results are in {run.dir}")
   run.say(f"next: optax-clr train --bounds-from {run.dir}")
   return 0
