@@ -18,18 +18,13 @@ import jax.numpy as jnp
 import optax
 
 from optax_clr import _checks
-from optax_clr.schedules import _named
 from optax_clr.schedules import _profile
-from optax_clr.schedules._aliases import pytorch_names
-
-
-# Arguments left at these values are not shown when a schedule is printed.
-_CYCLIC_DEFAULTS = {"step_size_down": None, "mode": "triangular", "gamma": 1.0,
-                    "scale_fn": None, "scale_mode": "cycle",
-                    "waveform": "triangular", "decay_bounds": False}
+from optax_clr.schedules._named import named
+from optax_clr.schedules._named import pytorch_names
 
 
 @pytorch_names
+@named("step_size_up")
 def cyclic_schedule(
     base_value: chex.Numeric,
     max_value: chex.Numeric,
@@ -52,11 +47,10 @@ def cyclic_schedule(
     u = r / \mathrm{up} \;\; (r \le \mathrm{up}), \qquad
     u = (\mathrm{total} - r) / \mathrm{down} \;\; (\text{otherwise}),
 
-  which equals PyTorch's ``sf`` (computed there from
-  ``x = 1 + t/total - cycle``). The waveform maps ``u`` to
-  ``shape``: ``u`` (triangular), ``(1 - cos(pi u)) / 2`` (cosine, a Hann
-  window) or ``1 - (1 - u)**2`` (welch, parabolic); each is 0 at the cycle
-  boundaries, 1 at the peak, and mirrored on the falling half. Then
+  which equals PyTorch's ``sf``. The waveform maps ``u`` to ``shape``: ``u``
+  (triangular), ``(1 - cos(pi u)) / 2`` (cosine, a Hann window) or
+  ``1 - (1 - u)**2`` (welch, parabolic); each is 0 at the cycle boundaries, 1
+  at the peak, and mirrored on the falling half. Then
 
   .. math::
     \mathrm{lr}(t) = \mathrm{base} + (\max - \mathrm{base}) \cdot
@@ -69,16 +63,10 @@ def cyclic_schedule(
   ``lr(t) = gamma**t * (base + (max - base) * shape(t))``.
 
   With ``waveform="triangular"`` the values are those of PyTorch's
-  ``CyclicLR`` (to float32 rounding). Cycle index and offset are computed with
-  integer arithmetic, so they are exact for every step up to ``2**31 - 1``;
-  ``gamma**t`` is computed as ``exp(t * log(gamma))`` with ``log(gamma)``
-  taken in float64 when ``gamma`` is concrete.
-
-  Steps may be Python/NumPy integers, (traced) integer arrays or floats
-  (rounded down); negative steps count as step 0. Values are float32 (float64
-  under ``jax_enable_x64`` unless the bounds are float32 arrays). Value checks are skipped for hyperparameters that
-  are JAX tracers (e.g. under ``jax.vmap`` over ``max_value`` or over integer
-  step sizes); only their dtype is checked.
+  ``CyclicLR`` (to float32 rounding), exact for every step up to
+  ``2**31 - 1``; ``gamma**t`` is ``exp(t * log(gamma))`` with ``log(gamma)``
+  taken in float64 when ``gamma`` is concrete. Steps, dtypes and traced
+  hyperparameters follow the conventions of :mod:`optax_clr.schedules`.
 
   Args:
     base_value: lower bound of the cycle (>= 0).
@@ -138,28 +126,34 @@ def cyclic_schedule(
   m = _checks.check_number("max_value", max_value, low=0.0)
   _checks.check_order("base_value", b, "max_value", m)
   profile = _profile.cyclic_profile(step_size_up, step_size_down, mode, gamma,
-                            scale_fn, scale_mode, waveform)
+                                    scale_fn, scale_mode, waveform)
   _checks.check_bool("decay_bounds", decay_bounds)
   if decay_bounds and (mode != "exp_range" or scale_fn is not None):
     raise ValueError(
         "decay_bounds=True is only defined for mode='exp_range' without "
         f"scale_fn, got mode={mode!r}, "
         f"scale_fn={'set' if scale_fn is not None else None}")
-  dtype = _profile.float_dtype(base_value, max_value)
+  return _between(base_value, max_value, profile, decay_bounds=decay_bounds)
+
+
+def _between(low, high, profile, *, reflect=False, decay_bounds=False):
+  """``low + (high - low) * shape * scale``; ``reflect``: from ``high`` down
+  (momentum); ``decay_bounds``: ``scale * (low + (high - low) * shape)``."""
+  dtype = _profile.float_dtype(low, high)
 
   def schedule(count: chex.Numeric) -> jax.Array:
     shape, scale = profile(count, dtype)
-    base = jnp.asarray(base_value).astype(dtype)
-    top = jnp.asarray(max_value).astype(dtype)
+    lo, hi = (jnp.asarray(v).astype(dtype) for v in (low, high))
+    if reflect:
+      return hi - (hi - lo) * shape * scale
     if decay_bounds:
-      return scale * (base + (top - base) * shape)
-    return base + (top - base) * shape * scale
+      return scale * (lo + (hi - lo) * shape)
+    return lo + (hi - lo) * shape * scale
 
-  return _named.named(schedule, "cyclic_schedule", dict(
-      base_value=base_value, max_value=max_value, step_size_up=step_size_up,
-      step_size_down=step_size_down, mode=mode, gamma=gamma,
-      scale_fn=scale_fn, scale_mode=scale_mode, waveform=waveform,
-      decay_bounds=decay_bounds), _CYCLIC_DEFAULTS)
+  return schedule
+
+
+# The three modes by name; they print as the cyclic_schedule call they make.
 
 
 @pytorch_names
@@ -172,29 +166,14 @@ def triangular_schedule(
 ) -> optax.Schedule:
   """Triangular CLR: constant amplitude between ``base_value`` and ``max_value``.
 
-  ``lr(t) = base + (max - base) * shape(t)``; see :func:`cyclic_schedule`
-  (``mode="triangular"``) for the formula, arguments and step conventions.
+  ``lr(t) = base + (max - base) * shape(t)``: :func:`cyclic_schedule` with
+  ``mode="triangular"`` (same arguments, conventions and references).
 
   Examples:
     >>> import optax_clr as clr
     >>> lr = clr.triangular_schedule(0.01, 0.1, step_size_up=4)
     >>> [round(float(lr(t)), 4) for t in range(9)]
     [0.01, 0.0325, 0.055, 0.0775, 0.1, 0.0775, 0.055, 0.0325, 0.01]
-
-  Args:
-    base_value: lower bound (>= 0).
-    max_value: upper bound (>= ``base_value``).
-    step_size_up: integer steps from base to peak.
-    step_size_down: integer steps from peak to base (``None``: same as up).
-    waveform: ``"triangular"``, ``"cosine"`` or ``"welch"``.
-
-  Returns:
-    schedule
-      A function that maps step counts to values.
-
-  References:
-    Smith, `Cyclical Learning Rates for Training Neural Networks
-    <https://arxiv.org/abs/1506.01186>`_, 2017.
   """
   return cyclic_schedule(base_value, max_value, step_size_up, step_size_down,
                          mode="triangular", waveform=waveform)
@@ -210,29 +189,15 @@ def triangular2_schedule(
 ) -> optax.Schedule:
   """Triangular2 CLR: the amplitude halves after every cycle.
 
-  ``lr(t) = base + (max - base) * shape(t) / 2**(cycle - 1)``; see
-  :func:`cyclic_schedule` (``mode="triangular2"``).
+  ``lr(t) = base + (max - base) * shape(t) / 2**(cycle - 1)``:
+  :func:`cyclic_schedule` with ``mode="triangular2"`` (same arguments,
+  conventions and references; ``max_value`` is the first cycle's peak).
 
   Examples:
     >>> import optax_clr as clr
     >>> lr = clr.triangular2_schedule(0.01, 0.1, step_size_up=2)
     >>> [round(float(lr(t)), 4) for t in range(9)]  # peaks 0.1, then 0.055
     [0.01, 0.055, 0.1, 0.055, 0.01, 0.0325, 0.055, 0.0325, 0.01]
-
-  Args:
-    base_value: lower bound (>= 0).
-    max_value: upper bound of the first cycle (>= ``base_value``).
-    step_size_up: integer steps from base to peak.
-    step_size_down: integer steps from peak to base (``None``: same as up).
-    waveform: ``"triangular"``, ``"cosine"`` or ``"welch"``.
-
-  Returns:
-    schedule
-      A function that maps step counts to values.
-
-  References:
-    Smith, `Cyclical Learning Rates for Training Neural Networks
-    <https://arxiv.org/abs/1506.01186>`_, 2017.
   """
   return cyclic_schedule(base_value, max_value, step_size_up, step_size_down,
                          mode="triangular2", waveform=waveform)
@@ -252,33 +217,16 @@ def exp_range_schedule(
 
   ``lr(t) = base + (max - base) * shape(t) * gamma**t`` (PyTorch/Keras), or
   with ``decay_bounds=True`` the paper's
-  ``lr(t) = gamma**t * (base + (max - base) * shape(t))``; see
-  :func:`cyclic_schedule` (``mode="exp_range"``). ``gamma=1`` (the default,
-  as in PyTorch) gives the triangular policy; values such as 0.99994 are
-  typical.
+  ``lr(t) = gamma**t * (base + (max - base) * shape(t))``:
+  :func:`cyclic_schedule` with ``mode="exp_range"`` (same arguments,
+  conventions and references). ``gamma=1`` (the default, as in PyTorch) gives
+  the triangular policy; values such as 0.99994 are typical.
 
   Examples:
     >>> import optax_clr as clr
     >>> lr = clr.exp_range_schedule(0.01, 0.1, step_size_up=2, gamma=0.9)
     >>> [round(float(lr(t)), 4) for t in range(5)]
     [0.01, 0.0505, 0.0829, 0.0428, 0.01]
-
-  Args:
-    base_value: lower bound (>= 0).
-    max_value: upper bound at step 0 (>= ``base_value``).
-    step_size_up: integer steps from base to peak.
-    step_size_down: integer steps from peak to base (``None``: same as up).
-    gamma: per-step decay factor in (0, 1].
-    decay_bounds: decay both bounds instead of only the amplitude.
-    waveform: ``"triangular"``, ``"cosine"`` or ``"welch"``.
-
-  Returns:
-    schedule
-      A function that maps step counts to values.
-
-  References:
-    Smith, `Cyclical Learning Rates for Training Neural Networks
-    <https://arxiv.org/abs/1506.01186>`_, 2017.
   """
   return cyclic_schedule(base_value, max_value, step_size_up, step_size_down,
                          mode="exp_range", gamma=gamma, waveform=waveform,
@@ -295,6 +243,7 @@ def check_momentum_bounds(base_momentum, max_momentum) -> None:
   _checks.check_order("base_momentum", b, "max_momentum", m)
 
 
+@named("base_momentum", "max_momentum", "step_size_up")
 def cyclic_momentum_schedule(
     base_momentum: chex.Numeric = 0.8,
     max_momentum: chex.Numeric = 0.9,
@@ -312,13 +261,11 @@ def cyclic_momentum_schedule(
     m(t) = \max_m - (\max_m - \mathrm{base}_m) \cdot \mathrm{shape}(t) \cdot
     \mathrm{scale}(t)
 
-  with the same ``shape`` (waveform of the linear position in the cycle) and
-  ``scale`` (``mode`` or ``scale_fn``) as the learning rate built from the same
-  cycle arguments, so momentum starts at ``max_momentum`` and reaches
-  ``base_momentum`` when the learning rate peaks. These are the momentum
-  values PyTorch's ``CyclicLR`` sets with ``cycle_momentum=True``.
-
-  Value checks are skipped for hyperparameters that are JAX tracers.
+  with the same ``shape`` and ``scale`` as the learning rate built from the
+  same cycle arguments (``step_size_up`` to ``waveform``, as there), so
+  momentum starts at ``max_momentum`` and reaches ``base_momentum`` when the
+  learning rate peaks: the values PyTorch's ``CyclicLR`` sets with
+  ``cycle_momentum=True``.
 
   Examples:
     >>> import optax_clr as clr
@@ -330,24 +277,12 @@ def cyclic_momentum_schedule(
   Args:
     base_momentum: momentum at the learning-rate peak, in [0, 1).
     max_momentum: momentum at the cycle boundaries, in [``base_momentum``, 1).
-    step_size_up: integer steps from the cycle start to the peak.
-    step_size_down: integer steps from the peak to the cycle end (``None``:
-      same as up).
-    mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
-    gamma: per-step decay of ``"exp_range"``, in (0, 1].
-    scale_fn: optional jittable amplitude scaling overriding ``mode``; called
-      with the cycle number or the step as a float array.
-    scale_mode: ``"cycle"`` or ``"iterations"`` (argument of ``scale_fn``).
-    waveform: ``"triangular"``, ``"cosine"`` or ``"welch"``.
 
   Returns:
     schedule
       A function that maps step counts to momentum values.
 
   References:
-    Smith, `Cyclical Learning Rates for Training Neural Networks
-    <https://arxiv.org/abs/1506.01186>`_, 2017.
-
     Smith & Topin, `Super-Convergence <https://arxiv.org/abs/1708.07120>`_,
     2017.
 
@@ -355,22 +290,6 @@ def cyclic_momentum_schedule(
     <https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.CyclicLR.html>`_.
   """
   check_momentum_bounds(base_momentum, max_momentum)
-  profile = _profile.cyclic_profile(
-      step_size_up, step_size_down, mode, gamma, scale_fn, scale_mode,
-      waveform)
-  dtype = _profile.float_dtype(
-      base_momentum, max_momentum)
-
-  def schedule(count: chex.Numeric) -> jax.Array:
-    shape, scale = profile(count, dtype)
-    base = jnp.asarray(base_momentum).astype(dtype)
-    top = jnp.asarray(max_momentum).astype(dtype)
-    return top - (top - base) * shape * scale
-
-  return _named.named(schedule, "cyclic_momentum_schedule", dict(
-      base_momentum=base_momentum, max_momentum=max_momentum,
-      step_size_up=step_size_up, step_size_down=step_size_down, mode=mode,
-      gamma=gamma, scale_fn=scale_fn, scale_mode=scale_mode,
-      waveform=waveform), _CYCLIC_DEFAULTS)
-
-
+  profile = _profile.cyclic_profile(step_size_up, step_size_down, mode, gamma,
+                                    scale_fn, scale_mode, waveform)
+  return _between(base_momentum, max_momentum, profile, reflect=True)

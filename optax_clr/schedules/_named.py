@@ -1,20 +1,38 @@
-"""Schedules that say what they are when printed.
+"""How schedule constructors present themselves: printed as the call that
+made them, and PyTorch's keyword names answered with optax-clr's.
 
-Every constructor returns a :class:`Schedule`: an ``optax.Schedule`` (a
-callable of the step count, traceable by ``jit``/``vmap``/``grad``) whose
-``repr`` is the call that made it, e.g.
+A :class:`Schedule` is an ``optax.Schedule`` (a callable of the step count,
+traceable by ``jit``/``vmap``/``grad``) whose ``repr`` is e.g.
 ``cyclic_schedule(base_value=0.001, max_value=0.1, step_size_up=500,
-mode='triangular2')``, instead of ``<function ... at 0x...>``.
+mode='triangular2')`` instead of ``<function ... at 0x...>``.
+
+Users of ``torch.optim.lr_scheduler.CyclicLR(base_lr=..., max_lr=...)`` reach
+for the same keywords here; optax-clr follows optax's naming
+(``base_value``/``max_value``: a schedule may drive any hyperparameter), so
+instead of Python's bare "unexpected keyword argument 'base_lr'" the error
+names the argument to use.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from optax_clr import _checks
+
+PYTORCH_NAMES = {
+    "base_lr": "base_value", "max_lr": "max_value",
+    "step_size": "step_size_up", "base_momentum": "base_momentum",
+    "total_iters": "total_steps", "epochs": "total_steps",
+    "steps_per_epoch": "total_steps",
+}
+# The example call in the error, by constructor (default: the cyclic ones').
+EXAMPLES = {"one_cycle_schedule": "max_value=0.1, total_steps=10000"}
+CYCLIC_EXAMPLE = "base_value=1e-3, max_value=0.1, step_size_up=2000"
 
 
 def _value(x: Any) -> str:
@@ -38,8 +56,7 @@ class Schedule:
   Args:
     fn: ``count -> value``.
     name: the constructor's name.
-    **args: the arguments shown (those left at their default are omitted
-      by the constructors).
+    **args: the arguments shown.
   """
 
   __slots__ = ("_fn", "_text", "__weakref__")
@@ -58,17 +75,45 @@ class Schedule:
   __str__ = __repr__
 
 
-def named(fn: Callable[[Any], Any], name: str, args: dict[str, Any],
-          defaults: dict[str, Any]) -> Schedule:
-  """``fn`` as a :class:`Schedule` showing the arguments that differ from
-  ``defaults``."""
-  shown = {k: v for k, v in args.items()
-           if k not in defaults or not _same(v, defaults[k])}
-  return Schedule(fn, name, **shown)
-
-
 def _same(a: Any, b: Any) -> bool:
   try:
     return bool(a is b or (_checks.is_concrete(a) and a == b))
   except Exception:  # pylint: disable=broad-except
     return False
+
+
+def named(*always: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+  """Decorates a constructor: its schedule becomes a :class:`Schedule` that
+  shows the arguments given, those left at their default omitted (except
+  ``always``)."""
+  def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+    sig = inspect.signature(fn)
+    params = sig.parameters
+
+    @functools.wraps(fn)
+    def constructor(*args: Any, **kwargs: Any) -> Schedule:
+      schedule = fn(*args, **kwargs)  # Python's own TypeError for bad calls
+      bound = sig.bind(*args, **kwargs)
+      bound.apply_defaults()
+      return Schedule(schedule, fn.__name__, **{
+          k: v for k, v in bound.arguments.items()
+          if k in always or params[k].default is inspect.Parameter.empty
+          or not _same(v, params[k].default)})
+    return constructor
+  return decorate
+
+
+def pytorch_names(fn: Callable[..., Any]) -> Callable[..., Any]:
+  """Wraps a schedule constructor: a PyTorch keyword raises a TypeError
+  that names the optax-clr argument instead."""
+  @functools.wraps(fn)
+  def wrapper(*args: Any, **kwargs: Any) -> Any:
+    for name in kwargs:
+      new = PYTORCH_NAMES.get(name)
+      if new is not None and new != name:
+        raise TypeError(
+            f"{fn.__name__}() has no argument {name!r} (PyTorch's name); "
+            f"use {new}=... (optax's naming), e.g. "
+            f"{fn.__name__}({EXAMPLES.get(fn.__name__, CYCLIC_EXAMPLE)})")
+    return fn(*args, **kwargs)
+  return wrapper

@@ -14,20 +14,14 @@ import numpy as np
 import optax
 
 from optax_clr import _checks
-from optax_clr.schedules import _named
 from optax_clr.schedules import _profile
-from optax_clr.schedules._aliases import pytorch_names
 from optax_clr.schedules._cyclic import check_momentum_bounds
-
-
-# Arguments left at these values are not shown when a schedule is printed.
-_ONE_CYCLE_DEFAULTS = {"pct_start": 0.3, "anneal_strategy": "cos",
-                       "div_factor": 25.0, "final_div_factor": 1e4,
-                       "three_phase": False, "base_momentum": 0.85,
-                       "max_momentum": 0.95}
+from optax_clr.schedules._named import named
+from optax_clr.schedules._named import pytorch_names
 
 
 @pytorch_names
+@named()
 def one_cycle_schedule(
     max_value: chex.Numeric,
     total_steps: chex.Numeric,
@@ -62,12 +56,9 @@ def one_cycle_schedule(
   ``int(pct_start * total_steps)`` as in ``optax.cosine_onecycle_schedule``.
   Steps beyond ``total_steps - 1`` hold the final value ``minimum`` (PyTorch
   extrapolates one step and then raises, which a jitted schedule cannot do).
-
-  Steps may be integers, integer arrays or floats (rounded down); negative
-  steps count as step 0. Values are float32 (float64 under
-  ``jax_enable_x64`` unless ``max_value`` is a float32 array). Value checks are skipped for hyperparameters that are JAX tracers;
-  then the phase ends are computed in the schedule's float dtype instead of
-  float64.
+  Steps, dtypes and traced hyperparameters follow the conventions of
+  :mod:`optax_clr.schedules`; with traced ones the phase ends are computed in
+  the schedule's dtype instead of float64.
 
   Args:
     max_value: peak value (>= 0).
@@ -113,20 +104,7 @@ def one_cycle_schedule(
   final_div = _checks.check_number("final_div_factor", final_div_factor,
                                    low=0.0, low_inclusive=False)
   if None not in (top, div, final_div):
-    with np.errstate(over="ignore", under="ignore", divide="ignore"):
-      initial = np.float32(top) / np.float32(div)
-      lowest = initial / np.float32(final_div)
-    if not np.isfinite(initial):
-      raise ValueError(
-          f"div_factor={div!r}: the initial value max_value / div_factor = "
-          f"{top / div:.4g} overflows float32; use div_factor >= "
-          f"{top / _checks.FLOAT32_MAX:.3g}")
-    if not np.isfinite(lowest):
-      raise ValueError(
-          f"final_div_factor={final_div!r}: the final value max_value / "
-          f"div_factor / final_div_factor = {top / div / final_div:.4g} "
-          f"overflows float32; use final_div_factor >= "
-          f"{float(initial) / _checks.FLOAT32_MAX:.3g}")
+    _check_float32_range(top, div, final_div)
   dtype = _profile.float_dtype(max_value, div_factor, final_div_factor)
 
   def schedule(count: chex.Numeric) -> jax.Array:
@@ -137,13 +115,28 @@ def one_cycle_schedule(
              else [initial, top, minimum])
     return profile(count, knots, dtype)
 
-  return _named.named(schedule, "one_cycle_schedule", dict(
-      max_value=max_value, total_steps=total_steps, pct_start=pct_start,
-      anneal_strategy=anneal_strategy, div_factor=div_factor,
-      final_div_factor=final_div_factor, three_phase=three_phase),
-                      _ONE_CYCLE_DEFAULTS)
+  return schedule
 
 
+def _check_float32_range(top: float, div: float, final_div: float) -> None:
+  """The initial and final values must not overflow float32."""
+  with np.errstate(over="ignore", under="ignore", divide="ignore"):
+    initial = np.float32(top) / np.float32(div)
+    lowest = initial / np.float32(final_div)
+  if not np.isfinite(initial):
+    raise ValueError(
+        f"div_factor={div!r}: the initial value max_value / div_factor = "
+        f"{top / div:.4g} overflows float32; use div_factor >= "
+        f"{top / _checks.FLOAT32_MAX:.3g}")
+  if not np.isfinite(lowest):
+    raise ValueError(
+        f"final_div_factor={final_div!r}: the final value max_value / "
+        f"div_factor / final_div_factor = {top / div / final_div:.4g} "
+        f"overflows float32; use final_div_factor >= "
+        f"{float(initial) / _checks.FLOAT32_MAX:.3g}")
+
+
+@named()
 def one_cycle_momentum_schedule(
     total_steps: chex.Numeric,
     pct_start: chex.Numeric = 0.3,
@@ -154,12 +147,12 @@ def one_cycle_momentum_schedule(
 ) -> optax.Schedule:
   """One-cycle momentum, matching PyTorch's ``OneCycleLR`` momentum.
 
-  Annealed over the same phases as :func:`one_cycle_schedule`, inversely to
-  the learning rate: ``max_momentum -> base_momentum -> max_momentum``, or
-  with ``three_phase`` ``max -> base -> max`` and then held at ``max`` during
-  the final annealing. Steps beyond ``total_steps - 1`` hold the final value.
-
-  Value checks are skipped for hyperparameters that are JAX tracers.
+  Annealed over the phases of :func:`one_cycle_schedule` (whose arguments
+  ``total_steps``, ``pct_start``, ``anneal_strategy`` and ``three_phase``
+  mean the same here), inversely to the learning rate:
+  ``max_momentum -> base_momentum -> max_momentum``, or with ``three_phase``
+  ``max -> base -> max`` and then held at ``max`` during the final
+  annealing. Steps beyond ``total_steps - 1`` hold the final value.
 
   Examples:
     >>> import optax_clr as clr
@@ -168,30 +161,21 @@ def one_cycle_momentum_schedule(
     [0.95, 0.85, 0.95]
 
   Args:
-    total_steps: integer number of steps in the cycle (>= 2).
-    pct_start: fraction of the steps in the first phase, in (0, 1); see
-      :func:`one_cycle_schedule` for the constraint on phase ends.
-    anneal_strategy: ``"cos"`` or ``"linear"``.
     base_momentum: momentum at the learning-rate peak, in [0, 1).
     max_momentum: momentum at the start and end, in [``base_momentum``, 1).
-    three_phase: use the three-phase schedule.
 
   Returns:
     schedule
       A function that maps step counts to momentum values.
 
   References:
-    Smith & Topin, `Super-Convergence: Very Fast Training of Neural Networks
-    Using Large Learning Rates <https://arxiv.org/abs/1708.07120>`_, 2017.
-
-    PyTorch, `torch.optim.lr_scheduler.OneCycleLR
-    <https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.OneCycleLR.html>`_.
+    Smith & Topin, `Super-Convergence <https://arxiv.org/abs/1708.07120>`_,
+    2017; PyTorch's ``OneCycleLR``.
   """
   profile = _profile.one_cycle_profile(
       total_steps, pct_start, anneal_strategy, three_phase)
   check_momentum_bounds(base_momentum, max_momentum)
-  dtype = _profile.float_dtype(
-      base_momentum, max_momentum)
+  dtype = _profile.float_dtype(base_momentum, max_momentum)
 
   def schedule(count: chex.Numeric) -> jax.Array:
     base = jnp.asarray(base_momentum).astype(dtype)
@@ -199,8 +183,4 @@ def one_cycle_momentum_schedule(
     knots = [top, base, top, top] if three_phase else [top, base, top]
     return profile(count, knots, dtype)
 
-  return _named.named(schedule, "one_cycle_momentum_schedule", dict(
-      total_steps=total_steps, pct_start=pct_start,
-      anneal_strategy=anneal_strategy, base_momentum=base_momentum,
-      max_momentum=max_momentum, three_phase=three_phase),
-                      _ONE_CYCLE_DEFAULTS)
+  return schedule

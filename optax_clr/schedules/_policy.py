@@ -53,14 +53,6 @@ def auto_gamma(total_steps: int, final: float = EXP_RANGE_FINAL) -> float:
   return float(final ** (1.0 / max(1, total_steps)))
 
 
-def momentum_bounds(policy: str, base_momentum: float | None,
-                    max_momentum: float | None) -> tuple[float, float]:
-  """The policy's momentum bounds with the defaults filled in."""
-  lo, hi = ONE_CYCLE_MOMENTUM if policy == "one-cycle" else CYCLIC_MOMENTUM
-  return (lo if base_momentum is None else base_momentum,
-          hi if max_momentum is None else max_momentum)
-
-
 def policy_schedules(
     policy: str, *, base_lr: float | None = None,
     max_lr: float | None = None, lr: float | None = None,
@@ -113,7 +105,9 @@ def policy_schedules(
     return PolicySchedules(lr, momentum, resolved)
   if max_lr is None or (base_lr is None and policy != "one-cycle"):
     raise ValueError(f"policy {policy!r} needs base_lr and max_lr")
-  base_m, max_m = momentum_bounds(policy, base_momentum, max_momentum)
+  lo, hi = ONE_CYCLE_MOMENTUM if policy == "one-cycle" else CYCLIC_MOMENTUM
+  base_m = lo if base_momentum is None else base_momentum
+  max_m = hi if max_momentum is None else max_momentum
   if policy == "one-cycle":
     if total_steps is None:
       raise ValueError("policy 'one-cycle' needs total_steps")

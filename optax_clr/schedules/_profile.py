@@ -1,26 +1,9 @@
 """Integer cycle and phase arithmetic shared by LR and momentum schedules.
 
-Every constructor returns an ``optax.Schedule``: a pure function of the step
-count that can be traced by ``jax.jit``, ``jax.vmap`` and ``jax.grad``. The
-step is reduced to a cycle index and a position within the cycle with integer
-arithmetic, so float32 values stay exact (to float32 rounding) for every step
-an int32 counter can hold, instead of drifting as ``t / step_size`` in float32
-would for steps above ``2**24``.
-
-Conventions shared by every schedule here:
-
-* ``step`` may be a Python or NumPy integer, a (traced) int32/int64 array, or a
-  floating-point number; floating-point steps are rounded down to an integer
-  (whole numbers are exact, float32 holds every integer only up to ``2**24``).
-  Arrays of steps are evaluated elementwise. Negative steps are treated as
-  step 0.
-* Values are float32: JAX's default float dtype, promoted with the dtypes of
-  the bounds and never narrower than float32 (with ``jax_enable_x64``, Python
-  or float64 bounds give float64, float32 arrays give float32).
-* Hyperparameters are validated when the schedule is built, outside ``jit``.
-  A hyperparameter that is a JAX tracer (the constructor is itself being
-  traced, e.g. under ``jax.vmap`` or ``jax.grad`` over hyperparameters) cannot
-  be inspected, so its value checks are skipped; only its dtype is checked.
+A step is reduced to a cycle (phase) index and an offset with integer
+arithmetic, so float32 values stay exact for every step an int32 counter
+holds; ``t / step_size`` in float32 would drift above ``2**24``. The step and
+dtype conventions are those of :mod:`optax_clr.schedules`.
 """
 
 from __future__ import annotations
@@ -51,36 +34,31 @@ OneCycleProfile = Callable[[chex.Numeric, Sequence[Any], Any], jax.Array]
 
 
 def float_dtype(*values: Any) -> Any:
-  """The values' float dtype, at least float32 (as optax's schedules).
-
-  Python numbers give JAX's default float (float32, float64 under
-  ``jax_enable_x64``); float32 or narrower arrays give float32.
-  """
+  """The values' float dtype, at least float32 (as optax's schedules)."""
   return jnp.promote_types(jnp.result_type(*values, float), jnp.float32)
 
 
 def _check_concrete_step(step: Any) -> None:
-  """Refuses non-real steps and integers outside the int32 step counter
-  (a NumPy int64 would otherwise be truncated by ``jnp.asarray``)."""
+  """Refuses non-real steps and integers beyond the step counter (a NumPy
+  int64 would otherwise be truncated by ``jnp.asarray``)."""
   if isinstance(step, (bool, np.bool_)):
     raise TypeError(f"step must be an integer, got bool {step!r}")
   if isinstance(step, numbers.Integral):
     values = np.asarray([int(step)], dtype=object)
   else:
     try:
-      arr = np.asarray(step)
+      values = np.asarray(step)
     except Exception as e:  # pylint: disable=broad-except
       raise TypeError(f"step must be a number or an array of numbers, got "
                       f"{_checks.describe(step)}") from e
-    if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
+    if values.dtype.kind not in "iuf":
       raise TypeError(f"step must be a real number or an integer array, got "
                       f"{_checks.describe(step)}")
-    if arr.dtype.kind == "f" or arr.size == 0:
+    if values.dtype.kind == "f" or values.size == 0:
       return
-    values = arr.reshape(-1)
   wide = jax.config.read("jax_enable_x64")
   limit = 2**63 - 1 if wide else INT32_MAX
-  if values.size and max(int(values.max()), 0) > limit:
+  if int(values.max()) > limit:
     raise ValueError(
         f"step must be <= {limit} (the range of the "
         f"{'int64' if wide else 'int32'} step counter; enable jax_enable_x64 "
@@ -88,18 +66,18 @@ def _check_concrete_step(step: Any) -> None:
 
 
 def as_int_step(step: chex.Numeric) -> jax.Array:
-  """The step count as a signed integer array (int32, or int64 if 64-bit)."""
+  """The step count as a signed integer array (int32, or int64 if 64-bit),
+  floats rounded down and negative steps raised to 0."""
   if _checks.is_concrete(step):
     _check_concrete_step(step)
   step = jnp.asarray(step)
   if step.dtype == jnp.bool_:
     raise TypeError(f"step must be an integer, got dtype {step.dtype}")
-  wide = step.dtype.itemsize == 8
-  int_dtype = jnp.int64 if wide else jnp.int32
   if jnp.issubdtype(step.dtype, jnp.floating):
     step = jnp.floor(step)
   elif not jnp.issubdtype(step.dtype, jnp.integer):
     raise TypeError(f"step must be a real number, got dtype {step.dtype}")
+  int_dtype = jnp.int64 if step.dtype.itemsize == 8 else jnp.int32
   return jnp.maximum(step.astype(int_dtype), 0)
 
 
@@ -123,14 +101,12 @@ def cyclic_profile(
     scale_mode: str,
     waveform: str,
 ) -> CyclicProfile:
-  """Validates the cycle arguments; returns ``(step, dtype) -> (shape, scale)``.
+  """Checks the cycle arguments; returns ``(step, dtype) -> (shape, scale)``.
 
-  Shared by the cyclic learning-rate and momentum schedules, which differ only
-  in how they map ``shape * scale`` onto their bounds (the momentum one is the
-  reflection of the learning-rate one).
-
-  ``shape`` is the waveform height in [0, 1] (0 at cycle boundaries, 1 at the
-  peak) and ``scale`` the amplitude factor of ``mode`` or ``scale_fn``.
+  ``shape`` is the waveform's height in [0, 1] (0 at the cycle boundaries, 1
+  at the peak) and ``scale`` the amplitude factor of ``mode`` or
+  ``scale_fn``; the LR and momentum schedules map ``shape * scale`` onto
+  their bounds in opposite directions.
   """
   up = _checks.check_int("step_size_up", step_size_up)
   if step_size_down is None:
@@ -149,7 +125,6 @@ def cyclic_profile(
     _checks.check_callable("scale_fn", scale_fn)
   _checks.check_choice("scale_mode", scale_mode, SCALE_MODES)
   _checks.check_choice("waveform", waveform, WAVEFORMS)
-
   # Concrete sizes enter the graph as Python ints (weakly typed), so they
   # never widen or narrow the step's integer dtype.
   up_v = step_size_up if up is None else up
@@ -162,15 +137,13 @@ def cyclic_profile(
     # and neither can overflow (k * total <= t, total - r <= total).
     k = jnp.floor_divide(t, total_v)
     r = jnp.remainder(t, total_v)
-    rising = r <= up_v
     # PyTorch's sf: x / ratio on the way up, (x - 1) / (ratio - 1) on the way
     # down, which reduce to r / up and (total - r) / down.
     u = jnp.where(
-        rising,
+        r <= up_v,
         r.astype(dtype) / jnp.asarray(up_v).astype(dtype),
         (total_v - r).astype(dtype) / jnp.asarray(down_v).astype(dtype))
     shape = _waveform_shape(u, waveform)
-
     if scale_fn is not None:
       # Passed as floats, like the Python numbers PyTorch passes, so that
       # e.g. ``2.0 ** -x`` or ``x * x`` behave as they do there.
@@ -203,66 +176,62 @@ def _split_float(x: Any, int_dtype: Any) -> tuple[Any, Any]:
   return whole.astype(int_dtype), x - whole
 
 
+def _phase_ends(p: Any, n: Any, three_phase: bool) -> list[Any]:
+  """PyTorch's OneCycleLR phase ends: the same expressions and, for Python
+  floats, the same float64 rounding."""
+  ends = [p * n - 1] + ([2 * p * n - 2] if three_phase else [])
+  return ends + [n - 1]
+
+
+def _check_phase_ends(p: float, n: int, three_phase: bool) -> None:
+  """Each phase must have positive length (else PyTorch divides by zero or
+  silently skips the warm-up)."""
+  ends = _phase_ends(p, n, three_phase)
+  if ends[0] <= 0:
+    raise ValueError(
+        "pct_start * total_steps must be > 1 so that the warm-up phase "
+        "(step 0 to pct_start * total_steps - 1) has positive length, got "
+        f"pct_start={p!r}, total_steps={n} (warm-up would end at step "
+        f"{ends[0]!r})")
+  if any(a >= b for a, b in zip(ends[:-1], ends[1:])):
+    raise ValueError(
+        "phase ends must increase strictly; with three_phase=True this "
+        "needs 2 * pct_start * total_steps - 2 < total_steps - 1, i.e. "
+        f"pct_start < (total_steps + 1) / (2 * total_steps) = "
+        f"{(n + 1) / (2 * n):g}; got pct_start={p!r}, total_steps={n} "
+        f"(phase ends {ends})")
+
+
 def one_cycle_profile(
     total_steps: chex.Numeric,
     pct_start: chex.Numeric,
     anneal_strategy: str,
     three_phase: bool,
 ) -> OneCycleProfile:
-  """Validates the phase arguments; returns ``(step, knots, dtype) -> value``.
+  """Checks the phase arguments; returns ``(step, knots, dtype) -> value``.
 
-  Shared by the one-cycle learning-rate and momentum schedules. ``knots`` are
-  the values at step 0 and at the end of each phase (3 for two phases, 4 for
-  three); within phase ``i`` the value is annealed from ``knots[i]`` to
-  ``knots[i + 1]``.
-
-  Phase ends are PyTorch's floats ``pct_start * total_steps - 1``
-  (``2 * pct_start * total_steps - 2``) and ``total_steps - 1``. They must
-  increase strictly from step 0, otherwise a phase has no length (PyTorch then
-  divides by zero or silently skips the warm-up): this needs
-  ``pct_start * total_steps > 1``, ``pct_start < 1`` and, with three phases,
-  ``2 * pct_start * total_steps - 2 < total_steps - 1``.
+  ``knots`` are the values at step 0 and at the end of each phase (3 for two
+  phases, 4 for three); within phase ``i`` the value is annealed from
+  ``knots[i]`` to ``knots[i + 1]``. The phase ends are PyTorch's floats
+  ``pct_start * total_steps - 1`` (``2 * pct_start * total_steps - 2``) and
+  ``total_steps - 1``, and must increase strictly from step 0.
   """
   n = _checks.check_int("total_steps", total_steps, low=2)
   p = _checks.check_number("pct_start", pct_start, low=0.0, high=1.0,
                            low_inclusive=False, high_inclusive=False)
   _checks.check_choice("anneal_strategy", anneal_strategy, ANNEAL_STRATEGIES)
   _checks.check_bool("three_phase", three_phase)
-
-  def phase_ends(p_, n_):
-    # Same expressions (and, for floats, the same float64 rounding) as
-    # PyTorch's OneCycleLR.
-    ends = [p_ * n_ - 1]
-    if three_phase:
-      ends.append(2 * p_ * n_ - 2)
-    ends.append(n_ - 1)
-    return ends
-
-  if n is not None and p is not None:
-    ends = phase_ends(p, n)
-    if ends[0] <= 0:
-      raise ValueError(
-          "pct_start * total_steps must be > 1 so that the warm-up phase "
-          "(step 0 to pct_start * total_steps - 1) has positive length, got "
-          f"pct_start={p!r}, total_steps={n} (warm-up would end at step "
-          f"{ends[0]!r})")
-    if any(a >= b for a, b in zip(ends[:-1], ends[1:])):
-      raise ValueError(
-          "phase ends must increase strictly; with three_phase=True this "
-          "needs 2 * pct_start * total_steps - 2 < total_steps - 1, i.e. "
-          f"pct_start < (total_steps + 1) / (2 * total_steps) = "
-          f"{(n + 1) / (2 * n):g}; got pct_start={p!r}, total_steps={n} "
-          f"(phase ends {ends})")
+  concrete = n is not None and p is not None
+  if concrete:
+    _check_phase_ends(p, n, three_phase)
   p_v = pct_start if p is None else p
   n_v = total_steps if n is None else n
 
   def profile(step, knots, dtype):
     t = as_int_step(step)
-    if n is not None and p is not None:
-      ends = phase_ends(p_v, n_v)
-    else:
-      ends = phase_ends(jnp.asarray(p_v).astype(dtype),
-                        jnp.asarray(n_v).astype(dtype))
+    ends = (_phase_ends(p_v, n_v, three_phase) if concrete else _phase_ends(
+        jnp.asarray(p_v).astype(dtype), jnp.asarray(n_v).astype(dtype),
+        three_phase))
     # Boundaries as integer + fraction: t <= end is decided exactly on the
     # integer part, and (t - start) is formed in integers before the float
     # division, which keeps float32 exact at large step counts.
@@ -282,8 +251,7 @@ def one_cycle_profile(
     # weights below then keep full relative precision near either end.
     done = (t - whole[phase]).astype(dtype) - frac[phase]
     left = (whole[phase + 1] - t).astype(dtype) + frac[phase + 1]
-    length = done + left
-    pct, rest_pct = done / length, left / length
+    pct, rest_pct = done / (done + left), left / (done + left)
     start, end = knots[phase], knots[phase + 1]
     # weight of ``end``: (1 - cos(pi pct)) / 2 = sin^2(pi pct / 2) for
     # "cos", pct for "linear"; ``rest`` = 1 - weight, from the other end.
@@ -299,5 +267,3 @@ def one_cycle_profile(
                      end + (start - end) * rest)
 
   return profile
-
-
