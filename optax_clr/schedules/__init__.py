@@ -1,17 +1,25 @@
 """Learning-rate and momentum schedules, and policies built from them.
 
 Every constructor returns an ``optax.Schedule``: a pure function of the step
-count that ``jax.jit``, ``jax.vmap`` and ``jax.grad`` can trace. Steps are
-reduced to a cycle index and a position within the cycle with integer
-arithmetic (:mod:`._profile`), so float32 values stay exact for every step an
-int32 counter holds.
+count that ``jax.jit``, ``jax.vmap`` and ``jax.grad`` can trace, printed as the
+call that made it. Conventions shared by all of them:
 
-* :mod:`._cyclic`: ``cyclic_schedule`` (triangular, triangular2, exp_range,
-  ``scale_fn``, waveforms, asymmetric cycles), its conveniences, and
-  ``cyclic_momentum_schedule``;
-* :mod:`._one_cycle`: ``one_cycle_schedule``, ``one_cycle_momentum_schedule``;
-* :mod:`._policy`: ``policy_schedules``: a policy name and bounds -> the
-  (LR, momentum) pair.
+* steps are reduced to a cycle index and a position within the cycle with
+  integer arithmetic (:mod:`._profile`), so float32 values stay exact for
+  every step an int32 counter holds;
+* a step may be a Python or NumPy integer, a (traced) integer array or a
+  float (rounded down; whole numbers are exact, float32 holds every integer
+  only up to ``2**24``); arrays are evaluated elementwise; negative steps
+  count as step 0;
+* values are float32, promoted with the bounds' dtypes (under
+  ``jax_enable_x64``, Python or float64 bounds give float64);
+* hyperparameters are checked when the schedule is built, outside ``jit``;
+  one that is a JAX tracer (e.g. under ``jax.vmap`` over ``max_value``) can
+  only have its dtype checked.
+
+:mod:`._cyclic` holds the cyclic LR (triangular, triangular2, exp_range,
+``scale_fn``, waveforms) and momentum, :mod:`._one_cycle` the one-cycle pair,
+:mod:`._policy` a policy name and bounds -> the (LR, momentum) pair.
 """
 
 from optax_clr.schedules._cyclic import cyclic_momentum_schedule
