@@ -43,6 +43,12 @@ PathLike = str | os.PathLike
 SPLITS = ("train", "test")
 
 
+def _require(ok: bool, where: str, problem: str) -> None:
+  """Raises ``ValueError("<where>: <problem>")`` unless ``ok``."""
+  if not ok:
+    raise ValueError(f"{where}: {problem}")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
   """Images and integer labels in host memory.
@@ -61,36 +67,26 @@ class Dataset:
   name: str = "dataset"
 
   def __post_init__(self):
-    images = np.asarray(self.images)
-    labels = np.asarray(self.labels)
-    if images.ndim != 4 or 0 in images.shape[1:]:
-      raise ValueError(
-          f"Dataset {self.name!r}: images must be [N, H, W, C] (ndim 4, no "
-          f"empty H, W or C), got shape {images.shape}")
-    if not np.issubdtype(images.dtype, np.floating):
-      raise ValueError(
-          f"Dataset {self.name!r}: images must be floating point (scaled to "
-          f"[0, 1]), got dtype {images.dtype}")
-    if labels.ndim != 1:
-      raise ValueError(
-          f"Dataset {self.name!r}: labels must be [N] (ndim 1), got shape "
-          f"{labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-      raise ValueError(
-          f"Dataset {self.name!r}: labels must be integers, got dtype "
-          f"{labels.dtype}")
-    if len(images) != len(labels):
-      raise ValueError(
-          f"Dataset {self.name!r}: {len(images)} images but {len(labels)} "
-          "labels")
+    images, labels = np.asarray(self.images), np.asarray(self.labels)
+    where = f"Dataset {self.name!r}"
+    _require(images.ndim == 4 and 0 not in images.shape[1:], where,
+             "images must be [N, H, W, C] (ndim 4, no empty H, W or C), got "
+             f"shape {images.shape}")
+    _require(np.issubdtype(images.dtype, np.floating), where, "images must be"
+             f" floating point (scaled to [0, 1]), got dtype {images.dtype}")
+    _require(labels.ndim == 1, where,
+             f"labels must be [N] (ndim 1), got shape {labels.shape}")
+    _require(np.issubdtype(labels.dtype, np.integer), where,
+             f"labels must be integers, got dtype {labels.dtype}")
+    _require(len(images) == len(labels), where,
+             f"{len(images)} images but {len(labels)} labels")
     if len(images) == 0:
-      raise ValueError(f"Dataset {self.name!r} is empty")
+      raise ValueError(f"{where} is empty")
     _checks.check_int("num_classes", self.num_classes, low=1)
     low, high = int(labels.min()), int(labels.max())
-    if low < 0 or high >= self.num_classes:
-      raise ValueError(
-          f"Dataset {self.name!r}: labels must be in [0, {self.num_classes}), "
-          f"got values in [{low}, {high}]")
+    _require(0 <= low and high < self.num_classes, where,
+             f"labels must be in [0, {self.num_classes}), got values in "
+             f"[{low}, {high}]")
     # astype(copy=False) keeps an already-float32 array (CIFAR-10 is 600 MB).
     object.__setattr__(self, "images", images.astype(np.float32, copy=False))
     object.__setattr__(self, "labels", labels.astype(np.int32, copy=False))
@@ -107,10 +103,6 @@ class Dataset:
   def image_shape(self) -> tuple[int, int, int]:
     """``(H, W, C)`` of one image."""
     return tuple(self.images.shape[1:])  # type: ignore[return-value]
-
-  def _subset(self, index: np.ndarray, suffix: str) -> Dataset:
-    return Dataset(self.images[index], self.labels[index], self.num_classes,
-                   f"{self.name}[{suffix}]")
 
   def split(self, val_fraction: float = 0.2,
             seed: int = 0) -> tuple[Dataset, Dataset]:
@@ -135,8 +127,11 @@ class Dataset:
       raise ValueError(f"Dataset {self.name!r} has {n} example; cannot split")
     num_val = min(max(int(round(n * val_fraction)), 1), n - 1)
     order = np.random.default_rng(seed).permutation(n)
-    return (self._subset(np.sort(order[num_val:]), "train"),
-            self._subset(np.sort(order[:num_val]), "val"))
+    return tuple(  # type: ignore[return-value]
+        Dataset(self.images[i], self.labels[i], self.num_classes,
+                f"{self.name}[{part}]")
+        for i, part in ((np.sort(order[num_val:]), "train"),
+                        (np.sort(order[:num_val]), "val")))
 
   def num_batches(self, batch_size: int, *,
                   drop_remainder: bool = True) -> int:
@@ -195,10 +190,6 @@ class Dataset:
     return {"image": self.images, "label": self.labels}
 
 
-# ---------------------------------------------------------------------------
-# Embedded digits.
-
-
 def load_digits() -> Dataset:
   """The embedded default: scikit-learn's 8x8 digits (UCI optdigits).
 
@@ -213,7 +204,21 @@ def load_digits() -> Dataset:
                  10, "digits")
 
 
-# ---------------------------------------------------------------------------
+def _ten_classes(where: str, labels: np.ndarray) -> None:
+  """MNIST's and CIFAR-10's labels are the digits 0..9."""
+  if len(labels):
+    low, high = int(labels.min()), int(labels.max())
+    _require(low >= 0 and high <= 9, where,
+             f"labels must be 0..9, got values in [{low}, {high}]")
+
+
+def _as_unit_float(raw: np.ndarray) -> np.ndarray:
+  """Bytes 0..255 as float32 in [0, 1], without a float64 copy."""
+  images = raw.astype(np.float32)
+  images /= 255.0
+  return images
+
+
 # MNIST / Fashion-MNIST IDX files.
 
 _IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
@@ -252,31 +257,24 @@ def read_idx(path: PathLike, *, expected_magic: int) -> np.ndarray:
     A uint8 array of the declared shape.
   """
   path = pathlib.Path(path)
-  data = _read_bytes(path)
+  data, where = _read_bytes(path), path.name
   what = {_IDX_IMAGES_MAGIC: "images", _IDX_LABELS_MAGIC: "labels"}.get(
       expected_magic, "data")
-  if len(data) < 4:
-    raise ValueError(
-        f"{path.name}: {len(data)} bytes is too short for an IDX header "
-        f"(expected magic {expected_magic} ({what}))")
+  _require(len(data) >= 4, where, f"{len(data)} bytes is too short for an "
+           f"IDX header (expected magic {expected_magic} ({what}))")
   magic = int.from_bytes(data[:4], "big")
-  if magic != expected_magic:
-    raise ValueError(
-        f"{path.name}: bad IDX magic {magic}, expected {expected_magic} "
-        f"({what})")
+  _require(magic == expected_magic, where,
+           f"bad IDX magic {magic}, expected {expected_magic} ({what})")
   ndim = magic & 0xFF
   header = 4 + 4 * ndim
-  if len(data) < header:
-    raise ValueError(
-        f"{path.name}: truncated IDX header ({len(data)} bytes, expected "
-        f"{header} for {ndim} dimensions)")
+  _require(len(data) >= header, where, f"truncated IDX header ({len(data)} "
+           f"bytes, expected {header} for {ndim} dimensions)")
   shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big")
                 for i in range(ndim))
   size = math.prod(shape)  # exact: np.prod wraps at 2**63 (e.g. to 0)
-  if len(data) - header != size:
-    raise ValueError(
-        f"{path.name}: IDX header declares shape {shape} ({size} bytes of "
-        f"data) but the file has {len(data) - header} bytes of data")
+  _require(len(data) - header == size, where,
+           f"IDX header declares shape {shape} ({size} bytes of data) but "
+           f"the file has {len(data) - header} bytes of data")
   return np.frombuffer(data, np.uint8, count=size, offset=header).reshape(
       shape)
 
@@ -288,6 +286,13 @@ def _find_file(directory: pathlib.Path, names: Sequence[str]) -> pathlib.Path:
         return candidate
   tried = ", ".join(f"{n}[.gz]" for n in names)
   raise FileNotFoundError(f"{directory}: none of {tried} found")
+
+
+def _directory(path: PathLike) -> pathlib.Path:
+  directory = pathlib.Path(path).expanduser()
+  if not directory.is_dir():
+    raise FileNotFoundError(f"{directory}: not a directory")
+  return directory
 
 
 def load_mnist(directory_or_files: PathLike | tuple[PathLike, PathLike],
@@ -315,28 +320,23 @@ def load_mnist(directory_or_files: PathLike | tuple[PathLike, PathLike],
     images_path, labels_path = (pathlib.Path(p).expanduser()
                                 for p in directory_or_files)
   else:
-    directory = pathlib.Path(directory_or_files).expanduser()
-    if not directory.is_dir():
-      raise FileNotFoundError(f"{directory}: not a directory")
+    directory = _directory(directory_or_files)
     prefix = "train" if split == "train" else "t10k"
-    images_path = _find_file(directory, (f"{prefix}-images-idx3-ubyte",
-                                         f"{prefix}-images.idx3-ubyte"))
-    labels_path = _find_file(directory, (f"{prefix}-labels-idx1-ubyte",
-                                         f"{prefix}-labels.idx1-ubyte"))
+    images_path, labels_path = (
+        _find_file(directory, (f"{prefix}-{kind}-idx{d}-ubyte",
+                               f"{prefix}-{kind}.idx{d}-ubyte"))
+        for kind, d in (("images", 3), ("labels", 1)))
   images = read_idx(images_path, expected_magic=_IDX_IMAGES_MAGIC)
   labels = read_idx(labels_path, expected_magic=_IDX_LABELS_MAGIC)
   if len(images) != len(labels):
     raise ValueError(
         f"{images_path.name} has {len(images)} images but {labels_path.name} "
         f"has {len(labels)} labels")
-  if len(labels) and labels.max() > 9:
-    raise ValueError(
-        f"{labels_path.name}: labels must be 0..9, found {int(labels.max())}")
-  return Dataset((images.astype(np.float32) / 255.0)[..., None],
-                 labels.astype(np.int32), 10, f"{name}[{split}]")
+  _ten_classes(labels_path.name, labels)
+  return Dataset(_as_unit_float(images)[..., None], labels.astype(np.int32),
+                 10, f"{name}[{split}]")
 
 
-# ---------------------------------------------------------------------------
 # CIFAR-10 python pickles.
 
 _CIFAR_DIR = "cifar-10-batches-py"
@@ -352,29 +352,17 @@ class _CifarUnpickler(pickle.Unpickler):
   needs are allowed.
   """
 
-  _ALLOWED = {
-      ("numpy.core.multiarray", "_reconstruct"),
-      ("numpy._core.multiarray", "_reconstruct"),
-      ("numpy", "ndarray"),
-      ("numpy", "dtype"),
-      ("numpy.core.multiarray", "scalar"),
-      ("numpy._core.multiarray", "scalar"),
-      ("numpy.core.numeric", "_frombuffer"),
-      ("numpy._core.numeric", "_frombuffer"),
-      ("_codecs", "encode"),
-  }
+  _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")
+             } | {(f"numpy.{core}.{module}", name)  # NumPy 1 and 2 names
+                  for core in ("core", "_core")
+                  for module, name in (("multiarray", "_reconstruct"),
+                                       ("multiarray", "scalar"),
+                                       ("numeric", "_frombuffer"))}
 
   def find_class(self, module, name):
     if (module, name) in self._ALLOWED:
       return super().find_class(module, name)
     raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
-
-
-def _get(batch: dict, key: str):
-  # Python 2 pickles loaded with encoding="bytes" have bytes keys.
-  if key.encode() in batch:
-    return batch[key.encode()]
-  return batch.get(key)
 
 
 def _load_cifar_batch(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
@@ -387,31 +375,24 @@ def _load_cifar_batch(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(
         f"{path.name}: not a CIFAR-10 python pickle batch ({type(e).__name__}:"
         f" {e})") from e
-  if not isinstance(batch, dict):
-    raise ValueError(
-        f"{path.name}: expected a dict with 'data' and 'labels', got "
-        f"{type(batch).__name__}")
-  data, labels = _get(batch, "data"), _get(batch, "labels")
+  where = path.name
+  _require(isinstance(batch, dict), where, "expected a dict with 'data' and "
+           f"'labels', got {type(batch).__name__}")
+  # Python 2 pickles loaded with encoding="bytes" have bytes keys.
+  data, labels = (batch.get(key.encode(), batch.get(key))
+                  for key in ("data", "labels"))
   for key, value in (("data", data), ("labels", labels)):
-    if value is None:
-      raise ValueError(f"{path.name}: missing key '{key}'")
-  data = np.asarray(data)
-  labels = np.asarray(labels)
-  if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-    raise ValueError(
-        f"{path.name}: 'data' must be uint8 [N, 3072] (3x32x32 per row), got "
-        f"{data.dtype} {data.shape}")
-  if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-    raise ValueError(
-        f"{path.name}: 'labels' must be a list of N ints, got {labels.dtype} "
-        f"{labels.shape}")
-  if len(data) != len(labels):
-    raise ValueError(
-        f"{path.name}: {len(data)} images but {len(labels)} labels")
-  if len(labels) and (labels.min() < 0 or labels.max() > 9):
-    raise ValueError(
-        f"{path.name}: labels must be 0..9, got values in "
-        f"[{int(labels.min())}, {int(labels.max())}]")
+    _require(value is not None, where, f"missing key '{key}'")
+  data, labels = np.asarray(data), np.asarray(labels)
+  _require(data.dtype == np.uint8 and data.ndim == 2
+           and data.shape[1] == 3072, where, "'data' must be uint8 [N, 3072] "
+           f"(3x32x32 per row), got {data.dtype} {data.shape}")
+  _require(labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer),
+           where, "'labels' must be a list of N ints, got "
+           f"{labels.dtype} {labels.shape}")
+  _require(len(data) == len(labels), where,
+           f"{len(data)} images but {len(labels)} labels")
+  _ten_classes(where, labels)
   return data, labels
 
 
@@ -431,24 +412,16 @@ def load_cifar10(directory: PathLike, split: str = "train") -> Dataset:
   directory = pathlib.Path(directory).expanduser()
   if (directory / _CIFAR_DIR).is_dir():
     directory = directory / _CIFAR_DIR
-  if not directory.is_dir():
-    raise FileNotFoundError(f"{directory}: not a directory")
+  directory = _directory(directory)
   missing = [n for n in _CIFAR_FILES[split] if not (directory / n).is_file()]
   if missing:
     raise FileNotFoundError(
         f"{directory}: missing CIFAR-10 batch file(s) {', '.join(missing)}")
-  parts = [_load_cifar_batch(directory / n) for n in _CIFAR_FILES[split]]
-  data = np.concatenate([d for d, _ in parts])
-  labels = np.concatenate([l for _, l in parts])
+  data, labels = (np.concatenate(part) for part in zip(
+      *(_load_cifar_batch(directory / n) for n in _CIFAR_FILES[split])))
   # Each row is the red, green, then blue 32x32 plane: [N, C, H, W] -> NHWC.
-  images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-  images = images.astype(np.float32)
-  images /= 255.0
+  images = _as_unit_float(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
   return Dataset(images, labels.astype(np.int32), 10, f"cifar10[{split}]")
-
-
-# ---------------------------------------------------------------------------
-# Generic .npz.
 
 
 def load_npz(path: PathLike, *, name: str | None = None) -> Dataset:
@@ -465,6 +438,7 @@ def load_npz(path: PathLike, *, name: str | None = None) -> Dataset:
     The :class:`Dataset`.
   """
   path = pathlib.Path(path).expanduser()
+  where = path.name
   if path.is_dir():
     raise ValueError(f"{path}: a directory, not an .npz file")
   if not path.is_file():
@@ -473,70 +447,51 @@ def load_npz(path: PathLike, *, name: str | None = None) -> Dataset:
     with np.load(path, allow_pickle=False) as npz:
       arrays = {k: npz[k] for k in npz.files}
   except Exception as e:  # np.load raises several types on garbage input
-    raise ValueError(
-        f"{path.name}: not a readable .npz of numeric arrays "
-        f"({type(e).__name__}: {e})") from e
+    raise ValueError(f"{where}: not a readable .npz of numeric arrays "
+                     f"({type(e).__name__}: {e})") from e
   for key in ("x", "y"):
-    if key not in arrays:
-      raise ValueError(
-          f"{path.name}: missing key '{key}' (found {sorted(arrays)}; expected "
-          "'x' images [N, H, W] or [N, H, W, C] and 'y' labels [N])")
+    _require(key in arrays, where, f"missing key '{key}' (found "
+             f"{sorted(arrays)}; expected 'x' images [N, H, W] or "
+             "[N, H, W, C] and 'y' labels [N])")
   x, y = arrays["x"], arrays["y"]
-  if x.ndim == 3:
-    x = x[..., None]
-  if x.ndim != 4:
-    raise ValueError(
-        f"{path.name}: 'x' must be [N, H, W] or [N, H, W, C], got shape "
-        f"{x.shape}")
+  x = x[..., None] if x.ndim == 3 else x
+  _require(x.ndim == 4, where,
+           f"'x' must be [N, H, W] or [N, H, W, C], got shape {x.shape}")
   if x.dtype == np.uint8:
-    x = x.astype(np.float32) / 255.0
+    x = _as_unit_float(x)
   elif np.issubdtype(x.dtype, np.floating):
     with np.errstate(over="ignore"):
       x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
       i = tuple(int(j) for j in np.argwhere(~np.isfinite(x))[0])
-      raise ValueError(f"{path.name}: 'x' must be finite (in float32), got "
+      raise ValueError(f"{where}: 'x' must be finite (in float32), got "
                        f"{x[i]} at index {i}")
   else:
     raise ValueError(
-        f"{path.name}: 'x' must be uint8 or floating point, got {x.dtype}")
-  if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-    raise ValueError(
-        f"{path.name}: 'y' must be integer labels [N], got {y.dtype} "
-        f"{y.shape}")
-  if len(x) != len(y):
-    raise ValueError(f"{path.name}: {len(x)} images in 'x' but {len(y)} "
-                     "labels in 'y'")
-  if len(y) == 0:
-    raise ValueError(f"{path.name}: no examples")
-  if y.min() < 0:
-    raise ValueError(f"{path.name}: 'y' has negative label {int(y.min())}")
-  if int(y.max()) >= _checks.INT32_MAX:  # labels are int32, classes too
-    raise ValueError(f"{path.name}: 'y' has label {int(y.max())}, beyond "
-                     f"the int32 labels (< {_checks.INT32_MAX})")
+        f"{where}: 'x' must be uint8 or floating point, got {x.dtype}")
+  _require(y.ndim == 1 and np.issubdtype(y.dtype, np.integer), where,
+           f"'y' must be integer labels [N], got {y.dtype} {y.shape}")
+  _require(len(x) == len(y), where,
+           f"{len(x)} images in 'x' but {len(y)} labels in 'y'")
+  _require(len(y) > 0, where, "no examples")
+  _require(y.min() >= 0, where, f"'y' has negative label {int(y.min())}")
+  # Labels are int32, and so are the classes.
+  _require(int(y.max()) < _checks.INT32_MAX, where, f"'y' has label "
+           f"{int(y.max())}, beyond the int32 labels (< {_checks.INT32_MAX})")
+  num_classes = int(y.max()) + 1
   if "num_classes" in arrays:
-    num_classes = arrays["num_classes"]
-    if num_classes.shape != () or not np.issubdtype(num_classes.dtype,
-                                                    np.integer):
-      raise ValueError(
-          f"{path.name}: 'num_classes' must be an integer scalar, got "
-          f"{num_classes.dtype} {num_classes.shape}")
-    num_classes = int(num_classes)
-    if not 1 <= num_classes <= _checks.INT32_MAX:
-      raise ValueError(f"{path.name}: 'num_classes' must be in [1, "
-                       f"{_checks.INT32_MAX}], got {num_classes}")
-    if y.max() >= num_classes:
-      raise ValueError(
-          f"{path.name}: 'y' has label {int(y.max())} >= num_classes "
-          f"{num_classes}")
-  else:
-    num_classes = int(y.max()) + 1
+    given = arrays["num_classes"]
+    _require(given.shape == () and np.issubdtype(given.dtype, np.integer),
+             where, "'num_classes' must be an integer scalar, got "
+             f"{given.dtype} {given.shape}")
+    _require(1 <= int(given) <= _checks.INT32_MAX, where, "'num_classes' "
+             f"must be in [1, {_checks.INT32_MAX}], got {int(given)}")
+    _require(y.max() < int(given), where, f"'y' has label {int(y.max())} >= "
+             f"num_classes {int(given)}")
+    num_classes = int(given)
   return Dataset(x, y.astype(np.int32), num_classes,
                  name if name is not None else path.stem)
 
-
-# ---------------------------------------------------------------------------
-# Command-line spec.
 
 DATASET_SPECS = ("digits", "mnist:DIR", "fashion-mnist:DIR", "cifar10:DIR",
                  "npz:PATH")
@@ -563,9 +518,8 @@ def load_dataset(spec: str) -> Dataset:
   kind = kind.strip().lower()
   valid = f"valid specs: {', '.join(DATASET_SPECS)}"
   if kind == "digits":
-    if rest:
-      raise ValueError(
-          f"dataset spec {spec!r}: 'digits' takes no path or split ({valid})")
+    _require(not rest, f"dataset spec {spec!r}",
+             f"'digits' takes no path or split ({valid})")
     return load_digits()
   if kind not in ("mnist", "fashion-mnist", "cifar10", "npz"):
     raise ValueError(f"unknown dataset spec {spec!r}; {valid}")
@@ -574,9 +528,8 @@ def load_dataset(spec: str) -> Dataset:
     head, sep, tail = rest.rpartition(":")
     if sep and tail in SPLITS:
       rest, split = head, tail
-  if not rest:
-    raise ValueError(
-        f"dataset spec {spec!r}: missing path after '{kind}:' ({valid})")
+  _require(bool(rest), f"dataset spec {spec!r}",
+           f"missing path after '{kind}:' ({valid})")
   if kind == "npz":
     return load_npz(rest)
   if kind == "cifar10":
