@@ -1,22 +1,13 @@
 """Small Flax NNX image classifiers for LR range tests and CLR training.
 
-The models are written for the parallel LR sweep, which trains K copies of one
-model at once by ``jax.vmap`` over a stack of their ``nnx.Param`` states:
+Written for the parallel LR sweep, which trains K copies of one model at once
+by ``jax.vmap`` over a stack of their ``nnx.Param`` states:
 
-* Every convolution is an :class:`Im2ColConv`: ``kh * kw`` shifted slices of
-  the padded input, concatenated on the channel axis, and one matmul. Under
-  ``vmap`` over the weights, ``lax.conv_general_dilated`` turns into a grouped
-  convolution that XLA:CPU runs about 5x slower than K sequential runs, while
-  the matmul form becomes a batched matmul that runs as fast as sequential
-  runs (measured with 32 and 64 copies on 2 CPU cores; see
-  ``shared/reference/clr-facts.md``).
-* No BatchNorm: its running statistics are mutable state that every vmapped
-  copy would have to carry and update, and its train/eval switch changes the
-  function being swept. :class:`ResNet` uses GroupNorm, whose statistics are
-  per example, so a copy's forward pass is a pure function of its params.
-* No dropout and no stored RNG streams, so ``nnx.split(model)`` yields only
-  ``nnx.Param`` leaves and ``nnx.merge(graphdef, params)`` rebuilds the model
-  from a (possibly vmapped) params tree.
+* every convolution is an :class:`Im2ColConv` (slices and one matmul), which
+  stays fast under ``vmap`` over the weights;
+* no BatchNorm (:class:`ResNet` uses GroupNorm), no dropout and no stored
+  RNG streams, so ``nnx.split(model)`` yields only ``nnx.Param`` leaves and a
+  copy's forward pass is a pure function of its params.
 
 Inputs are NHWC float32 ``[B, H, W, C]``; outputs are logits
 ``[B, num_classes]``.
@@ -86,15 +77,28 @@ class Im2ColConv(nnx.Module):
     patches[b, h, w] = concat_{i<kh, j<kw} x[b, h*sh + i, w*sw + j, :]
     y[b, h, w, :] = patches[b, h, w] @ k (+ bias)
 
-  which is the cross-correlation computed by ``lax.conv_general_dilated`` (and
-  ``nnx.Conv``). The slice order (i, then j, then the input channel) is the
-  row-major order of an ``nnx.Conv`` kernel ``[kh, kw, in, out]``, so
-  ``conv_kernel.reshape(kh * kw * in, out)`` is the equivalent kernel here.
+  which is the cross-correlation of ``lax.conv_general_dilated`` (and
+  ``nnx.Conv``); ``conv_kernel.reshape(kh * kw * in, out)`` of an ``nnx.Conv``
+  kernel ``[kh, kw, in, out]`` is the equivalent kernel here.
 
-  The point of the layout is ``jax.vmap`` over the weights: a vmapped
-  ``lax.conv`` becomes a grouped convolution that XLA:CPU runs several times
-  slower than the same work done copy by copy, while a vmapped matmul is a
-  batched matmul. The price is the ``kh*kw``-times larger patches array.
+  Why: under ``jax.vmap`` over the weights a ``lax.conv`` becomes a grouped
+  convolution that XLA:CPU runs about 5x slower than the same work done copy
+  by copy, while a vmapped matmul is a batched matmul that runs as fast
+  (measured with 32 and 64 copies on 2 CPU cores; see
+  ``shared/reference/clr-facts.md``). The price is the ``kh*kw``-times
+  larger patches array.
+
+  Args:
+    in_features: input channels (last axis of the input).
+    out_features: output channels.
+    kernel_size: ``(kh, kw)`` or one int for both.
+    strides: ``(sh, sw)`` or one int for both; strided slices, so a stride-2
+      layer computes only the outputs it keeps.
+    padding: ``"SAME"`` (XLA's rule: output ``ceil(H / sh)``, extra padding
+      at the bottom/right), ``"VALID"``, an int padded on every side, or
+      ``((top, bottom), (left, right))``.
+    use_bias, dtype, param_dtype, precision, kernel_init, bias_init, rngs: as
+      in ``nnx.Conv`` (``precision`` is passed to ``jnp.dot``).
 
   Attributes:
     kernel: ``nnx.Param`` of shape ``[kh * kw * in_features, out_features]``.
@@ -117,25 +121,6 @@ class Im2ColConv(nnx.Module):
       bias_init: nnx.Initializer = default_bias_init,
       rngs: nnx.Rngs,
   ):
-    """Creates the layer.
-
-    Args:
-      in_features: input channels (last axis of the input).
-      out_features: output channels.
-      kernel_size: ``(kh, kw)`` or one int for both.
-      strides: ``(sh, sw)`` or one int for both; strides are strided slices,
-        so a stride-2 layer computes only the outputs it keeps.
-      padding: ``"SAME"`` (XLA's rule: output ``ceil(H / sh)``, extra padding
-        at the bottom/right), ``"VALID"``, an int padded on every side, or
-        ``((top, bottom), (left, right))``.
-      use_bias: whether to add a bias.
-      dtype: computation dtype (default: promoted from input and params).
-      param_dtype: dtype of the parameters.
-      precision: matmul precision passed to ``jnp.dot``.
-      kernel_init: initializer of the ``[kh*kw*in, out]`` kernel.
-      bias_init: initializer of the bias.
-      rngs: ``nnx.Rngs`` with a ``params`` stream.
-    """
     _checks.check_int("in_features", in_features)
     _checks.check_int("out_features", out_features)
     self.in_features = in_features
@@ -152,19 +137,9 @@ class Im2ColConv(nnx.Module):
     self.bias = (nnx.Param(bias_init(rngs.params(), (out_features,),
                                      param_dtype)) if use_bias else None)
 
-  def _pads(self, spatial: tuple[int, int]) -> Sequence[tuple[int, int]]:
-    if isinstance(self.padding, str):
-      return jax.lax.padtype_to_pads(
-          spatial, self.kernel_size, self.strides, self.padding)
-    return self.padding
-
   def __call__(self, x: Array) -> Array:
-    """Applies the convolution to ``x`` of shape ``[B, H, W, in_features]``.
-
-    Returns:
-      ``[B, H', W', out_features]`` with ``H' = ceil(H / sh)`` for "SAME" and
-      ``(H + pads - kh) // sh + 1`` otherwise.
-    """
+    """``[B, H, W, in_features]`` -> ``[B, H', W', out_features]``, with
+    ``H' = ceil(H / sh)`` for "SAME", ``(H + pads - kh) // sh + 1`` else."""
     if x.ndim != 4 or x.shape[-1] != self.in_features:
       raise ValueError(
           f"Im2ColConv expects NHWC input [B, H, W, {self.in_features}], got "
@@ -173,18 +148,21 @@ class Im2ColConv(nnx.Module):
     bias = self.bias[...] if self.bias is not None else None
     x, kernel, bias = nnx_dtypes.promote_dtype(
         (x, kernel, bias), dtype=self.dtype)
-    (pt, pb), (pl, pr) = self._pads(x.shape[1:3])
+    kh, kw = self.kernel_size
+    sh, sw = self.strides
+    (pt, pb), (pl, pr) = (jax.lax.padtype_to_pads(
+        x.shape[1:3], self.kernel_size, self.strides, self.padding)
+                          if isinstance(self.padding, str) else self.padding)
     if pt or pb or pl or pr:
       x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     batch, height, width, channels = x.shape
-    kh, kw = self.kernel_size
-    sh, sw = self.strides
-    out_h = (height - kh) // sh + 1
-    out_w = (width - kw) // sw + 1
+    out_h, out_w = (height - kh) // sh + 1, (width - kw) // sw + 1
     if out_h < 1 or out_w < 1:
       raise ValueError(
           f"Im2ColConv: padded input {height}x{width} is smaller than the "
           f"kernel {kh}x{kw}")
+    # Slice order (i, then j, then the input channel) is the row-major order
+    # of an nnx.Conv kernel [kh, kw, in, out].
     slices = [
         jax.lax.slice(
             x, (0, i, j, 0),
@@ -195,9 +173,7 @@ class Im2ColConv(nnx.Module):
     ]
     patches = slices[0] if len(slices) == 1 else jnp.concatenate(slices, -1)
     y = jnp.dot(patches, kernel, precision=self.precision)
-    if bias is not None:
-      y = y + bias
-    return y
+    return y if bias is None else y + bias
 
 
 def avg_pool_2x2(x: Array) -> Array:
@@ -222,26 +198,22 @@ class CNN(nnx.Module):
   conv3x3(2 width) -> relu -> global max pool -> dense(num_classes).
 
   Works for any input of at least 2x2 pixels (8x8 digits, 28x28 MNIST, 32x32
-  CIFAR), grey or colour. With ``width=16`` it has about 15k parameters and
-  one SGD step on a batch of 64 8x8 digits takes a few milliseconds on CPU.
+  CIFAR), grey or colour; ``width=16`` has about 15k parameters. Global max
+  rather than average pooling: on the 8x8 digits (batch 64, SGD momentum
+  0.9, lr 0.1) the average-pooled net sat near chance for the first epoch
+  (loss 2.25) while the max-pooled one reached 0.64, and 0.09 after three
+  epochs (vs 0.70); with lr 0.3 it diverges, which gives the LR range test a
+  clear rise-and-fall on the default data.
 
-  Global max rather than average pooling: on the 8x8 digits (batch 64,
-  SGD momentum 0.9, lr 0.1) the average-pooled net sat near chance for the
-  first epoch (loss 2.25) while the max-pooled one reached 0.64, and 0.09
-  after three epochs (vs 0.70); with lr 0.3 it diverges, which gives the LR
-  range test a clear rise-and-fall on the default data.
+  Args:
+    num_classes: number of output logits.
+    in_channels: input channels (1 for grey, 3 for colour).
+    width: channels of the first convolution; the others have ``2 width``.
+    rngs: ``nnx.Rngs`` with a ``params`` stream.
   """
 
   def __init__(self, num_classes: int = 10, in_channels: int = 1,
                width: int = 16, *, rngs: nnx.Rngs):
-    """Creates the model.
-
-    Args:
-      num_classes: number of output logits.
-      in_channels: input channels (1 for grey, 3 for colour).
-      width: channels of the first convolution; the others have ``2 width``.
-      rngs: ``nnx.Rngs`` with a ``params`` stream.
-    """
     _checks.check_int("num_classes", num_classes, low=2)
     _checks.check_int("in_channels", in_channels)
     _checks.check_int("width", width)
@@ -253,8 +225,7 @@ class CNN(nnx.Module):
   def __call__(self, x: Array) -> Array:
     """Returns logits ``[B, num_classes]`` for images ``x`` ``[B, H, W, C]``."""
     x = jax.nn.relu(self.conv1(x))
-    x = jax.nn.relu(self.conv2(x))
-    x = avg_pool_2x2(x)
+    x = avg_pool_2x2(jax.nn.relu(self.conv2(x)))
     x = jax.nn.relu(self.conv3(x))
     return self.head(x.max(axis=(1, 2)))
 
@@ -284,19 +255,16 @@ class ResidualBlock(nnx.Module):
 
   def __init__(self, in_features: int, out_features: int, strides: int = 1,
                *, rngs: nnx.Rngs):
-    self.conv1 = Im2ColConv(in_features, out_features, strides=strides,
-                            use_bias=False, rngs=rngs)
+    conv = functools.partial(Im2ColConv, use_bias=False, rngs=rngs)
+    self.conv1 = conv(in_features, out_features, strides=strides)
     self.norm1 = _group_norm(out_features, rngs=rngs)
-    self.conv2 = Im2ColConv(out_features, out_features, use_bias=False,
-                            rngs=rngs)
+    self.conv2 = conv(out_features, out_features)
     self.norm2 = _group_norm(out_features, zero_scale=True, rngs=rngs)
     if strides != 1 or in_features != out_features:
-      self.shortcut = Im2ColConv(in_features, out_features, (1, 1),
-                                 strides=strides, use_bias=False, rngs=rngs)
+      self.shortcut = conv(in_features, out_features, (1, 1), strides=strides)
       self.shortcut_norm = _group_norm(out_features, rngs=rngs)
     else:
-      self.shortcut = None
-      self.shortcut_norm = None
+      self.shortcut = self.shortcut_norm = None
 
   def __call__(self, x: Array) -> Array:
     y = jax.nn.relu(self.norm1(self.conv1(x)))
@@ -313,24 +281,21 @@ class ResNet(nnx.Module):
   ``blocks_per_stage`` :class:`ResidualBlock` with ``width, 2 width, 4 width``
   channels (stages 2 and 3 start with stride 2), global average pool, dense.
   ``blocks_per_stage=n`` has ``6n + 2`` weight layers (n=3: ResNet-20).
+  GroupNorm instead of BatchNorm: its statistics are per example, so there
+  is no running state to carry through vmapped copies, and training and
+  evaluation compute the same function at any batch size.
 
-  GroupNorm instead of BatchNorm: its statistics are per example, so the
-  model has no running state to carry through vmapped copies, behaves the
-  same in training and evaluation, and is independent of the batch size.
+  Args:
+    num_classes: number of output logits.
+    in_channels: input channels (3 for colour, 1 for grey).
+    width: channels of the stem and the first stage.
+    blocks_per_stage: residual blocks in each of the three stages.
+    rngs: ``nnx.Rngs`` with a ``params`` stream.
   """
 
   def __init__(self, num_classes: int = 10, in_channels: int = 3,
                width: int = 16, blocks_per_stage: int = 1, *,
                rngs: nnx.Rngs):
-    """Creates the model.
-
-    Args:
-      num_classes: number of output logits.
-      in_channels: input channels (3 for colour, 1 for grey).
-      width: channels of the stem and the first stage.
-      blocks_per_stage: residual blocks in each of the three stages.
-      rngs: ``nnx.Rngs`` with a ``params`` stream.
-    """
     _checks.check_int("num_classes", num_classes, low=2)
     _checks.check_int("in_channels", in_channels)
     _checks.check_int("width", width)
@@ -357,7 +322,6 @@ class ResNet(nnx.Module):
 
 
 MODELS = {"cnn": CNN, "resnet": ResNet}
-_DEFAULT_WIDTH = {"cnn": 16, "resnet": 16}
 
 
 def make_model(name: str, *, num_classes: int, in_channels: int,
@@ -369,7 +333,7 @@ def make_model(name: str, *, num_classes: int, in_channels: int,
       with one block per stage).
     num_classes: number of output logits.
     in_channels: input channels.
-    width: base width; None uses the model's default (16).
+    width: base width; None uses the models' default (16).
     seed: seed of the ``params`` RNG stream.
 
   Returns:
@@ -377,8 +341,7 @@ def make_model(name: str, *, num_classes: int, in_channels: int,
   """
   _checks.check_choice("name", name, tuple(MODELS))
   _checks.check_int("seed", seed, low=0)
-  if width is None:
-    width = _DEFAULT_WIDTH[name]
+  width = 16 if width is None else width
   _checks.check_int("num_classes", num_classes, low=1)
   _checks.check_int("in_channels", in_channels, low=1)
   _checks.check_int("width", width, low=1)
@@ -403,8 +366,7 @@ def cross_entropy_loss(
 
   loss = mean_b [logsumexp(logits_b) - logits_b[label_b]]
 
-  The default ``loss_fn`` of the range tests (contract:
-  ``loss_fn(model, batch) -> loss`` or ``(loss, aux_dict)``).
+  The default ``loss_fn`` of the range tests.
 
   Args:
     model: maps images ``[B, H, W, C]`` to logits ``[B, num_classes]``.
