@@ -35,25 +35,19 @@ from optax_clr.suggestions._types import Suggestion
 # which "steepest" or "longest descent" can mean anything.
 MIN_POINTS = 3
 
-# ----------------------------------------------------------------------------
-# Input handling.
-
-
-def _as_1d(name: str, value: Any) -> np.ndarray:
-  try:
-    arr = np.asarray(value, dtype=np.float64)
-  except (TypeError, ValueError) as e:
-    raise TypeError(f"{name} must be a 1-D array of numbers: {e}") from e
-  if arr.ndim != 1:
-    raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-  return arr
-
-
 def validate_curve(lrs: Any, values: Any, values_name: str,
                    lrs_name: str = "lrs") -> tuple[np.ndarray, np.ndarray]:
-  """Returns float64 copies of ``lrs`` and ``values`` after checking them."""
-  lrs = _as_1d(lrs_name, lrs)
-  values = _as_1d(values_name, values)
+  """Float64 copies of ``lrs`` and ``values``, checked as the module
+  docstring says."""
+  arrays = []
+  for name, value in ((lrs_name, lrs), (values_name, values)):
+    try:
+      arrays.append(np.asarray(value, dtype=np.float64))
+    except (TypeError, ValueError) as e:
+      raise TypeError(f"{name} must be a 1-D array of numbers: {e}") from e
+    if arrays[-1].ndim != 1:
+      raise ValueError(f"{name} must be 1-D, got shape {arrays[-1].shape}")
+  lrs, values = arrays
   if lrs.shape != values.shape:
     raise ValueError(
         f"{lrs_name} and {values_name} must have the same length, got "
@@ -75,17 +69,12 @@ def validate_curve(lrs: Any, values: Any, values_name: str,
 
 def _usable_range(values: np.ndarray, skip_start: int | None,
                   skip_end: int) -> tuple[int, int, str | None]:
-  """The half-open range [start, stop) a suggester may use.
-
-  Same order as fastai's ``lr_find``: slice off ``skip_start`` and
-  ``skip_end`` points, then stop at the first non-finite value. Returns the
-  reason the range is too short as the third item (None when it is usable).
-  """
+  """``(start, stop, why)``: the half-open range a suggester may use, in
+  fastai's order (skip, then stop at the first non-finite value), and why
+  it is too short (None when usable)."""
   n = values.size
-  if skip_start is None:
-    skip_start = n // 10
-  else:
-    skip_start = _checks.check_int("skip_start", skip_start, low=0)
+  skip_start = n // 10 if skip_start is None else _checks.check_int(
+      "skip_start", skip_start, low=0)
   skip_end = _checks.check_int("skip_end", skip_end, low=0)
   start, stop = skip_start, n - skip_end
   notes = [f"{n} points", f"skipped {skip_start} at the start and "
@@ -102,45 +91,33 @@ def _usable_range(values: np.ndarray, skip_start: int | None,
   return start, stop, None
 
 
-def _smooth(values: np.ndarray, window: int) -> np.ndarray:
-  """Centred running mean; near the ends it averages the points available.
+def _descent(lrs: Any, losses: Any, skip_start: int | None, skip_end: int,
+             min_drop: float, need_drop: bool = True):
+  """The usable loss curve and its descent, for every loss suggester.
 
-  Centred rather than an EMA because an EMA lags and would shift every
-  threshold crossing to a larger LR.
+  Returns ``(lrs, y, start, i_min, onset, why)``: ``lrs``/``y`` the usable
+  points, from index ``start`` of the input; ``i_min`` the minimum of ``y``
+  (first on ties); ``onset`` the last point before it still within a tenth
+  of the total fall ``y[0] - y[i_min]`` of the starting level, where the
+  real descent begins. ``why`` is set when too few points are usable or
+  (``need_drop``) the fall is not more than ``min_drop`` (no signal).
   """
-  if window == 1:
-    return values.copy()
-  kernel = np.ones(window)
-  sums = np.convolve(values, kernel, mode="same")
-  counts = np.convolve(np.ones_like(values), kernel, mode="same")
-  return sums / counts
-
-
-# ----------------------------------------------------------------------------
-# Loss-based suggestions.
-
-
-def _descent(y: np.ndarray, min_drop: float, first: int, last: int
-             ) -> tuple[int, int, str | None]:
-  """``(i_min, onset, why)`` of the usable curve ``y`` (points first..last).
-
-  ``i_min`` is the minimum (first on ties); ``onset`` the last point before it
-  that is still within a tenth of the total fall ``y[0] - y[i_min]`` of the
-  starting level, i.e. where the real descent begins. ``why`` is set when the
-  fall is not more than ``min_drop`` (no signal).
-  """
+  lrs, losses = validate_curve(lrs, losses, "losses")
+  start, stop, why = _usable_range(losses, skip_start, skip_end)
+  lrs, y = lrs[start:stop], losses[start:stop]
+  if why is not None or not need_drop:
+    return lrs, y, start, 0, 0, why
   i_min = int(np.argmin(y))
   drop = float(y[0] - y[i_min])
-  if not drop > 0 or not drop >= min_drop:
-    if not drop > 0:
-      return i_min, 0, (f"no decrease: the loss never falls below its value "
-                        f"at point {first} ({y[0]:.4g}) over points "
-                        f"{first}..{last}")
-    return i_min, 0, (f"not enough signal: the loss falls by only "
-                      f"{drop:.3g} over points {first}..{last}, not more "
-                      f"than the {min_drop:.3g} required")
+  if not drop > 0:
+    why = (f"no decrease: the loss never falls below its value at point "
+           f"{start} ({y[0]:.4g}) over points {start}..{stop - 1}")
+  elif not drop >= min_drop:
+    why = (f"not enough signal: the loss falls by only {drop:.3g} over "
+           f"points {start}..{stop - 1}, not more than the {min_drop:.3g} "
+           "required")
   high = np.flatnonzero(y[:i_min + 1] >= y[0] - 0.1 * drop)
-  return i_min, int(high[-1]), None
+  return lrs, y, start, i_min, int(high[-1]) if why is None else 0, why
 
 
 def steepest(lrs: Any, losses: Any, *, skip_start: int | None = None,
@@ -171,25 +148,21 @@ def steepest(lrs: Any, losses: Any, *, skip_start: int | None = None,
     MIN_POINTS points are usable, or when the loss does not fall (by more
     than ``min_drop``).
   """
-  lrs, losses = validate_curve(lrs, losses, "losses")
-  start, stop, why = _usable_range(losses, skip_start, skip_end)
+  lrs, y, start, i_min, onset, why = _descent(lrs, losses, skip_start,
+                                              skip_end, min_drop)
+  if why is None:
+    grad = np.gradient(y, np.log10(lrs))
+    i = onset + int(np.argmin(grad[onset:i_min + 1]))
+    # Uneven log spacing leaves rounding-level slopes on an exactly flat
+    # curve, so "decreasing" is decided on the values themselves.
+    if not (grad[i] < 0 and np.any(np.diff(y) < 0)):
+      why = (f"no decrease: the loss never falls over points {start}.."
+             f"{start + y.size - 1} (least slope {grad[i]:.3g} per decade "
+             "of LR)")
   if why is not None:
     return Suggestion("steepest", None, None, "log_lr", why)
-  y = losses[start:stop]
-  grad = np.gradient(y, np.log10(lrs[start:stop]))
-  i_min, onset, why = _descent(y, min_drop, start, stop - 1)
-  if why is not None:
-    return Suggestion("steepest", None, None, "log_lr", why)
-  i = onset + int(np.argmin(grad[onset:i_min + 1]))
-  # Uneven log spacing leaves rounding-level slopes on an exactly flat curve,
-  # so "decreasing" is decided on the values themselves.
-  if not (grad[i] < 0 and np.any(np.diff(y) < 0)):
-    return Suggestion(
-        "steepest", None, None, "log_lr",
-        f"no decrease: the loss never falls over points {start}..{stop - 1} "
-        f"(least slope {grad[i]:.3g} per decade of LR)")
   return Suggestion(
-      "steepest", lrs[start + i], start + i, "log_lr",
+      "steepest", lrs[i], start + i, "log_lr",
       f"min d(loss)/d(log10 lr) = {grad[i]:.4g} over the descent, points "
       f"{start + onset}..{start + i_min}")
 
@@ -204,12 +177,8 @@ def minimum(lrs: Any, losses: Any, *, factor: float = 10.0,
   itself, not the suggested LR).
 
   Args:
-    lrs: [n] strictly increasing learning rates.
-    losses: [n] (smoothed) losses.
+    lrs, losses, skip_start, skip_end, min_drop: as in :func:`steepest`.
     factor: divisor, >= 1 (fastai: 10).
-    skip_start: points dropped at the start; default ``n // 10``.
-    skip_end: points dropped at the end.
-    min_drop: the loss must fall by more than this (see :func:`steepest`).
 
   Returns:
     A Suggestion with ``derivative="none"``; ``lr`` is None when fewer than
@@ -217,16 +186,12 @@ def minimum(lrs: Any, losses: Any, *, factor: float = 10.0,
     ``min_drop``) below its first usable value.
   """
   factor = _checks.check_number("factor", factor, low=1.0)
-  lrs, losses = validate_curve(lrs, losses, "losses")
-  start, stop, why = _usable_range(losses, skip_start, skip_end)
-  if why is not None:
-    return Suggestion("minimum", None, None, "none", why)
-  y = losses[start:stop]
-  i, _, why = _descent(y, min_drop, start, stop - 1)
+  lrs, y, start, i, _, why = _descent(lrs, losses, skip_start, skip_end,
+                                      min_drop)
   if why is not None:
     return Suggestion("minimum", None, None, "none", why)
   return Suggestion(
-      "minimum", lrs[start + i] / factor, start + i, "none",
+      "minimum", lrs[i] / factor, start + i, "none",
       f"lr = lrs[{start + i}] / {factor:g}, the LR at the minimum loss "
       f"{y[i]:.4g} divided by {factor:g}")
 
@@ -263,35 +228,27 @@ def valley(lrs: Any, losses: Any, *, skip_start: int | None = None,
   point); here ``lr`` is None then.
 
   Args:
-    lrs: [n] strictly increasing learning rates.
-    losses: [n] (smoothed) losses.
-    skip_start: points dropped at the start; default ``n // 10``.
-    skip_end: points dropped at the end.
-    min_drop: the loss must fall by more than this (see :func:`steepest`).
+    lrs, losses, skip_start, skip_end, min_drop: as in :func:`steepest`.
 
   Returns:
     A Suggestion with ``derivative="index"`` (positions, not LR values, set
     the point).
   """
-  lrs, losses = validate_curve(lrs, losses, "losses")
-  start, stop, why = _usable_range(losses, skip_start, skip_end)
+  lrs, y, start, _, _, why = _descent(lrs, losses, skip_start, skip_end,
+                                      min_drop, need_drop=min_drop > 0)
+  if why is None:
+    lds = _longest_decreasing(y)
+    max_end = int(np.argmax(lds))
+    if lds[max_end] < 2:
+      why = (f"no decrease: the loss never falls over points {start}.."
+             f"{start + y.size - 1}")
   if why is not None:
     return Suggestion("valley", None, None, "index", why)
-  if min_drop > 0:
-    _, _, why = _descent(losses[start:stop], min_drop, start, stop - 1)
-    if why is not None:
-      return Suggestion("valley", None, None, "index", why)
-  lds = _longest_decreasing(losses[start:stop])
-  max_end = int(np.argmax(lds))
-  if lds[max_end] < 2:
-    return Suggestion(
-        "valley", None, None, "index",
-        f"no decrease: the loss never falls over points {start}..{stop - 1}")
   max_start = max_end - int(lds[max_end])
   sections = (max_end - max_start) / 3
   idx = max(0, max_start + int(sections) + int(sections / 2))
   return Suggestion(
-      "valley", lrs[start + idx], start + idx, "index",
+      "valley", lrs[idx], start + idx, "index",
       f"longest descent ({lds[max_end]} points) ends at point "
       f"{start + max_end}; fastai's point about halfway down it")
 
@@ -339,20 +296,23 @@ def accuracy_bounds(lrs: Any, accuracies: Any, *, margin: float = 0.1,
   if window % 2 == 0:
     raise ValueError(f"window must be an odd integer >= 1, got {window}")
   lrs, acc = validate_curve(lrs, accuracies, "accuracies")
-
-  def none(why):
-    return (Suggestion("accuracy_base", None, None, "none", why),
-            Suggestion("accuracy_max", None, None, "none", why))
-
   _, stop, why = _usable_range(acc, 0, 0)
+  if why is None:
+    # A centred running mean (near the ends, of the points there are): an
+    # EMA lags and would shift every threshold crossing to a larger LR.
+    a = acc[:stop]
+    if window > 1:
+      ones = np.ones(window)
+      a = (np.convolve(a, ones, mode="same")
+           / np.convolve(np.ones_like(a), ones, mode="same"))
+    a0, peak = a[0], a.max()
+    rise = peak - a0
+    if not rise > 0:
+      why = (f"flat: the smoothed accuracy never rises above its initial "
+             f"level {a0:.4g} over points 0..{stop - 1}")
   if why is not None:
-    return none(why)
-  a = _smooth(acc[:stop], window)
-  a0, peak = a[0], a.max()
-  rise = peak - a0
-  if not rise > 0:
-    return none(f"flat: the smoothed accuracy never rises above its initial "
-                f"level {a0:.4g} over points 0..{stop - 1}")
+    return tuple(Suggestion(name, None, None, "none", why)
+                 for name in ("accuracy_base", "accuracy_max"))
   base = int(np.argmax(a >= a0 + margin * rise))
   top = int(np.argmax(a >= peak - margin * rise))
   how = f"reaches peak - {margin:g} * rise"

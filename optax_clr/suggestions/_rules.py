@@ -2,24 +2,10 @@
 
 Every entry point -- ``RangeTestResult.suggest()``, the multi-seed medians,
 ``fit``'s scale, the CLI and the demo -- reads bounds here, and the answer
-says which rule gave it, with the numbers. The rules (:data:`RULES`):
-
-* ``"loss"`` (the default, always): ``max_lr`` where the smoothed loss, past
-  its minimum, has climbed back half of its fall, divided by 4; ``base_lr =
-  max_lr / 4`` (:func:`clr_bounds`);
-* ``"accuracy"``: Smith's (2017) accuracy rule, when validation accuracy was
-  evaluated: ``base_lr`` where it starts to rise, ``max_lr`` where the rise
-  stops.
-
-Both readings are computed and shown whenever both exist; ``rule=`` chooses
-which one answers, so adding validation data never changes the answer by
-itself. Before any rule, :func:`resolution` checks that the ramp resolves
-the curve: the EMA of the loss lags ``1 / smoothing`` steps behind the ramp,
-and when that lag spans more than :data:`MAX_LAG_DECADES` of LR (80 steps
-over seven decades at smoothing 0.05: 1.75 decades) the blow-up is read a
-decade or more too late -- bounds that kill the model. Such a ramp gets no
-bounds, and "not enough resolution: run N steps". :func:`suggest_ramp` adds
-the noise-aware signal threshold (:func:`signal_threshold`).
+says which rule gave it, with the numbers: the rules (:data:`RULES`) are
+:func:`clr_bounds`'s, the check that a ramp resolves its curve is
+:func:`resolution`, and :func:`suggest_ramp` adds the noise-aware signal
+threshold (:func:`signal_threshold`).
 """
 
 from __future__ import annotations
@@ -39,34 +25,27 @@ from optax_clr.suggestions._points import validate_curve
 from optax_clr.suggestions._types import Suggestion
 from optax_clr.suggestions._types import Suggestions
 
-# CLR loss rule. max_lr = the LR where the smoothed loss, past its minimum,
-# has climbed back half of its total fall (the blow-up, seen through the
-# EMA's lag), divided by _MAX_DIVISOR. Measured on four tasks of different
-# kinds (benchmarks/bench_suggestions.py: a CNN with SGD and with Adam, a
-# regression MLP, a character transformer), CLR between these bounds trained
-# for a fixed budget reaches >= 0.99 of the best of a dense fixed-LR grid;
-# the older "LR at the minimum / 3" fell to 0.72 (the regression MLP) and
-# 0.87 (the CNN with SGD), whose minima sit far below their blow-up.
+RULES = ("loss", "accuracy")
+# The loss rule (measured in clr_bounds' docstring).
 _RISE_FRACTION = 0.5
 _MAX_DIVISOR = 4.0
 # Smith (2017, sec. 3.3): with only max_lr known, base_lr = max_lr / 3 or / 4.
 _BASE_DIVISOR = 4.0
-
-
-
-# ----------------------------------------------------------------------------
-# CLR bounds.
+# The EMA's lag may span at most this many decades of LR (resolution()).
+MAX_LAG_DECADES = 1.0
+# A signal is a fall of the smoothed loss by at least this fraction of its
+# starting level and by more than this many of its standard deviations.
+MIN_DECREASE = 0.05
+NOISE_FACTOR = 3.0
 
 
 def rise_point(lrs: Any, losses: Any, index_min: int, start: int = 0
                ) -> tuple[int | None, str]:
   """Where the loss, past its minimum at ``index_min``, has climbed back
-  ``_RISE_FRACTION`` of its fall (finite points only; nothing skipped at the
-  end: the blow-up is the end of a ramp).
-
-  The fall is measured from the starting level, the median of the first
-  quarter of the points from ``start`` to the minimum (one noisy point does
-  not set it).
+  half of its fall (finite points only; nothing skipped at the end: the
+  blow-up is the end of a ramp). The fall is measured from the median of
+  the first quarter of the points from ``start`` to the minimum (one noisy
+  point does not set it).
 
   Returns:
     ``(index, note)``; index None when the loss never climbs that far.
@@ -76,8 +55,7 @@ def rise_point(lrs: Any, losses: Any, index_min: int, start: int = 0
   head = y[start:start + max(1, (index_min - start) // 4)]
   head = head[np.isfinite(head)]
   level0 = float(np.median(head)) if head.size else float(y[index_min])
-  drop = level0 - y[index_min]
-  level = y[index_min] + _RISE_FRACTION * drop
+  level = y[index_min] + _RISE_FRACTION * (level0 - y[index_min])
   finite = np.flatnonzero(np.isfinite(y))
   after = finite[(finite > index_min) & (y[finite] > level)]
   if not after.size:
@@ -87,11 +65,6 @@ def rise_point(lrs: Any, losses: Any, index_min: int, start: int = 0
   i = int(after[0])
   return i, (f"the smoothed loss climbs back to half its fall ({level:.4g}) "
              f"at LR {lrs[i]:.4g}")
-
-
-RULES = ("loss", "accuracy")
-# The EMA's lag may span at most this many decades of LR (module docstring).
-MAX_LAG_DECADES = 1.0
 
 
 def _loss_pair(lrs: np.ndarray, losses: np.ndarray, mini: Suggestion,
@@ -115,12 +88,9 @@ def _loss_pair(lrs: np.ndarray, losses: np.ndarray, mini: Suggestion,
       "(Smith 2017: base = max/3 to max/4)")
 
 
-def _accuracy_pair(acc_base: Suggestion | None, acc_max: Suggestion | None
+def _accuracy_pair(acc_base: Suggestion, acc_max: Suggestion
                    ) -> tuple[float | None, float | None, str]:
   """The accuracy rule's ``(base_lr, max_lr, text)``."""
-  if acc_base is None or acc_max is None:
-    return None, None, ("accuracy rule: no validation accuracy was "
-                        "evaluated (pass val_data)")
   if acc_base.lr is None or acc_max.lr is None:
     return None, None, f"accuracy rule: no bounds ({acc_base.reason})"
   return acc_base.lr, acc_max.lr, (
@@ -130,9 +100,14 @@ def _accuracy_pair(acc_base: Suggestion | None, acc_max: Suggestion | None
 
 
 def resolution(lrs: Any, smoothing: float | None) -> str | None:
-  """Why a ramp is too coarse for its smoothing, or None when it is fine:
-  the EMA's lag of ``1 / smoothing`` steps must span at most
-  :data:`MAX_LAG_DECADES` of LR where the ramp is densest at its top."""
+  """Why a ramp is too coarse for its smoothing, or None when it is fine.
+
+  The EMA of the loss lags ``1 / smoothing`` steps behind the ramp; where
+  that lag spans more than :data:`MAX_LAG_DECADES` of LR at the ramp's top
+  (80 steps over seven decades at smoothing 0.05: 1.75 decades), the
+  blow-up is read a decade or more too late -- bounds that kill the model.
+  Such a ramp gets no bounds, and "not enough resolution: run N steps".
+  """
   lrs = np.asarray(lrs, np.float64)
   if smoothing is None or lrs.size < 3 or not (lrs > 0).all():
     return None
@@ -153,39 +128,13 @@ def resolution(lrs: Any, smoothing: float | None) -> str | None:
           f"(the default: {int(np.ceil(40 * total))})")
 
 
-def _clr_pair(lrs: np.ndarray, losses: np.ndarray, mini: Suggestion,
-              acc_base: Suggestion | None, acc_max: Suggestion | None,
-              start: int, rule: str
-              ) -> tuple[float | None, float | None, str, dict]:
-  """The bounds of ``rule``, its text, and every rule's reading."""
-  readings = {"loss": _loss_pair(lrs, losses, mini, start)}
-  if acc_base is not None:
-    readings["accuracy"] = _accuracy_pair(acc_base, acc_max)
-  base, top, text = readings.get(rule) or _accuracy_pair(None, None)
-  others = [f"{name} rule reads {_pair_text(r)}"
-            for name, r in readings.items() if name != rule]
-  if others:
-    text += (f". Answered by the {rule} rule (rule={rule!r}; "
-             + "; ".join(others) + ")")
-  return base, top, text, {name: {"base_lr": r[0], "max_lr": r[1],
-                                  "rule": r[2]}
-                           for name, r in readings.items()}
-
-
-def _pair_text(reading: tuple) -> str:
-  if reading[0] is None:
-    return "no bounds"
-  return f"{reading[0]:.3g} to {reading[1]:.3g}"
-
-
 def suggest(lrs: Any, losses: Any, accuracies: Any = None, *,
             accuracy_lrs: Any = None, skip_start: int | None = None,
             skip_end: int = 5, factor: float = 10.0, margin: float = 0.1,
             window: int = 3, min_drop: float = 0.0, rule: str = "loss",
             smoothing: float | None = None) -> Suggestions:
-  """Every suggestion for one range test, plus a (base_lr, max_lr) pair.
-
-  The pair follows :func:`clr_bounds`.
+  """Every suggestion for one range test, plus the (base_lr, max_lr) pair
+  of :func:`clr_bounds`.
 
   Args:
     lrs: [n] strictly increasing learning rates.
@@ -199,8 +148,8 @@ def suggest(lrs: Any, losses: Any, accuracies: Any = None, *,
       :func:`steepest`); :func:`suggest_ramp` derives it from the noise.
     rule: which rule answers (:data:`RULES`); every available rule's
       reading is in ``readings``.
-    smoothing: the EMA factor of ``losses``, for the resolution check
-      (None: not checked).
+    smoothing: the EMA factor of ``losses``, for :func:`resolution` (None:
+      not checked).
 
   Returns:
     A Suggestions; its accuracy fields are None without ``accuracies``.
@@ -211,20 +160,31 @@ def suggest(lrs: Any, losses: Any, accuracies: Any = None, *,
   steep = steepest(lrs, losses, **kw)
   mini = minimum(lrs, losses, factor=factor, **kw)
   vall = valley(lrs, losses, **kw)
+  start = lrs_arr.size // 10 if skip_start is None else int(skip_start)
+  readings = {"loss": _loss_pair(lrs_arr, np.asarray(losses, np.float64),
+                                 mini, start)}
   acc_base = acc_max = None
   if accuracies is not None:
     acc_base, acc_max = accuracy_bounds(
         lrs if accuracy_lrs is None else accuracy_lrs, accuracies,
         margin=margin, window=window)
-  start = lrs_arr.size // 10 if skip_start is None else int(skip_start)
-  base_lr, max_lr, text, readings = _clr_pair(
-      lrs_arr, np.asarray(losses, np.float64), mini, acc_base, acc_max,
-      start, rule)
+    readings["accuracy"] = _accuracy_pair(acc_base, acc_max)
+  base_lr, max_lr, text = readings.get(rule) or (
+      None, None, "accuracy rule: no validation accuracy was evaluated "
+      "(pass val_data)")
+  others = [f"{name} rule reads " + ("no bounds" if r[0] is None else
+                                     f"{r[0]:.3g} to {r[1]:.3g}")
+            for name, r in readings.items() if name != rule]
+  if others:
+    text += (f". Answered by the {rule} rule (rule={rule!r}; "
+             + "; ".join(others) + ")")
   coarse = resolution(lrs_arr, smoothing)
   if coarse is not None and rule == "loss":
     base_lr = max_lr = None
     text = coarse
-    readings["loss"] = {"base_lr": None, "max_lr": None, "rule": coarse}
+    readings["loss"] = (None, None, coarse)
+  readings = {name: dict(zip(("base_lr", "max_lr", "rule"), r))
+              for name, r in readings.items()}
   return Suggestions(steep, mini, vall, acc_base, acc_max, base_lr, max_lr,
                      text, readings, rule)
 
@@ -236,26 +196,35 @@ def clr_bounds(lrs: Any, losses: Any, accuracies: Any = None, *,
                ) -> tuple[float | None, float | None, str]:
   """A (base_lr, max_lr) pair for a cyclic schedule, and the rule used.
 
-  * ``rule="accuracy"``: Smith's accuracy rule, ``base_lr =
-    accuracy_base.lr`` and ``max_lr = accuracy_max.lr`` (None when the
-    accuracy never rises).
-  * ``rule="loss"`` (default): ``max_lr = lr_up / 4`` with ``lr_up`` the LR
-    where the smoothed loss, past its minimum, has climbed back half of its
-    fall (:func:`rise_point`: the blow-up, seen through the EMA's lag; Smith
-    2017: max_lr where the loss turns up or ragged); when the loss never
-    turns up within the ramp, ``max_lr = lr_min / 4`` with ``lr_min`` the LR
-    at the minimum. ``base_lr = max_lr / 4`` (Smith 2017: base = max/3 to
-    max/4). The steepest point is reported but not used: on a short ramp it
-    sits right below the minimum and makes a "cycle" of almost constant
-    LR.
+  * ``rule="loss"`` (the default, always): ``max_lr = lr_up / 4`` with
+    ``lr_up`` the LR where the smoothed loss, past its minimum, has climbed
+    back half of its fall (:func:`rise_point`: the blow-up, seen through the
+    EMA's lag; Smith 2017: max_lr where the loss turns up or ragged); when
+    the loss never turns up within the ramp, ``max_lr = lr_min / 4`` with
+    ``lr_min`` the LR at the minimum. ``base_lr = max_lr / 4`` (Smith 2017:
+    base = max/3 to max/4). Measured on four tasks of different kinds
+    (benchmarks/bench_suggestions.py: a CNN with SGD and with Adam, a
+    regression MLP, a character transformer), CLR between these bounds
+    trained for a fixed budget reaches >= 0.99 of the best of a dense
+    fixed-LR grid; the older "LR at the minimum / 3" fell to 0.72 (the
+    regression MLP) and 0.87 (the CNN with SGD), whose minima sit far below
+    their blow-up. The steepest point is reported but not used: on a short
+    ramp it sits right below the minimum and makes a "cycle" of almost
+    constant LR.
+  * ``rule="accuracy"``: Smith's (2017) accuracy rule, when validation
+    accuracy was evaluated: ``base_lr = accuracy_base.lr`` (where it starts
+    to rise) and ``max_lr = accuracy_max.lr`` (where the rise stops); None
+    when the accuracy never rises.
   * Without a minimum (curve too short or never decreasing): ``(None, None)``.
 
-  ``base_lr < max_lr`` whenever both are set. The returned text states the
-  rule and the numbers, and why a fallback was taken.
+  Both readings are shown whenever both exist (``Suggestions.readings``);
+  ``rule`` chooses which one answers, so adding validation data never
+  changes the answer by itself. ``base_lr < max_lr`` whenever both are set;
+  the text states the rule and the numbers, and why a fallback was taken.
 
   Args:
     lrs, losses, accuracies, accuracy_lrs: as in :func:`suggest`.
-    skip_start, skip_end, margin, window: as in :func:`suggest`.
+    skip_start, skip_end, margin, window, rule: as in :func:`suggest`.
 
   Returns:
     ``(base_lr, max_lr, rule)``.
@@ -264,15 +233,6 @@ def clr_bounds(lrs: Any, losses: Any, accuracies: Any = None, *,
               skip_start=skip_start, skip_end=skip_end, margin=margin,
               window=window, rule=rule)
   return s.base_lr, s.max_lr, s.rule
-
-
-# ----------------------------------------------------------------------------
-# A ramp's default rule: noise-aware signal threshold.
-
-# The loss must fall by at least this fraction of its starting level...
-MIN_DECREASE = 0.05
-# ... and by more than this many standard deviations of the smoothed loss.
-NOISE_FACTOR = 3.0
 
 
 def signal_threshold(losses: Any, smoothed: Any, smoothing: float, *,
@@ -333,7 +293,7 @@ def suggest_ramp(lrs: Any, losses: Any, smoothed: Any, *,
     stop_reason: why the ramp ended (for the advice).
     min_decrease, noise_factor: see :func:`signal_threshold`.
     **kwargs: forwarded to :func:`suggest` (``skip_start``, ``skip_end``,
-      ``factor``, ``margin``, ``window``).
+      ``factor``, ``margin``, ``window``, ``rule``, ``min_drop``).
   """
   raw = np.asarray(losses, np.float64)
   curve = np.where(np.isfinite(raw), np.asarray(smoothed, np.float64),
@@ -353,8 +313,7 @@ def suggest_ramp(lrs: Any, losses: Any, smoothed: Any, *,
             "twice as long per decade of LR)")
   if stop_reason == "completed":
     advice += ", or raise end_lr if the loss never turned up"
-  fix = lambda x: None if x is None else Suggestion(  # noqa: E731
-      x.method, x.lr, x.index, x.derivative, (x.reason or "") + advice)
-  return dataclasses.replace(
-      s, steepest=fix(s.steepest), minimum=fix(s.minimum),
-      valley=fix(s.valley), rule=s.rule + advice)
+  return dataclasses.replace(s, rule=s.rule + advice, **{
+      name: dataclasses.replace(p, reason=(p.reason or "") + advice)
+      for name, p in (("steepest", s.steepest), ("minimum", s.minimum),
+                      ("valley", s.valley))})

@@ -1,10 +1,10 @@
-"""The suggestion objects: one point, a ramp's set, a sweep's set, and the
-same over several seeds.
+"""The suggestion objects: one point, a ramp's set, a sweep's set, the same
+over several seeds, and Smith's weight-decay choice.
 
 Every set has ``base_lr``, ``max_lr`` (the pair for a cyclical schedule,
 None when none can be made) and ``rule`` (how they were chosen, with the
-numbers); ``str()`` gives the table the CLI prints and ``_repr_html_`` the
-same table in a notebook.
+numbers); ``str()`` gives the table the CLI prints, ``_repr_html_`` the
+same table in a notebook, ``to_dict()`` its JSON form (with a ``kind``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,25 @@ from optax_clr import _checks
 from optax_clr.suggestions._answer import Answer
 
 DERIVATIVES = ("log_lr", "index", "raw_lr", "none")
+
+
+def _plain(x: Any) -> Any:
+  """``x`` as JSON-able data: suggestion objects as their ``to_dict()``."""
+  if hasattr(x, "to_dict"):
+    return x.to_dict()
+  if isinstance(x, dict):
+    return {k: _plain(v) for k, v in x.items()}
+  return [_plain(v) for v in x] if isinstance(x, tuple) else x
+
+
+class _Record:
+  """``to_dict()``: the ``KIND`` and every field, nested objects as dicts."""
+
+  KIND = ""
+
+  def to_dict(self) -> dict[str, Any]:
+    return {"kind": self.KIND, **{f.name: _plain(getattr(self, f.name))
+                                  for f in dataclasses.fields(self)}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,52 +83,49 @@ def _one_line(text: str | None) -> str:
   return " ".join(str(text or "").split())
 
 
+def _pair(base_lr: float | None, max_lr: float | None) -> str:
+  return ("none" if base_lr is None else
+          f"base_lr={base_lr:.3e}  max_lr={max_lr:.3e}")
+
+
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
   widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
   return ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths))
           + "  " + r[-1] for r in rows]
 
 
-class _Bounds(Answer):
-  """Shared display of a suggestion set (``base_lr``, ``max_lr``, ``rule``
-  and named points); schedules and an optimizer from it (:class:`Answer`)."""
+def _html_row(tag: str, cells: Sequence[str]) -> str:
+  return "<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>"
+                          for c in cells) + "</tr>"
+
+
+class _Bounds(_Record, Answer):
+  """A suggestion set's table (a row per named point in ``LABELS``), its
+  bounds and rule; schedules and an optimizer from it (:class:`Answer`)."""
 
   LABELS: dict[str, str] = {}
 
-  def points(self) -> list[tuple[str, Suggestion | None]]:
-    return [(self.LABELS.get(name, name), getattr(self, name))
-            for name in self.LABELS]
-
-  def rows(self) -> list[tuple[str, str, str, str]]:
+  def rows(self) -> list[tuple[str, ...]]:
     rows = [("method", "lr", "derivative", "note")]
-    for label, sug in self.points():
-      if sug is None:
-        rows.append((label, "-", "-", "not evaluated"))
-      else:
-        rows.append((label, _fmt(sug.lr), sug.derivative,
-                     _one_line(sug.reason)))
+    for name, label in self.LABELS.items():
+      s = getattr(self, name)
+      rows.append((label, "-", "-", "not evaluated") if s is None else
+                  (label, _fmt(s.lr), s.derivative, _one_line(s.reason)))
     return rows
 
   def __str__(self) -> str:
-    lines = _table(self.rows())
-    if self.base_lr is not None:
-      lines.append(f"CLR bounds: base_lr={self.base_lr:.3e}  max_lr="
-                   f"{self.max_lr:.3e}")
-    else:
-      lines.append("CLR bounds: none")
-    lines.append(f"  rule: {_one_line(self.rule)}")
-    return "\n".join(lines)
+    return "\n".join(_table(self.rows()) + [
+        f"CLR bounds: {_pair(self.base_lr, self.max_lr)}",
+        f"  rule: {_one_line(self.rule)}"])
 
   def _repr_html_(self) -> str:
-    cells = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-        for row in self.rows()[1:])
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in self.rows()[0])
+    head, *body = self.rows()
     bounds = ("none" if self.base_lr is None else
               f"base_lr = {self.base_lr:.3e}, max_lr = {self.max_lr:.3e}")
-    return (f"<table><tr>{head}</tr>{cells}</table><p><b>CLR bounds:</b> "
-            f"{html.escape(bounds)}<br><small>{html.escape(self.rule)}"
-            "</small></p>")
+    return ("<table>" + _html_row("th", head)
+            + "".join(_html_row("td", r) for r in body)
+            + f"</table><p><b>CLR bounds:</b> {html.escape(bounds)}<br>"
+            f"<small>{html.escape(self.rule)}</small></p>")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,28 +169,16 @@ class Suggestions(_Bounds):
       default_factory=dict)
   chosen: str = "loss"
 
+  KIND = "ramp"
   LABELS = {"steepest": "steepest", "minimum": "minimum/10",
             "valley": "valley", "accuracy_base": "accuracy_base",
             "accuracy_max": "accuracy_max"}
 
-  def to_dict(self) -> dict[str, Any]:
-    def sub(s):
-      return None if s is None else s.to_dict()
-    return {"kind": "ramp", "steepest": sub(self.steepest),
-            "minimum": sub(self.minimum), "valley": sub(self.valley),
-            "accuracy_base": sub(self.accuracy_base),
-            "accuracy_max": sub(self.accuracy_max), "base_lr": self.base_lr,
-            "max_lr": self.max_lr, "rule": self.rule,
-            "readings": self.readings, "chosen": self.chosen}
-
   def __str__(self) -> str:
-    lines = super().__str__().splitlines()
-    if len(self.readings) > 1:
-      for name, r in self.readings.items():
-        mark = " (answers)" if name == self.chosen else ""
-        pair = ("none" if r["base_lr"] is None else
-                f"base_lr={r['base_lr']:.3e}  max_lr={r['max_lr']:.3e}")
-        lines.append(f"  {name} rule{mark}: {pair}")
+    lines = [super().__str__()]
+    for name, r in self.readings.items() if len(self.readings) > 1 else ():
+      mark = " (answers)" if name == self.chosen else ""
+      lines.append(f"  {name} rule{mark}: {_pair(r['base_lr'], r['max_lr'])}")
     return "\n".join(lines)
 
 
@@ -197,28 +201,18 @@ class SweepSuggestions(_Bounds):
   max_lr: float | None
   rule: str
 
+  KIND = "sweep"
   LABELS = {"best": "best fixed LR"}
 
-  def rows(self) -> list[tuple[str, str, str, str]]:
+  def rows(self) -> list[tuple[str, ...]]:
     rows = super().rows()
     if self.stable_low is not None:
       rows.append(("stable range", f"{self.stable_low:.3e}", "none",
                    f"to {self.stable_high:.3e}"))
     return rows
 
-  @property
-  def best_lr(self) -> float | None:
-    return self.best.lr
-
-  @property
-  def fixed_lr(self) -> float | None:
-    return self.best.lr
-
-  def to_dict(self) -> dict[str, Any]:
-    return {"kind": "sweep", "best": self.best.to_dict(),
-            "stable_low": self.stable_low, "stable_high": self.stable_high,
-            "base_lr": self.base_lr, "max_lr": self.max_lr,
-            "rule": self.rule}
+  best_lr = fixed_lr = property(lambda self: self.best.lr,
+                                doc="The sweep's best LR (``best.lr``).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,7 +257,7 @@ class Spread:
 
 
 @dataclasses.dataclass(frozen=True)
-class SeedSuggestions(Answer):
+class SeedSuggestions(_Bounds):
   """Suggestions of S ramps (one per seed) and their spread.
 
   Attributes:
@@ -281,29 +275,16 @@ class SeedSuggestions(Answer):
   max_lr: float | None
   rule: str
 
-  def __str__(self) -> str:
-    rows = [("method", "median [min .. max, spread] over "
-             f"{len(self.per_seed)} seeds")]
-    for name, spread in self.spreads.items():
-      rows.append((name, spread.text()))
-    width = max(len(r[0]) for r in rows)
-    lines = ["  " + r[0].ljust(width) + "  " + r[1] for r in rows]
-    lines.append("CLR bounds: none" if self.base_lr is None else
-                 f"CLR bounds: base_lr={self.base_lr:.3e}  max_lr="
-                 f"{self.max_lr:.3e}")
-    lines.append(f"  rule: {_one_line(self.rule)}")
-    return "\n".join(lines)
+  KIND = "seeds"
 
-  def to_dict(self) -> dict[str, Any]:
-    return {"kind": "seeds", "spreads": {k: v.to_dict() for k, v in
-                                         self.spreads.items()},
-            "per_seed": [s.to_dict() for s in self.per_seed],
-            "base_lr": self.base_lr, "max_lr": self.max_lr,
-            "rule": self.rule}
+  def rows(self) -> list[tuple[str, ...]]:
+    return [("method", "median [min .. max, spread] over "
+             f"{len(self.per_seed)} seeds")] + [
+                 (name, s.text()) for name, s in self.spreads.items()]
 
 
 @dataclasses.dataclass(frozen=True)
-class DisciplinedSuggestions:
+class DisciplinedSuggestions(_Record):
   """Smith's (2018) choice from LR range tests at several weight decays.
 
   Attributes:
@@ -324,6 +305,8 @@ class DisciplinedSuggestions:
   rule: str
   table: tuple[dict[str, Any], ...]
 
+  KIND = "disciplined"
+
   def __str__(self) -> str:
     lines = [f"  {'weight decay':>12}  {'momentum':>8}  {'min loss':>9}  "
              f"{'max_lr':>10}"]
@@ -332,17 +315,9 @@ class DisciplinedSuggestions:
           "" if r["eligible"] else "  (loss too high)")
       lines.append(f"  {r['weight_decay']:>12.3g}  {r['momentum']:>8.3g}  "
                    f"{r['min_loss']:>9.4g}  {_fmt(r['max_lr']):>10}{mark}")
-    if self.max_lr is None:
-      lines.append("choice: none")
-    else:
-      lines.append(
-          f"choice: weight_decay={self.weight_decay:g}, base_lr="
-          f"{self.base_lr:.3e}, max_lr={self.max_lr:.3e}, momentum "
-          f"{self.max_momentum:g} -> {self.base_momentum:g}")
+    lines.append("choice: none" if self.max_lr is None else
+                 f"choice: weight_decay={self.weight_decay:g}, base_lr="
+                 f"{self.base_lr:.3e}, max_lr={self.max_lr:.3e}, momentum "
+                 f"{self.max_momentum:g} -> {self.base_momentum:g}")
     lines.append(f"  rule: {_one_line(self.rule)}")
     return "\n".join(lines)
-
-  def to_dict(self) -> dict[str, Any]:
-    return {"kind": "disciplined", **{
-        f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-        if f.name != "table"}, "table": list(self.table)}
