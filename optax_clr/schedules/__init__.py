@@ -13,9 +13,10 @@ call that made it. Conventions shared by all of them:
   count as step 0;
 * values are float32, promoted with the bounds' dtypes (under
   ``jax_enable_x64``, Python or float64 bounds give float64);
-* hyperparameters are checked when the schedule is built, outside ``jit``;
-  one that is a JAX tracer (e.g. under ``jax.vmap`` over ``max_value``) can
-  only have its dtype checked.
+* hyperparameters are checked when the schedule is built, outside ``jit``:
+  an invalid one raises ValueError or TypeError naming the argument, its
+  value and the allowed range; one that is a JAX tracer (e.g. under
+  ``jax.vmap`` over ``max_value``) can only have its dtype checked.
 
 :mod:`._cyclic` holds the cyclic LR (triangular, triangular2, exp_range,
 ``scale_fn``, waveforms) and momentum, :mod:`._one_cycle` the one-cycle pair,

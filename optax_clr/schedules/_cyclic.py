@@ -1,12 +1,7 @@
 """Cyclical schedules (Smith 2017): the LR between two bounds, and the
-momentum that moves inversely to it.
-
-The momentum schedule is the reflection of the LR schedule built from the
-same cycle arguments and shares its profile (:mod:`._profile`), so the two
-stay in lockstep step for step. Feed the momentum to ``optax.sgd``'s
-``momentum`` or ``optax.adam``'s ``b1`` through ``optax.inject_hyperparams``
-(:func:`optax_clr.cyclic_sgd`, :func:`optax_clr.cyclic_adam`).
-"""
+momentum that mirrors it in lockstep (same cycle arguments, same profile);
+:func:`optax_clr.cyclic_sgd` and :func:`optax_clr.cyclic_adam` feed both to
+the optimizer."""
 
 from __future__ import annotations
 
@@ -39,64 +34,49 @@ def cyclic_schedule(
 ) -> optax.Schedule:
   r"""Cyclical learning rate (CLR) between ``base_value`` and ``max_value``.
 
-  With ``total = step_size_up + step_size_down`` and step ``t``, the cycle
-  number (from 1) is ``cycle = t // total + 1`` and the offset in the cycle is
-  ``r = t % total``; the linear position is
+  With ``total = step_size_up + step_size_down``, the cycle number (from 1)
+  ``cycle = t // total + 1`` and the offset ``r = t % total``, the linear
+  position (PyTorch's ``sf``) is
 
   .. math::
     u = r / \mathrm{up} \;\; (r \le \mathrm{up}), \qquad
     u = (\mathrm{total} - r) / \mathrm{down} \;\; (\text{otherwise}),
 
-  which equals PyTorch's ``sf``. The waveform maps ``u`` to ``shape``: ``u``
-  (triangular), ``(1 - cos(pi u)) / 2`` (cosine, a Hann window) or
-  ``1 - (1 - u)**2`` (welch, parabolic); each is 0 at the cycle boundaries, 1
-  at the peak, and mirrored on the falling half. Then
+  and ``shape`` is ``u`` (triangular), ``(1 - cos(pi u)) / 2`` (cosine, a
+  Hann window) or ``1 - (1 - u)**2`` (welch): 0 at the cycle boundaries, 1 at
+  the peak. Then
 
   .. math::
     \mathrm{lr}(t) = \mathrm{base} + (\max - \mathrm{base}) \cdot
     \mathrm{shape}(t) \cdot \mathrm{scale}(t)
 
   with ``scale = 1`` (``"triangular"``), ``1 / 2**(cycle - 1)``
-  (``"triangular2"``: the amplitude halves every cycle) or ``gamma**t``
-  (``"exp_range"``). With ``decay_bounds=True`` (``"exp_range"`` only) the
-  paper's form is used instead, where both bounds decay:
-  ``lr(t) = gamma**t * (base + (max - base) * shape(t))``.
-
-  With ``waveform="triangular"`` the values are those of PyTorch's
-  ``CyclicLR`` (to float32 rounding), exact for every step up to
-  ``2**31 - 1``; ``gamma**t`` is ``exp(t * log(gamma))`` with ``log(gamma)``
-  taken in float64 when ``gamma`` is concrete. Steps, dtypes and traced
-  hyperparameters follow the conventions of :mod:`optax_clr.schedules`.
+  (``"triangular2"``) or ``gamma**t`` (``"exp_range"``: ``exp(t *
+  log(gamma))``, ``log(gamma)`` in float64 when concrete). The paper's
+  ``exp_range`` (``decay_bounds=True``) decays both bounds:
+  ``lr(t) = gamma**t * (base + (max - base) * shape(t))``. With the
+  triangular waveform the values are PyTorch's ``CyclicLR``'s (to float32
+  rounding) for every step up to ``2**31 - 1``.
 
   Args:
     base_value: lower bound of the cycle (>= 0).
     max_value: upper bound of the cycle (>= ``base_value``).
-    step_size_up: integer number of steps from ``base_value`` to the peak.
-    step_size_down: integer number of steps from the peak back to
-      ``base_value``; ``None`` means equal to ``step_size_up``. Their sum must
-      fit an int32.
-    mode: one of ``"triangular"``, ``"triangular2"``, ``"exp_range"``; ignored
-      when ``scale_fn`` is given.
-    gamma: decay factor of ``"exp_range"`` per step, in (0, 1].
-    scale_fn: optional jittable amplitude scaling, overriding ``mode``. It is
-      called with the cycle number (1, 2, ...) or the step as a float array of
-      the schedule's dtype (not an int, so ``2.0 ** -x`` or ``x * x`` behave
-      as with PyTorch's Python numbers) and must return a scalar; use
-      ``jax.numpy`` inside it.
-    scale_mode: ``"cycle"`` (``scale_fn(cycle)``) or ``"iterations"``
-      (``scale_fn(t)``); only used with ``scale_fn``.
-    waveform: shape of each half cycle, ``"triangular"``, ``"cosine"`` or
-      ``"welch"``.
-    decay_bounds: with ``mode="exp_range"``, decay both bounds (the paper's
-      form) instead of only the amplitude (PyTorch/Keras, the default).
+    step_size_up: integer steps from ``base_value`` to the peak.
+    step_size_down: integer steps from the peak back to ``base_value``
+      (``None``: ``step_size_up``); the whole cycle must fit an int32.
+    mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
+    gamma: the per-step decay of ``"exp_range"``, in (0, 1].
+    scale_fn: a jittable amplitude scaling that overrides ``mode``, called
+      with the cycle number (1, 2, ...) or the step as a float array (as
+      PyTorch's Python numbers, so ``2.0 ** -x`` works); returns a scalar.
+    scale_mode: the argument of ``scale_fn``: ``"cycle"`` or
+      ``"iterations"``.
+    waveform: ``"triangular"``, ``"cosine"`` or ``"welch"``.
+    decay_bounds: with ``"exp_range"``, decay both bounds instead of only the
+      amplitude (PyTorch/Keras, the default).
 
   Returns:
-    schedule
-      A function that maps step counts to values.
-
-  Raises:
-    ValueError, TypeError: for invalid concrete hyperparameters; the message
-      names the argument, its value and the allowed range.
+    The schedule, ``step -> value``.
 
   Examples:
     >>> import jax, jax.numpy as jnp
@@ -279,8 +259,7 @@ def cyclic_momentum_schedule(
     max_momentum: momentum at the cycle boundaries, in [``base_momentum``, 1).
 
   Returns:
-    schedule
-      A function that maps step counts to momentum values.
+    The schedule, ``step -> momentum``.
 
   References:
     Smith & Topin, `Super-Convergence <https://arxiv.org/abs/1708.07120>`_,

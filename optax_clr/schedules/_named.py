@@ -1,17 +1,8 @@
-"""How schedule constructors present themselves: printed as the call that
-made them, and PyTorch's keyword names answered with optax-clr's.
-
-A :class:`Schedule` is an ``optax.Schedule`` (a callable of the step count,
-traceable by ``jit``/``vmap``/``grad``) whose ``repr`` is e.g.
-``cyclic_schedule(base_value=0.001, max_value=0.1, step_size_up=500,
-mode='triangular2')`` instead of ``<function ... at 0x...>``.
-
-Users of ``torch.optim.lr_scheduler.CyclicLR(base_lr=..., max_lr=...)`` reach
-for the same keywords here; optax-clr follows optax's naming
-(``base_value``/``max_value``: a schedule may drive any hyperparameter), so
-instead of Python's bare "unexpected keyword argument 'base_lr'" the error
-names the argument to use.
-"""
+"""How schedule constructors present themselves: a :class:`Schedule` prints
+as the call that made it (``cyclic_schedule(base_value=0.001, ...)``, not
+``<function ...>``), and PyTorch's keyword names (``base_lr=``) raise a
+TypeError naming optax's (``base_value=``: a schedule may drive any
+hyperparameter) instead of Python's bare "unexpected keyword argument"."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""The one-cycle policy (Smith & Topin 2017), LR and momentum, matching
-PyTorch's ``OneCycleLR``.
-
-Both share the phase machinery of :mod:`._profile`: the momentum is annealed
-over the same phases as the LR, inversely to it.
-"""
+"""The one-cycle policy (Smith & Topin 2017) as PyTorch's ``OneCycleLR``:
+the LR, and the momentum annealed inversely over the same phases."""
 
 from __future__ import annotations
 
@@ -33,18 +29,15 @@ def one_cycle_schedule(
 ) -> optax.Schedule:
   r"""The one-cycle policy, matching PyTorch's ``OneCycleLR``.
 
-  With ``initial = max_value / div_factor`` and
-  ``minimum = initial / final_div_factor``, the value is annealed
-
-  * two phases: ``initial -> max_value`` over steps ``[0, e1]`` and
-    ``max_value -> minimum`` over ``[e1, total_steps - 1]``;
-  * three phases: ``initial -> max_value`` over ``[0, e1]``,
-    ``max_value -> initial`` over ``[e1, e2]`` and ``initial -> minimum``
-    over ``[e2, total_steps - 1]``;
-
-  with PyTorch's (float) phase ends ``e1 = pct_start * total_steps - 1`` and
-  ``e2 = 2 * pct_start * total_steps - 2``. Within a phase from step ``s`` to
-  ``e`` with ``pct = (t - s) / (e - s)``:
+  From ``initial = max_value / div_factor`` up to ``max_value`` over steps
+  ``[0, e1]``, then down to ``minimum = initial / final_div_factor`` over
+  ``[e1, total_steps - 1]``; with ``three_phase``, back to ``initial`` over
+  ``[e1, e2]`` first and to ``minimum`` over ``[e2, total_steps - 1]``.
+  PyTorch's (float) phase ends are ``e1 = pct_start * total_steps - 1`` (the
+  peak; ``optax.cosine_onecycle_schedule`` peaks at
+  ``int(pct_start * total_steps)``) and ``e2 = 2 * pct_start * total_steps -
+  2``. Within a phase from ``start`` at step ``s`` to ``end`` at ``e``, with
+  ``pct = (t - s) / (e - s)``:
 
   .. math::
     \mathrm{cos}: \; \mathrm{end} + \frac{\mathrm{start} - \mathrm{end}}{2}
@@ -52,34 +45,25 @@ def one_cycle_schedule(
     \mathrm{linear}: \; (\mathrm{end} - \mathrm{start}) \cdot \mathrm{pct}
     + \mathrm{start}.
 
-  The peak is at step ``pct_start * total_steps - 1`` (PyTorch), not at
-  ``int(pct_start * total_steps)`` as in ``optax.cosine_onecycle_schedule``.
-  Steps beyond ``total_steps - 1`` hold the final value ``minimum`` (PyTorch
-  extrapolates one step and then raises, which a jitted schedule cannot do).
-  Steps, dtypes and traced hyperparameters follow the conventions of
-  :mod:`optax_clr.schedules`; with traced ones the phase ends are computed in
-  the schedule's dtype instead of float64.
+  Steps beyond ``total_steps - 1`` hold ``minimum`` (PyTorch extrapolates one
+  step and then raises, which a jitted schedule cannot do). With traced
+  hyperparameters the phase ends are computed in the schedule's dtype instead
+  of float64.
 
   Args:
     max_value: peak value (>= 0).
     total_steps: integer number of steps in the cycle (>= 2).
-    pct_start: fraction of the steps spent increasing, in (0, 1). The phase
-      ends must increase strictly from step 0: ``pct_start * total_steps > 1``
-      and, with ``three_phase``, ``pct_start < (total_steps + 1) /
-      (2 * total_steps)``.
+    pct_start: fraction of the steps spent increasing, in (0, 1); the phases
+      must have positive length: ``pct_start * total_steps > 1`` and, with
+      ``three_phase``, ``pct_start < (total_steps + 1) / (2 * total_steps)``.
     anneal_strategy: ``"cos"`` or ``"linear"``.
     div_factor: ``initial = max_value / div_factor`` (> 0).
     final_div_factor: ``minimum = initial / final_div_factor`` (> 0).
-    three_phase: add a symmetric annealing back to ``initial`` before the
-      final annealing to ``minimum`` (fastai's original schedule).
+    three_phase: the symmetric return to ``initial`` before the final
+      annealing (fastai's original schedule).
 
   Returns:
-    schedule
-      A function that maps step counts to values.
-
-  Raises:
-    ValueError, TypeError: for invalid concrete hyperparameters; the message
-      names the argument, its value and the allowed range.
+    The schedule, ``step -> value``.
 
   Examples:
     >>> import optax_clr as clr
@@ -147,12 +131,10 @@ def one_cycle_momentum_schedule(
 ) -> optax.Schedule:
   """One-cycle momentum, matching PyTorch's ``OneCycleLR`` momentum.
 
-  Annealed over the phases of :func:`one_cycle_schedule` (whose arguments
-  ``total_steps``, ``pct_start``, ``anneal_strategy`` and ``three_phase``
-  mean the same here), inversely to the learning rate:
-  ``max_momentum -> base_momentum -> max_momentum``, or with ``three_phase``
-  ``max -> base -> max`` and then held at ``max`` during the final
-  annealing. Steps beyond ``total_steps - 1`` hold the final value.
+  Annealed over the phases of :func:`one_cycle_schedule` (same
+  ``total_steps``, ``pct_start``, ``anneal_strategy``, ``three_phase``),
+  inversely to the LR: ``max_momentum -> base_momentum -> max_momentum``,
+  held at ``max_momentum`` in a third phase and after the last step.
 
   Examples:
     >>> import optax_clr as clr
@@ -165,8 +147,7 @@ def one_cycle_momentum_schedule(
     max_momentum: momentum at the start and end, in [``base_momentum``, 1).
 
   Returns:
-    schedule
-      A function that maps step counts to momentum values.
+    The schedule, ``step -> momentum``.
 
   References:
     Smith & Topin, `Super-Convergence <https://arxiv.org/abs/1708.07120>`_,

@@ -1,18 +1,5 @@
-"""A policy name and bounds -> the (learning rate, momentum) pair.
-
-The CLI, the examples, the demo and the confirmation step all turn "train
-triangular2 between these bounds" into schedules the same way, here:
-
-* ``"triangular"``, ``"triangular2"``, ``"exp_range"``: a cyclic LR between
-  ``base_lr`` and ``max_lr`` with momentum cycled inversely between
-  ``max_momentum`` and ``base_momentum`` (PyTorch's ``CyclicLR`` defaults
-  0.9 / 0.8); ``exp_range`` without ``gamma`` decays its amplitude to a
-  tenth by the last step;
-* ``"one-cycle"``: Smith & Topin's policy peaking at ``max_lr``, starting at
-  ``max_lr / div_factor`` (``div_factor = max_lr / base_lr`` when
-  ``base_lr`` is given, else 25), momentum 0.95 -> 0.85 -> 0.95;
-* ``"fixed"``: the constant ``lr`` and ``momentum``.
-"""
+"""A policy name and bounds -> the (learning rate, momentum) pair, built one
+way for the CLI, the examples and the suggestions' answers."""
 
 from __future__ import annotations
 
@@ -64,7 +51,17 @@ def policy_schedules(
     pct_start: float = 0.3, anneal_strategy: str = "cos",
     div_factor: float | None = None, final_div_factor: float = 1e4,
     three_phase: bool = False) -> PolicySchedules:
-  """The LR and momentum of a policy (see the module docstring).
+  """The LR and momentum of a policy.
+
+  * ``"triangular"``, ``"triangular2"``, ``"exp_range"``: a cyclic LR between
+    ``base_lr`` and ``max_lr`` with momentum cycled inversely between
+    ``max_momentum`` and ``base_momentum`` (PyTorch's ``CyclicLR`` defaults
+    0.9 / 0.8); ``exp_range`` without ``gamma`` decays its amplitude to a
+    tenth by the last step (:func:`auto_gamma`);
+  * ``"one-cycle"``: Smith & Topin's policy peaking at ``max_lr``, starting at
+    ``max_lr / div_factor`` (``div_factor = max_lr / base_lr`` when
+    ``base_lr`` is given, else 25), momentum 0.95 -> 0.85 -> 0.95;
+  * ``"fixed"``: the constant ``lr`` and ``momentum``.
 
   Examples:
     >>> import optax_clr as clr

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import chex
@@ -26,11 +26,6 @@ SCALE_MODES = ("cycle", "iterations")
 ANNEAL_STRATEGIES = ("cos", "linear")
 
 INT32_MAX = _checks.INT32_MAX
-
-# Profile of one cycle: (step, dtype) -> (shape in [0, 1], scale).
-CyclicProfile = Callable[[chex.Numeric, Any], tuple[jax.Array, jax.Array]]
-# One-cycle interpolation: (step, knot values, dtype) -> value.
-OneCycleProfile = Callable[[chex.Numeric, Sequence[Any], Any], jax.Array]
 
 
 def float_dtype(*values: Any) -> Any:
@@ -93,14 +88,10 @@ def _waveform_shape(u: jax.Array, waveform: str) -> jax.Array:
 
 
 def cyclic_profile(
-    step_size_up: chex.Numeric,
-    step_size_down: chex.Numeric | None,
-    mode: str,
-    gamma: chex.Numeric,
-    scale_fn: Callable[[chex.Numeric], chex.Numeric] | None,
-    scale_mode: str,
-    waveform: str,
-) -> CyclicProfile:
+    step_size_up: chex.Numeric, step_size_down: chex.Numeric | None,
+    mode: str, gamma: chex.Numeric,
+    scale_fn: Callable[[chex.Numeric], chex.Numeric] | None, scale_mode: str,
+    waveform: str) -> Callable[..., tuple[jax.Array, jax.Array]]:
   """Checks the cycle arguments; returns ``(step, dtype) -> (shape, scale)``.
 
   ``shape`` is the waveform's height in [0, 1] (0 at the cycle boundaries, 1
@@ -203,11 +194,8 @@ def _check_phase_ends(p: float, n: int, three_phase: bool) -> None:
 
 
 def one_cycle_profile(
-    total_steps: chex.Numeric,
-    pct_start: chex.Numeric,
-    anneal_strategy: str,
-    three_phase: bool,
-) -> OneCycleProfile:
+    total_steps: chex.Numeric, pct_start: chex.Numeric, anneal_strategy: str,
+    three_phase: bool) -> Callable[..., jax.Array]:
   """Checks the phase arguments; returns ``(step, knots, dtype) -> value``.
 
   ``knots`` are the values at step 0 and at the end of each phase (3 for two
