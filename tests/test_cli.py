@@ -98,15 +98,15 @@ BAD_USAGE = [
      ["--start-lr: only for the classic test"]),
     (["range-test", "--min-lr", "0.1"], ["--min-lr: only with --parallel"]),
     (["train", "--base-lr", "0.01", "--max-lr", "0.1", "--gamma", "0.9"],
-     ["--gamma: only for --policy exp_range"]),
+     ["--gamma: not used by --policy triangular"]),
     (["train", "--policy", "fixed", "--lr", "0.1", "--max-lr", "1"],
      ["--max-lr: not used by --policy fixed"]),
     (["train", "--base-lr", "0.01", "--max-lr", "0.1", "--lr", "0.05"],
-     ["--lr: only for --policy fixed"]),
+     ["--lr: not used by --policy triangular"]),
     (["train", "--policy", "one-cycle", "--max-lr", "1", "--step-size", "2"],
      ["--step-size: not used by --policy one-cycle"]),
     (["train", "--base-lr", "0.01", "--max-lr", "0.1", "--three-phase"],
-     ["--three-phase: only for --policy one-cycle"]),
+     ["--three-phase: not used by --policy triangular"]),
     (["train", "--policy", "one-cycle", "--max-lr", "1", "--base-lr", "0.1",
       "--div-factor", "5"], ["give --base-lr or --div-factor"]),
 ]
@@ -314,7 +314,7 @@ def test_range_test_on_colour_images_from_an_npz_file(capsys, tmp_path,
 def write_range_test_result(path: pathlib.Path):
   """A synthetic range test whose loss rule gives known CLR bounds."""
   from optax_clr import results
-  lrs = np.geomspace(1e-4, 1.0, 50)
+  lrs = np.geomspace(1e-4, 1.0, 100)  # 25 per decade: resolution enough
   x = np.log10(lrs)
   loss = 2.3 - 1.5 / (1 + np.exp(-4 * (x + 2))) + 3 * np.maximum(x + 0.5, 0)
   result = results.RangeTestResult(lrs=lrs, losses=loss,

@@ -127,7 +127,7 @@ def test_classic_steps_below_two_name_the_flag(capsys, tmp_path):
   code, _, err = run_cli(capsys, "range-test", "--steps", "1", "--out",
                          tmp_path / "x")
   assert code == 2
-  assert "--steps must be >= 2 for the classic test" in one_line(err)
+  assert "--steps must be an integer >= 2, got 1" in one_line(err)
 
 
 def test_library_errors_name_flags(capsys, tmp_path):
@@ -222,7 +222,7 @@ def test_disciplined_command(capsys, tmp_path):
   code, _, err = run_cli(capsys, "disciplined", "--weight-decays", "0,-1",
                          "--out", tmp_path / "bad")
   assert code == 2
-  assert "--weight-decays must be numbers >= 0, got -1" in one_line(err)
+  assert "--weight-decays[1] must be in [0, inf), got -1" in one_line(err)
   assert not os.path.exists(tmp_path / "bad")
 
 

@@ -1,15 +1,15 @@
 """What every command shares: option types and flags, errors and exit
-codes, and the data, model and optimizer a command's flags name (the run
-directory is in :mod:`._run`).
+codes, and what the flags name (data, model, optimizer; built by the
+library). The run directory is in :mod:`._run`.
 
-This module imports only click and the standard library: ``--help`` and
-usage errors answer before jax is loaded. Errors print one line,
-``optax-clr: error: <what>``, naming CLI flags (never library parameter
-names); ``OPTAX_CLR_DEBUG=1`` raises them with their traceback instead.
-Exit codes: 0 done; 2 usage (a bad flag, file or value, found before
-anything is written); 1 failed (a run that diverged or stalled unless
-``--allow-failure``, a test that gave no answer, a checkpoint of another
-run, a bug); 130 interrupted (what was computed is written first).
+Only click and the standard library are imported here: ``--help`` and
+usage errors answer before jax loads. An error prints one line,
+``optax-clr: error: <what>``, naming flags, never library parameters
+(``OPTAX_CLR_DEBUG=1``: the traceback instead). Exit codes: 0 done; 2 a
+bad flag, file or value, found before anything is written; 1 a failed run
+(diverged or stalled unless ``--allow-failure``, a test that gave no
+answer, a checkpoint of another run, a bug); 130 interrupted (what was
+computed is written first).
 """
 
 from __future__ import annotations
@@ -28,22 +28,25 @@ import click
 PROG = "optax-clr"
 CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=100,
                show_default=True)
+usage = click.UsageError
 # Library parameter -> the flag that sets it, for error messages.
-FLAG_OF = {
-    "num_steps": "--steps", "start_lr": "--start-lr", "end_lr": "--end-lr",
-    "min_lr": "--min-lr", "max_lr": "--max-lr", "base_lr": "--base-lr",
-    "base_value": "--base-lr", "max_value": "--max-lr", "lr": "--lr",
-    "step_size_up": "--step-size", "step_size_down": "--step-size-down",
-    "batch_size": "--batch-size", "num_lrs": "--parallel",
-    "num_seeds": "--seeds", "num_epochs": "--epochs", "total_steps":
-    "--epochs", "smoothing": "--smoothing", "diverge_threshold":
-    "--diverge-threshold", "eval_every": "--eval-every", "gamma": "--gamma",
-    "pct_start": "--pct-start", "div_factor": "--div-factor",
-    "final_div_factor": "--final-div-factor", "base_momentum":
-    "--base-momentum", "max_momentum": "--max-momentum", "momentum":
-    "--momentum", "weight_decay": "--weight-decay", "learning_rate": "--lr",
-    "val_fraction": "--val-fraction", "width": "--width", "seed": "--seed",
-    "cycles": "--cycles"}
+FLAG_OF = dict(
+    num_steps="--steps", start_lr="--start-lr", end_lr="--end-lr",
+    min_lr="--min-lr", max_lr="--max-lr", base_lr="--base-lr",
+    base_value="--base-lr", max_value="--max-lr", lr="--lr",
+    learning_rate="--lr", step_size_up="--step-size",
+    step_size_down="--step-size-down", batch_size="--batch-size",
+    num_lrs="--parallel", num_seeds="--seeds", num_epochs="--epochs",
+    total_steps="--epochs", smoothing="--smoothing",
+    diverge_threshold="--diverge-threshold", eval_every="--eval-every",
+    gamma="--gamma", pct_start="--pct-start", div_factor="--div-factor",
+    final_div_factor="--final-div-factor", base_momentum="--base-momentum",
+    max_momentum="--max-momentum", momentum="--momentum",
+    weight_decay="--weight-decay", val_fraction="--val-fraction",
+    width="--width", seed="--seed", cycles="--cycles",
+    weight_decays="--weight-decays", momenta="--momenta")
+_LIBRARY_NAME = re.compile(r"(?<![\w\-\.'\[])(" + "|".join(
+    sorted(FLAG_OF, key=len, reverse=True)) + r")(?![\w'])")
 
 
 class Number(click.ParamType):
@@ -70,27 +73,24 @@ class Number(click.ParamType):
     except (TypeError, ValueError, OverflowError):
       self.fail(f"must be {'an' if self.kind is int else 'a'} {self.name}, "
                 f"got {text}", param, ctx)
-    if self.kind is float:
-      if not math.isfinite(x):
-        self.fail(f"must be a finite number, got {text}", param, ctx)
-      if abs(x) > 3.4028234e38:
-        self.fail(f"must be a float32 (|x| <= 3.4e38), got {text}", param,
-                  ctx)
-      if (self.low == 0 and self.low_open and x > 0
-          and struct.unpack("f", struct.pack("f", x))[0] == 0):
-        self.fail(f"must be > 0 in float32 (>= 1.4e-45), got {text}", param,
-                  ctx)
-    elif abs(x) > 2**31 - 1:
-      self.fail(f"must be an int32 (|x| <= 2147483647), got {text}", param,
-                ctx)
-    if self.low is not None and (x <= self.low if self.low_open
-                                 else x < self.low):
-      self.fail(f"must be {'>' if self.low_open else '>='} {self.low:g}, "
-                f"got {text}", param, ctx)
-    if self.high is not None and (x >= self.high if self.high_open
-                                  else x > self.high):
-      self.fail(f"must be {'<' if self.high_open else '<='} {self.high:g}, "
-                f"got {text}", param, ctx)
+    why = None
+    if self.kind is float and not math.isfinite(x):
+      why = "must be a finite number"
+    elif self.kind is float and abs(x) > 3.4028234e38:
+      why = "must be a float32 (|x| <= 3.4e38)"
+    elif self.kind is float and self.low == 0 and self.low_open and x > 0 \
+        and struct.unpack("f", struct.pack("f", x))[0] == 0:
+      why = "must be > 0 in float32 (>= 1.4e-45)"
+    elif self.kind is int and abs(x) > 2**31 - 1:
+      why = "must be an int32 (|x| <= 2147483647)"
+    elif self.low is not None and (x <= self.low if self.low_open
+                                   else x < self.low):
+      why = f"must be {'>' if self.low_open else '>='} {self.low:g}"
+    elif self.high is not None and (x >= self.high if self.high_open
+                                    else x > self.high):
+      why = f"must be {'<' if self.high_open else '<='} {self.high:g}"
+    if why:
+      self.fail(f"{why}, got {text}", param, ctx)
     return x
 
 
@@ -106,20 +106,12 @@ def choice(values: Sequence[str]) -> click.Choice:
   return click.Choice(list(values), case_sensitive=False)
 
 
-def usage(message: str) -> click.UsageError:
-  return click.UsageError(message)
-
-
 # ----------------------------------------------------------------------------
 # Errors and exit codes.
 
 
 def one_line(text: Any) -> str:
   return " ".join(str(text).split())
-
-
-_LIBRARY_NAME = re.compile(r"(?<![\w\-\.'\[])(" + "|".join(
-    sorted(map(re.escape, FLAG_OF), key=len, reverse=True)) + r")(?![\w'])")
 
 
 def in_flags(text: str) -> str:
@@ -177,30 +169,22 @@ def usage_errors() -> Iterator[None]:
 def run_main(group: click.Group, argv: Sequence[str] | None,
              interrupted: Callable[[], bool]) -> int:
   """Runs the command line; returns the exit status (module docstring)."""
+  code, message = 0, None
   try:
     group.main(args=None if argv is None else list(argv), prog_name=PROG,
                standalone_mode=False)
-    code, message = 0, None
   except click.exceptions.NoArgsIsHelpError as e:
     click.echo(e.ctx.get_help())
-    return 0
   except click.exceptions.Exit as e:
     return e.exit_code
   except Exit as e:
     code, message = e.code, one_line(e)
-  except (click.Abort, KeyboardInterrupt):
+  except (Exception, KeyboardInterrupt) as e:  # pylint: disable=broad-except
     if os.environ.get("OPTAX_CLR_DEBUG"):
       raise
-    code, message = 130, "interrupted"
-  except click.ClickException as e:
-    if os.environ.get("OPTAX_CLR_DEBUG"):
-      raise
-    code = 2 if isinstance(e, click.UsageError) else e.exit_code or 1
-    message = error_message(e)
-  except Exception as e:  # pylint: disable=broad-except
-    if os.environ.get("OPTAX_CLR_DEBUG"):
-      raise
-    code, message = 1, error_message(e)
+    stopped = isinstance(e, (KeyboardInterrupt, click.Abort))
+    code = 130 if stopped else 2 if isinstance(e, usage) else 1
+    message = "interrupted" if stopped else error_message(e)
   if interrupted() and code in (0, 1, 130):
     # Ctrl-C: every loop stopped at its next chunk and what was computed
     # is written; a failure it caused (e.g. no bounds) is not the news.
@@ -214,28 +198,18 @@ def run_main(group: click.Group, argv: Sequence[str] | None,
 # Flags shared by commands.
 
 
-def given(ctx: click.Context, names: Sequence[str]) -> list[str]:
-  """The flags among ``names`` (parameter names) set on the command line."""
-  return [next((o for o in p.opts if o.startswith("--")), p.opts[0])
-          for p in ctx.command.params if p.name in names and
-          ctx.get_parameter_source(p.name) not in (
-              click.core.ParameterSource.DEFAULT, None)]
-
-
 def reject(ctx: click.Context, names: Sequence[str], why: str) -> None:
   """A usage error when a flag that would be ignored was given."""
-  found = given(ctx, names)
+  found = [p.opts[0] for p in ctx.command.params if p.name in names and
+           ctx.get_parameter_source(p.name) not in (
+               click.core.ParameterSource.DEFAULT, None)]
   if found:
     raise usage(f"{' '.join(found)}: {why}")
 
 
 def options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
   """Several click options as one decorator (listed in --help in order)."""
-  def decorate(f):
-    for d in reversed(decorators):
-      f = d(f)
-    return f
-  return decorate
+  return lambda f: functools.reduce(lambda g, d: d(g), decorators[::-1], f)
 
 
 data_options = options(
@@ -251,38 +225,33 @@ data_options = options(
                  help="Examples per training batch."),
     click.option("--val-fraction", type=FRACTION, default=0.2,
                  help="Fraction of the data held out for validation."))
-
-SEED, OUT, OVERWRITE, NO_PROGRESS, JSON = (
-    click.option("--seed", type=NONNEG_INT, default=0,
-                 help="Seed of the split, the initial weights and the "
-                 "shuffles."),
+OUT = options(
     click.option("--out", type=click.Path(file_okay=False), default=None,
                  show_default="runs/<command>-<timestamp>",
                  help="Output directory."),
     click.option("--overwrite", is_flag=True,
                  help="Reuse an --out directory that already holds a run "
                  "(its results, plots and records are removed first; a "
-                 "checkpoint is kept)."),
-    click.option("--no-progress", is_flag=True,
-                 help="Never show progress bars (they are shown only on a "
-                 "terminal anyway)."),
-    click.option("--json", "as_json", is_flag=True,
-                 help="Print one JSON object with the results on stdout "
-                 "(human-readable lines go to stderr)."))
-run_options = options(SEED, OUT, OVERWRITE, NO_PROGRESS, JSON)
-
-optimizer_choice = click.option(
-    "--optimizer", type=choice(("sgd", "adam", "adamw")), default="sgd",
-    help="sgd (with momentum), adam or adamw.")
-weight_decay_option = click.option(
-    "--weight-decay", type=NONNEG, default=0.0,
-    help="Weight decay (decoupled for adamw; added to the gradient for sgd "
-    "and adam).")
+                 "checkpoint is kept)."))
+JSON = click.option("--json", "as_json", is_flag=True,
+                    help="Print one JSON object with the results on stdout "
+                    "(human-readable lines go to stderr).")
+run_options = options(
+    click.option("--seed", type=NONNEG_INT, default=0, help="Seed of the "
+                 "split, the initial weights and the shuffles."), OUT,
+    click.option("--no-progress", is_flag=True, help="Never show progress "
+                 "bars (they are shown only on a terminal anyway)."), JSON)
+OPTIMIZER = click.option("--optimizer", type=choice(("sgd", "adam",
+                                                     "adamw")),
+                         default="sgd", help="sgd (with momentum), adam or "
+                         "adamw.")
+WEIGHT_DECAY = click.option("--weight-decay", type=NONNEG, default=0.0,
+                            help="Weight decay (decoupled for adamw; added "
+                            "to the gradient for sgd and adam).")
 optimizer_options = options(
-    optimizer_choice,
-    click.option("--momentum", type=MOMENTUM, default=0.9,
-                 help="SGD momentum (0: plain SGD), or Adam's b1."),
-    weight_decay_option)
+    OPTIMIZER, click.option("--momentum", type=MOMENTUM, default=0.9,
+                            help="SGD momentum (0: plain SGD), or Adam's b1."),
+    WEIGHT_DECAY)
 
 
 # ----------------------------------------------------------------------------
@@ -295,14 +264,17 @@ def progress_enabled(no_progress: bool) -> bool:
   return not no_progress and _progress.interactive()
 
 
-def load_data(spec: str, val_fraction: float, seed: int, batch_size: int):
-  """``(dataset, train, val)``; the batch must fit the training split."""
+def load_data(f: Any):
+  """``(dataset, train, val)`` of ``--data``, ``--val-fraction`` and
+  ``--seed``; a usage error (exit 2) when they, or ``--batch-size``, do not
+  fit."""
   from optax_clr import data
-  dataset = data.load_dataset(spec)
-  train, val = dataset.split(val_fraction, seed)
-  if batch_size > len(train):
+  with usage_errors():
+    dataset = data.load_dataset(f.data)
+    train, val = dataset.split(f.val_fraction, f.seed)
+  if f.batch_size > len(train):
     raise click.BadParameter(f"must be <= the {len(train)} training "
-                             f"examples, got {batch_size}",
+                             f"examples, got {f.batch_size}",
                              param_hint="--batch-size")
   return dataset, train, val
 
@@ -322,17 +294,16 @@ def build_model(name: str, dataset: Any, width: int | None, seed: int):
 @functools.lru_cache(maxsize=None)
 def factory(name: str, momentum: float | None = None,
             weight_decay: float = 0.0, nesterov: bool = False):
-  """``learning_rate -> GradientTransformation`` of ``--optimizer``: for
-  the tests, fit, and (scheduled by :func:`optax_clr.cyclic_optimizer`)
-  train. The same object for the same flags: compiled programs are
-  reused."""
+  """``learning_rate -> GradientTransformation`` of ``--optimizer`` (for
+  the tests and fit; train schedules it with
+  :func:`optax_clr.cyclic_optimizer`). The same object for the same flags:
+  compiled programs are reused."""
   from optax_clr import optimizers
   kw = {} if momentum is None else {
       "momentum" if name == "sgd" else "b1": momentum}
-  if nesterov:
-    kw["nesterov"] = True
   return functools.partial(getattr(optimizers, name),
-                           weight_decay=weight_decay, **kw)
+                           weight_decay=weight_decay, **kw,
+                           **({"nesterov": True} if nesterov else {}))
 
 
 def fmt(x: Any, spec: str = ".4g") -> str:

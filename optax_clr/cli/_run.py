@@ -31,16 +31,6 @@ from optax_clr.cli._common import usage
 LOCK_NAME = ".optax-clr.lock"
 
 
-def _unsafe(path: pathlib.Path) -> str | None:
-  resolved = path.resolve()
-  for place, why in ((pathlib.Path(resolved.anchor), "a filesystem root"),
-                     (pathlib.Path.home().resolve(), "the home directory"),
-                     (pathlib.Path.cwd().resolve(), "the current directory")):
-    if resolved == place:
-      return why
-  return None
-
-
 def _transient(p: pathlib.Path) -> bool:
   """The lock, or the temporary file of an atomic write (``.NAME.*.tmp``)
   that a killed run left behind."""
@@ -55,15 +45,15 @@ def check_out(out: str | None, overwrite: bool) -> pathlib.Path | None:
   if not out.strip():
     raise usage("--out must name a directory, got an empty string")
   path = pathlib.Path(out).expanduser()
-  why = _unsafe(path)
-  if why is not None:
-    raise usage(f"--out {out} is {why}; give a directory of its own")
+  resolved = path.resolve()
+  for place, why in ((pathlib.Path(resolved.anchor), "a filesystem root"),
+                     (pathlib.Path.home().resolve(), "the home directory"),
+                     (pathlib.Path.cwd().resolve(), "the current directory")):
+    if resolved == place:
+      raise usage(f"--out {out} is {why}; give a directory of its own")
   if path.exists() and not path.is_dir():
     raise usage(f"--out {out} exists and is not a directory")
-  pid = _lock_holder(path)
-  if pid is not None:
-    raise usage(f"--out {path} is in use by another optax-clr run (pid "
-                f"{pid})")
+  _check_lock(path)
   if path.is_dir() and any(not _transient(p) for p in path.iterdir()):
     if not (path / "config.json").exists():
       raise usage(f"--out {out} is a non-empty directory that holds no "
@@ -74,18 +64,19 @@ def check_out(out: str | None, overwrite: bool) -> pathlib.Path | None:
   return path
 
 
-def _lock_holder(path: pathlib.Path) -> int | None:
-  """The pid of a live process (not this one) holding ``path``'s lock."""
+def _check_lock(path: pathlib.Path) -> None:
+  """A usage error while a live process (not this one) holds the lock."""
   try:
     pid = int((path / LOCK_NAME).read_text().strip() or 0)
     if pid and pid != os.getpid():
       os.kill(pid, 0)
-      return pid
+    else:
+      return
   except PermissionError:  # alive, another user's
-    return pid
-  except (OSError, ValueError):
     pass
-  return None
+  except (OSError, ValueError):
+    return
+  raise usage(f"--out {path} is in use by another optax-clr run (pid {pid})")
 
 
 @contextlib.contextmanager
@@ -98,10 +89,7 @@ def locked(path: pathlib.Path) -> Iterator[None]:
       fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
       break
     except FileExistsError:
-      pid = _lock_holder(path)
-      if pid is not None:
-        raise usage(f"--out {path} is in use by another optax-clr run "
-                    f"(pid {pid})") from None
+      _check_lock(path)
       lock.unlink(missing_ok=True)
   else:
     raise usage(f"--out {path}: cannot take the lock {lock}")
@@ -120,21 +108,19 @@ def environment_info() -> dict[str, Any]:
   import jax
 
   from optax_clr import __version__
-
-  def version(dist: str) -> str | None:
+  versions = {}
+  for dist in ("jaxlib", "optax", "flax", "numpy"):
     try:
-      return md.version(dist)
+      versions[dist] = md.version(dist)
     except md.PackageNotFoundError:
-      return None
-  devices = jax.devices()
+      versions[dist] = None
   return {
       "optax_clr": __version__, "python": platform.python_version(),
-      "jax": jax.__version__, **{d: version(d) for d in (
-          "jaxlib", "optax", "flax", "numpy")},
-      "backend": jax.default_backend(), "device_count": jax.device_count(),
+      "jax": jax.__version__, **versions, "backend": jax.default_backend(),
+      "device_count": jax.device_count(),
       "local_device_count": jax.local_device_count(),
       "process_count": jax.process_count(),
-      "device_kind": devices[0].device_kind if devices else None,
+      "device_kind": jax.devices()[0].device_kind,
       "platform": platform.platform(), "machine": platform.machine(),
       "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
       "xla_flags": os.environ.get("XLA_FLAGS")}
@@ -147,10 +133,9 @@ def compilation_cache() -> str | None:
   ``~/.cache/optax-clr/xla``."""
   if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     return os.environ["JAX_COMPILATION_CACHE_DIR"]
-  base = os.environ.get("OPTAX_CLR_CACHE_DIR")
-  if base is None:
-    base = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".cache"), "optax-clr")
+  base = os.environ.get("OPTAX_CLR_CACHE_DIR", os.path.join(
+      os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+      "optax-clr"))
   if not base:
     return None
   from optax_clr import enable_compilation_cache
@@ -158,8 +143,8 @@ def compilation_cache() -> str | None:
 
 
 class Run:
-  """One command's output directory: config, environment, files written,
-  and where human-readable lines go (stderr under ``--json``)."""
+  """One command's output directory: config, environment, results, and
+  where human-readable lines go (stderr under ``--json``)."""
 
   def __init__(self, ctx: click.Context, out: pathlib.Path | None,
                as_json: bool = False):
@@ -175,7 +160,7 @@ class Run:
     self._lock.__enter__()
     # check_out let through a new directory, one holding only what a killed
     # run left (temporary files), or one holding a run with --overwrite.
-    for p in sorted(self.dir.iterdir()):
+    for p in self.dir.iterdir():
       if p.is_file() and p.name != LOCK_NAME and (
           _transient(p) or p.suffix in (".json", ".csv", ".png")):
         p.unlink()
@@ -230,9 +215,9 @@ class Run:
 
 
 @contextlib.contextmanager
-def run_dir(ctx: click.Context, out: str | None, overwrite: bool,
-            as_json: bool) -> Iterator[Run]:
-  run = Run(ctx, check_out(out, overwrite), as_json)
+def run_dir(ctx: click.Context, f: Any) -> Iterator[Run]:
+  """The run of ``--out``/``--overwrite``/``--json`` (flags ``f``)."""
+  run = Run(ctx, check_out(f.out, f.overwrite), f.as_json)
   try:
     yield run
   finally:

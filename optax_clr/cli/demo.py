@@ -16,7 +16,7 @@ from optax_clr.cli import train as train_lib
 # the test and the loss curve has a real descent.
 FULL = dict(start_lr=1e-3, end_lr=10.0, range_steps=300, sweep_lrs=16,
             sweep_epochs=3, epochs=24, step_size=3.0, width=16)
-QUICK = dict(FULL, range_steps=60, sweep_lrs=8, sweep_epochs=2, epochs=4,
+QUICK = dict(FULL, range_steps=100, sweep_lrs=8, sweep_epochs=2, epochs=4,
              step_size=1.0, width=8)
 
 
@@ -30,8 +30,7 @@ QUICK = dict(FULL, range_steps=60, sweep_lrs=8, sweep_epochs=2, epochs=4,
               show_default="16 (8 with --quick)", help="CNN width.")
 @c.run_options
 @click.pass_context
-def demo_cmd(ctx, quick, epochs, width, seed, out, overwrite, no_progress,
-             as_json):
+def demo_cmd(ctx, quick, epochs, width, **flags):
   """The main job on the embedded digits, end to end.
 
   \b
@@ -44,19 +43,17 @@ def demo_cmd(ctx, quick, epochs, width, seed, out, overwrite, no_progress,
   Writes every part's results and plots; results.json names the parts and
   the bounds used (so `optax-clr train --bounds-from OUT` takes them).
   """
-  cfg = dict(QUICK if quick else FULL)
-  cfg.update((k, v) for k, v in (("epochs", epochs), ("width", width)) if v)
-  f = types.SimpleNamespace(**cfg, seed=seed, batch_size=64,
-                            no_progress=no_progress)
-  with c.usage_errors():
-    dataset, train, val = c.load_data("digits", 0.2, seed, f.batch_size)
-  with _run.run_dir(ctx, out, overwrite, as_json) as run:
+  f = types.SimpleNamespace(**dict(QUICK if quick else FULL), **flags,
+                            data="digits", val_fraction=0.2, batch_size=64)
+  f.epochs, f.width = epochs or f.epochs, width or f.width
+  dataset, train, val = c.load_data(f)
+  with _run.run_dir(ctx, f) as run:
     per_epoch = len(train) // f.batch_size
     run.say(c.describe_data(dataset, train, val, f"CNN width {f.width}")
             + f"; batch {f.batch_size} -> {per_epoch} iterations per epoch; "
             "SGD momentum 0.9")
     # The drivers work on copies: every run starts from these weights.
-    net = c.build_model("cnn", dataset, f.width, seed)
+    net = c.build_model("cnn", dataset, f.width, f.seed)
     found = _bounds(run, f, net, train, val, per_epoch)
     rows, plans = _train_both(run, f, net, train, val, per_epoch, found)
     return _summary(run, f, found, rows, plans)

@@ -4,44 +4,28 @@ suggest, and the cyclical momentum to use."""
 
 from __future__ import annotations
 
+import types
+
 import click
 
 from optax_clr.cli import _common as c
 from optax_clr.cli import _run
 
 
-class Floats(click.ParamType):
-  """Distinct comma-separated numbers in ``[low, high)``."""
-  name = "floats"
-
-  def __init__(self, low: float, high: float | None = None):
-    self.low, self.high = low, high
-
-  def convert(self, value, param, ctx):
-    if not isinstance(value, str):
-      return value
-    values = []
-    for part in (p.strip() for p in value.split(",")):
-      try:
-        x = float(part)
-      except ValueError:
-        self.fail(f"must be a comma-separated list of numbers, got "
-                  f"{value!r}", param, ctx)
-      if not (x >= self.low and (self.high is None or x < self.high)):
-        bound = (f">= {self.low:g}" if self.high is None
-                 else f"in [{self.low:g}, {self.high:g})")
-        self.fail(f"must be numbers {bound}, got {part}", param, ctx)
-      values.append(x)
-    if len(set(values)) != len(values):
-      self.fail(f"must be distinct numbers, got {value}", param, ctx)
-    return values
+def _floats(ctx, param, value: str) -> list[float]:
+  """Comma-separated numbers (checked by the library with the ramp)."""
+  try:
+    return [float(part) for part in value.split(",")]
+  except ValueError:
+    raise click.BadParameter(f"must be a comma-separated list of numbers, "
+                             f"got {value!r}", ctx, param) from None
 
 
 @click.command("disciplined", context_settings=c.CONTEXT)
 @c.data_options
-@click.option("--weight-decays", type=Floats(0.0), default="0,1e-5,1e-4,1e-3",
+@click.option("--weight-decays", callback=_floats, default="0,1e-5,1e-4,1e-3",
               help="Comma-separated weight decays to compare.")
-@click.option("--momenta", type=Floats(0.0, 1.0), default="0.9",
+@click.option("--momenta", callback=_floats, default="0.9",
               help="Comma-separated momenta (b1 for adam) to compare.")
 @click.option("--optimizer", type=c.choice(("sgd", "adam")), default="sgd",
               help="sgd (momentum, L2 weight decay) or adam (b1, L2 weight "
@@ -54,9 +38,7 @@ class Floats(click.ParamType):
               show_default="40 per decade of LR", help="Steps of the ramps.")
 @c.run_options
 @click.pass_context
-def disciplined_cmd(ctx, data, model, width, batch_size, val_fraction,
-                    weight_decays, momenta, optimizer, start_lr, end_lr,
-                    steps, seed, out, overwrite, no_progress, as_json):
+def disciplined_cmd(ctx, **flags):
   """Smith's disciplined approach: LR range tests at several weight decays.
 
   All ramps run side by side in one compiled program, on the same batches
@@ -66,24 +48,27 @@ def disciplined_cmd(ctx, data, model, width, batch_size, val_fraction,
   0.85. Writes results.json, results.csv and weight_decay.png (the loss
   over LR x weight decay); exits 1 when no ramp gave bounds.
   """
-  if start_lr >= end_lr:
-    raise c.usage(f"--start-lr must be < --end-lr, got --start-lr="
-                  f"{start_lr:g}, --end-lr={end_lr:g}")
-  with c.usage_errors():
-    dataset, train, val = c.load_data(data, val_fraction, seed, batch_size)
-  with _run.run_dir(ctx, out, overwrite, as_json) as run:
+  from optax_clr.drivers import _ramp
+  f = types.SimpleNamespace(**flags)
+  with c.usage_errors():  # the grid and the ramp, by the library's checks
+    _ramp._check_grid("weight_decays", f.weight_decays, 0.0, None)
+    _ramp._check_grid("momenta", f.momenta, 0.0, 1.0)
+    _ramp.RampSettings.check(f.start_lr, f.end_lr, f.steps, "exp", 0.05,
+                             None, None, None)
+  dataset, train, val = c.load_data(f)
+  with _run.run_dir(ctx, f) as run:
     import optax_clr as clr
-    run.say(c.describe_data(dataset, train, val, model) + f"; "
-            f"{len(weight_decays)} weight decays x {len(momenta)} momenta, "
-            f"{optimizer}")
+    run.say(c.describe_data(dataset, train, val, f.model) + f"; "
+            f"{len(f.weight_decays)} weight decays x {len(f.momenta)} "
+            f"momenta, {f.optimizer}")
     result = clr.weight_decay_range_test(
-        c.build_model(model, dataset, width, seed), clr.cross_entropy_loss,
-        train, weight_decays=weight_decays, momenta=momenta,
-        optimizer=c.factory(optimizer),
-        momentum_name="momentum" if optimizer == "sgd" else "b1",
-        start_lr=start_lr, end_lr=end_lr, num_steps=steps,
-        batch_size=batch_size, seed=seed,
-        progress=False if no_progress else None)
+        c.build_model(f.model, dataset, f.width, f.seed),
+        clr.cross_entropy_loss, train, weight_decays=f.weight_decays,
+        momenta=f.momenta, optimizer=c.factory(f.optimizer),
+        momentum_name="momentum" if f.optimizer == "sgd" else "b1",
+        start_lr=f.start_lr, end_lr=f.end_lr, num_steps=f.steps,
+        batch_size=f.batch_size, seed=f.seed,
+        progress=False if f.no_progress else None)
     sugg = result.suggest()
     run.say(str(sugg))
     run.save(result, "results", "weight_decay")
@@ -93,7 +78,7 @@ def disciplined_cmd(ctx, data, model, width, batch_size, val_fraction,
       raise c.Exit(1, f"no ramp gave CLR bounds ({why}); results are in "
                    f"{run.dir}")
     run.say(f"next: optax-clr train --bounds-from {run.dir} --optimizer "
-            f"{optimizer} --weight-decay {sugg.weight_decay:g} "
+            f"{f.optimizer} --weight-decay {sugg.weight_decay:g} "
             f"--base-momentum {sugg.base_momentum:g} --max-momentum "
             f"{sugg.max_momentum:g}")
   return 0

@@ -15,24 +15,25 @@ CLASSIC_ONLY = ("start_lr", "end_lr", "ramp", "smoothing", "eval_every")
 
 
 def _check(ctx, f) -> None:
+  """The flags the mode would ignore are refused; the values are checked by
+  the library's own checks of the ramp, or of the sweep's grid."""
+  from optax_clr.drivers import _ramp
+  from optax_clr.drivers import _sweep
   if f.parallel == 1:
     raise click.BadParameter("must be 0 (classic) or >= 2, got 1",
                              param_hint="--parallel")
   if f.parallel:
     c.reject(ctx, CLASSIC_ONLY + ("seeds",),
              "only for the classic test, not with --parallel")
-    if f.min_lr >= f.max_lr:
-      raise c.usage(f"--min-lr must be < --max-lr, got --min-lr="
-                    f"{f.min_lr:g}, --max-lr={f.max_lr:g}")
-    return
-  c.reject(ctx, ("min_lr", "max_lr"), "only with --parallel K")
-  if f.start_lr >= f.end_lr:
-    raise c.usage(f"--start-lr must be < --end-lr, got --start-lr="
-                  f"{f.start_lr:g}, --end-lr={f.end_lr:g}")
-  if f.steps is not None and f.steps < 2:
-    raise click.BadParameter(f"must be >= 2 for the classic test (a ramp "
-                             f"needs two LRs), got {f.steps}",
-                             param_hint="--steps")
+  else:
+    c.reject(ctx, ("min_lr", "max_lr"), "only with --parallel K")
+  with c.usage_errors():
+    if f.parallel:
+      _sweep.lr_grid(None, f.parallel, f.min_lr, f.max_lr)
+    else:
+      _ramp.RampSettings.check(f.start_lr, f.end_lr, f.steps, f.ramp,
+                               f.smoothing, f.diverge_threshold,
+                               f.eval_every, f.eval_every and "val")
 
 
 @click.command("range-test", context_settings=c.CONTEXT)
@@ -89,16 +90,13 @@ def range_test_cmd(ctx, **flags):
   """
   f = types.SimpleNamespace(**flags)
   _check(ctx, f)
-  with c.usage_errors():
-    dataset, train, val = c.load_data(f.data, f.val_fraction, f.seed,
-                                      f.batch_size)
-  with _run.run_dir(ctx, f.out, f.overwrite, f.as_json) as run:
+  dataset, train, val = c.load_data(f)
+  with _run.run_dir(ctx, f) as run:
     run.say(c.describe_data(dataset, train, val, f.model) + f"; optimizer: "
             f"{f.optimizer} (momentum {f.momentum:g}, weight decay "
             f"{f.weight_decay:g})")
     net = c.build_model(f.model, dataset, f.width, f.seed)
-    result = _test(run, f, net, train, val)
-    return _report(run, f, result)
+    return _report(run, f, _test(run, f, net, train, val))
 
 
 def _test(run, f, net, train, val):
