@@ -1,25 +1,12 @@
 """Image classification datasets held in host memory, and their batches.
 
-A :class:`Dataset` is a pair of NumPy arrays (NHWC float32 images in [0, 1],
-int32 labels) with a deterministic split and a seeded, reshuffling batch
-iterator that yields ``{"image", "label"}`` dicts, the batch format of
-``optax_clr.models.cross_entropy_loss`` and the range tests.
-
-Sources (nothing is downloaded; every loader reads local files):
-
-* :func:`load_digits` — the embedded default, ``optax_clr/_data/digits.npz``:
-  scikit-learn's copy (BSD-3-Clause) of the test set of the UCI "Optical
-  Recognition of Handwritten Digits" data (optdigits; E. Alpaydin and
-  C. Kaynak, 1998): 1797 8x8 grey images with 17 grey levels (0..16), ten
-  classes. Written by ``tools/make_digits_npz.py``; scikit-learn is not needed
-  at runtime.
-* :func:`load_mnist` — MNIST or Fashion-MNIST IDX files, gzipped or not.
-* :func:`load_cifar10` — the CIFAR-10 "python version" pickle batches.
-* :func:`load_npz` — any ``.npz`` with ``x`` images and ``y`` labels.
-* :func:`load_dataset` — one string spec for the command line.
-
-Malformed files raise ValueError naming the file and what was expected;
-missing files raise FileNotFoundError naming what was looked for.
+A :class:`Dataset` holds NHWC float32 images in [0, 1] and int32 labels,
+splits deterministically and yields seeded, reshuffled ``{"image",
+"label"}`` batches (the format of ``optax_clr.models.cross_entropy_loss``).
+Nothing is downloaded: the 8x8 digits ship with the package, and
+:func:`load_mnist`, :func:`load_cifar10` and :func:`load_npz` read local
+files. Malformed files raise ValueError naming the file and what was
+expected; missing ones FileNotFoundError naming what was looked for.
 """
 
 from __future__ import annotations
@@ -106,18 +93,13 @@ class Dataset:
 
   def split(self, val_fraction: float = 0.2,
             seed: int = 0) -> tuple[Dataset, Dataset]:
-    """Splits into ``(train, val)`` by a seeded random permutation.
-
-    ``round(N * val_fraction)`` examples (at least one, and at least one left
-    for training) go to validation. The same seed gives the same split; the
-    split is not stratified.
+    """Splits into ``(train, val)`` by a seeded random permutation (not
+    stratified): ``round(N * val_fraction)`` examples, at least one and not
+    all, go to ``"<name>[val]"``, the rest to ``"<name>[train]"``.
 
     Args:
       val_fraction: fraction of examples for validation, in (0, 1).
       seed: seed of the permutation.
-
-    Returns:
-      ``(train, val)`` datasets named ``"<name>[train]"``, ``"<name>[val]"``.
     """
     _checks.check_number("val_fraction", val_fraction, low=0.0, high=1.0,
                          low_inclusive=False, high_inclusive=False)
@@ -147,20 +129,16 @@ class Dataset:
               drop_remainder: bool = True) -> Iterator[dict[str, np.ndarray]]:
     """Yields ``{"image": [B, H, W, C], "label": [B]}`` NumPy batches.
 
-    Each epoch visits the examples in a fresh permutation drawn from
-    ``np.random.default_rng((seed, epoch))``: the same seed gives the same
-    sequence of batches, and consecutive epochs are shuffled differently.
+    Epoch ``e`` visits the examples in the permutation drawn from
+    ``np.random.default_rng((seed, e))``, as every driver does.
 
     Args:
       batch_size: examples per batch.
       seed: seed of the shuffles.
       epochs: number of passes over the data; None repeats forever.
-      drop_remainder: drop the last incomplete batch of each epoch (keeps
-        every batch the same shape, so a compiled step is not recompiled).
-
-    Raises:
-      ValueError: if ``drop_remainder`` and ``batch_size > len(self)`` (an
-        epoch would have no batch, and ``epochs=None`` would loop forever).
+      drop_remainder: drop each epoch's last incomplete batch, so that every
+        batch has one shape (no recompilation); then ``batch_size`` must be
+        at most ``len(self)``.
     """
     _checks.check_int("batch_size", batch_size)
     _checks.check_int("seed", seed, low=0)
@@ -191,11 +169,12 @@ class Dataset:
 
 
 def load_digits() -> Dataset:
-  """The embedded default: scikit-learn's 8x8 digits (UCI optdigits).
+  """The embedded default: 1797 8x8 grey digits, labels 0..9.
 
-  Returns:
-    1797 images ``[1797, 8, 8, 1]`` float32 (the counts 0..16 divided by 16)
-    with labels 0..9, named ``"digits"``.
+  scikit-learn's copy (BSD-3-Clause) of the test set of the UCI "Optical
+  Recognition of Handwritten Digits" data (optdigits; E. Alpaydin and
+  C. Kaynak, 1998), written by ``tools/make_digits_npz.py``: 17 grey levels
+  (0..16), divided by 16 here. Named ``"digits"``, shape ``[1797, 8, 8, 1]``.
   """
   resource = importlib.resources.files("optax_clr") / "_data" / "digits.npz"
   with resource.open("rb") as f, np.load(f, allow_pickle=False) as npz:

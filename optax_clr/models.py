@@ -1,16 +1,9 @@
-"""Small Flax NNX image classifiers for LR range tests and CLR training.
-
-Written for the parallel LR sweep, which trains K copies of one model at once
-by ``jax.vmap`` over a stack of their ``nnx.Param`` states:
-
-* every convolution is an :class:`Im2ColConv` (slices and one matmul), which
-  stays fast under ``vmap`` over the weights;
-* no BatchNorm (:class:`ResNet` uses GroupNorm), no dropout and no stored
-  RNG streams, so ``nnx.split(model)`` yields only ``nnx.Param`` leaves and a
-  copy's forward pass is a pure function of its params.
-
-Inputs are NHWC float32 ``[B, H, W, C]``; outputs are logits
-``[B, num_classes]``.
+"""Small Flax NNX image classifiers (NHWC float32 ``[B, H, W, C]`` ->
+logits ``[B, num_classes]``), written for K copies trained at once by
+``jax.vmap`` over their params: convolutions are :class:`Im2ColConv`, and
+there is no BatchNorm, dropout or stored RNG stream, so ``nnx.split(model)``
+yields only ``nnx.Param`` leaves and a copy's forward pass is a pure function
+of its params.
 """
 
 from __future__ import annotations
@@ -197,13 +190,12 @@ class CNN(nnx.Module):
   conv3x3(width) -> relu -> conv3x3(2 width) -> relu -> 2x2 avg pool ->
   conv3x3(2 width) -> relu -> global max pool -> dense(num_classes).
 
-  Works for any input of at least 2x2 pixels (8x8 digits, 28x28 MNIST, 32x32
-  CIFAR), grey or colour; ``width=16`` has about 15k parameters. Global max
-  rather than average pooling: on the 8x8 digits (batch 64, SGD momentum
-  0.9, lr 0.1) the average-pooled net sat near chance for the first epoch
-  (loss 2.25) while the max-pooled one reached 0.64, and 0.09 after three
-  epochs (vs 0.70); with lr 0.3 it diverges, which gives the LR range test a
-  clear rise-and-fall on the default data.
+  For any input of at least 2x2 pixels, grey or colour; ``width=16`` has
+  about 15k parameters. Global max pooling, not average: on the 8x8 digits
+  (batch 64, SGD momentum 0.9, lr 0.1) the average-pooled net sat near chance
+  for the first epoch (loss 2.25, max-pooled 0.64; 0.70 vs 0.09 after three),
+  and at lr 0.3 the max-pooled one diverges: a clear rise-and-fall for the
+  LR range test on the default data.
 
   Args:
     num_classes: number of output logits.
@@ -279,15 +271,13 @@ class ResNet(nnx.Module):
 
   stem conv3x3(width) + GroupNorm + relu, then three stages of
   ``blocks_per_stage`` :class:`ResidualBlock` with ``width, 2 width, 4 width``
-  channels (stages 2 and 3 start with stride 2), global average pool, dense.
-  ``blocks_per_stage=n`` has ``6n + 2`` weight layers (n=3: ResNet-20).
-  GroupNorm instead of BatchNorm: its statistics are per example, so there
-  is no running state to carry through vmapped copies, and training and
-  evaluation compute the same function at any batch size.
+  channels (stages 2 and 3 start with stride 2), global average pool, dense:
+  ``6n + 2`` weight layers for ``blocks_per_stage=n`` (n=3: ResNet-20).
+  GroupNorm, not BatchNorm: per-example statistics, so no running state in
+  the vmapped copies, and the same function in training and evaluation.
 
   Args:
-    num_classes: number of output logits.
-    in_channels: input channels (3 for colour, 1 for grey).
+    num_classes, in_channels: logits out, image channels in.
     width: channels of the stem and the first stage.
     blocks_per_stage: residual blocks in each of the three stages.
     rngs: ``nnx.Rngs`` with a ``params`` stream.
@@ -326,18 +316,9 @@ MODELS = {"cnn": CNN, "resnet": ResNet}
 
 def make_model(name: str, *, num_classes: int, in_channels: int,
                width: int | None = None, seed: int = 0) -> nnx.Module:
-  """Builds a model by name, for the command line.
-
-  Args:
-    name: one of ``"cnn"`` (:class:`CNN`) or ``"resnet"`` (:class:`ResNet`
-      with one block per stage).
-    num_classes: number of output logits.
-    in_channels: input channels.
-    width: base width; None uses the models' default (16).
-    seed: seed of the ``params`` RNG stream.
-
-  Returns:
-    The initialised ``nnx.Module``.
+  """Builds ``"cnn"`` (:class:`CNN`) or ``"resnet"`` (:class:`ResNet`, one
+  block per stage) for the command line, initialised from ``seed``; ``width``
+  None is the models' default (16).
   """
   _checks.check_choice("name", name, tuple(MODELS))
   _checks.check_int("seed", seed, low=0)
@@ -351,10 +332,9 @@ def make_model(name: str, *, num_classes: int, in_channels: int,
 @functools.partial(nnx.jit, static_argnums=(0, 1, 2, 3))
 def _build(name: str, num_classes: int, in_channels: int, width: int,
            key: jax.Array) -> nnx.Module:
-  # One compiled initialiser for the whole model instead of one small
-  # compilation per weight shape (eagerly that is ~1 s more on a CPU), and a
-  # program the CLI's persistent compilation cache can keep. Same values as
-  # an eager construction.
+  # One compiled initialiser instead of one small compilation per weight
+  # shape (~1 s on a CPU), which the CLI's compilation cache keeps; same
+  # values as an eager construction.
   return MODELS[name](num_classes=num_classes, in_channels=in_channels,
                       width=width, rngs=nnx.Rngs(params=key))
 
@@ -362,11 +342,9 @@ def _build(name: str, num_classes: int, in_channels: int, width: int,
 def cross_entropy_loss(
     model: nnx.Module, batch: dict[str, Array]
 ) -> tuple[Array, dict[str, Array]]:
-  """Mean softmax cross-entropy and accuracy of ``model`` on ``batch``.
+  """Mean softmax cross-entropy and accuracy: the range tests' default loss.
 
   loss = mean_b [logsumexp(logits_b) - logits_b[label_b]]
-
-  The default ``loss_fn`` of the range tests.
 
   Args:
     model: maps images ``[B, H, W, C]`` to logits ``[B, num_classes]``.
