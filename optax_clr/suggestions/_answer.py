@@ -1,20 +1,6 @@
-"""Every answer becomes an optimizer in one call.
-
-A range test's suggestions, a sweep's, the medians over seeds: each is an
-:class:`Answer` with ``base_lr``/``max_lr`` (and a sweep's best fixed LR),
-and gives, for a training budget,
-
-* ``answer.schedules(num_steps=... | num_epochs=..., steps_per_epoch=...,
-  policy=...)`` -- the LR and momentum schedules
-  (:func:`~optax_clr.policy_schedules`), and
-* ``answer.optimizer(optax.adamw, ...)`` -- a ready
-  ``optax.GradientTransformation`` with them around any optax optimizer
-  factory (:func:`~optax_clr.cyclic_optimizer`; the momentum -- SGD's
-  ``momentum``, Adam's ``b1`` -- cycled inversely to the LR).
-
-A cyclical schedule is laid out so the budget ends at a cycle end:
-``cycles`` cycles of ``2 * (N // (2 * cycles))`` steps, the few steps left
-over held at ``base_lr``.
+"""Every answer becomes an optimizer in one call: a range test's
+suggestions, a sweep's, the medians over seeds are each an :class:`Answer`,
+which gives the schedules and a ready optax optimizer for a budget.
 """
 
 from __future__ import annotations
@@ -22,8 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 import jax.numpy as jnp
+import optax
 
 from optax_clr import _checks
+from optax_clr import optimizers
+from optax_clr import schedules
+from optax_clr.schedules import _named
 
 
 class Answer:
@@ -43,7 +33,12 @@ class Answer:
                 num_epochs: int | None = None,
                 steps_per_epoch: int | None = None,
                 policy: str = "triangular", cycles: int = 4) -> Any:
-    """The LR and momentum schedules of ``policy`` for the budget.
+    """The LR and momentum schedules of ``policy`` for the budget
+    (:func:`~optax_clr.policy_schedules`).
+
+    A cyclical schedule is laid out so the budget ends at a cycle end:
+    ``cycles`` cycles of ``2 * (N // (2 * cycles))`` steps, the few steps
+    left over held at ``base_lr``.
 
     Args:
       num_steps: the budget in steps; or ``num_epochs`` x
@@ -58,8 +53,17 @@ class Answer:
       A :class:`~optax_clr.schedules.PolicySchedules` (``learning_rate``,
       ``momentum``, ``resolved``).
     """
-    from optax_clr import schedules  # pylint: disable=import-outside-toplevel
-    total = _budget(num_steps, num_epochs, steps_per_epoch)
+    if num_steps is not None:
+      if num_epochs is not None:
+        raise ValueError("give num_steps or num_epochs (with "
+                         "steps_per_epoch), not both")
+      total = _checks.check_int("num_steps", num_steps, low=2)
+    elif num_epochs is None or steps_per_epoch is None:
+      raise ValueError("the budget is needed: num_steps, or num_epochs and "
+                       "steps_per_epoch")
+    else:
+      total = (_checks.check_int("num_epochs", num_epochs, low=1)
+               * _checks.check_int("steps_per_epoch", steps_per_epoch, low=1))
     _checks.check_choice("policy", policy, schedules.POLICIES)
     cycles = _checks.check_int("cycles", cycles, low=1)
     if policy == "fixed":
@@ -82,14 +86,23 @@ class Answer:
     out = schedules.policy_schedules(
         policy, base_lr=self.base_lr, max_lr=self.max_lr, step_size_up=step,
         total_steps=total)
-    return _held(out, 2 * step * cycles, total)
+    end = 2 * step * cycles
+    if end >= total:
+      return out
+    # The steps past the last whole cycle stay at its end value.
+    hold = lambda f: f if not callable(f) else _named.Schedule(  # noqa: E731
+        lambda t, f=f: f(jnp.minimum(t, end)), "held", schedule=f,
+        from_step=end)
+    return out._replace(learning_rate=hold(out.learning_rate),
+                        momentum=hold(out.momentum),
+                        resolved={**out.resolved, "held_from_step": end})
 
   def optimizer(self, factory: Any = None, **budget: Any) -> Any:
     """A ready ``optax.GradientTransformation``: ``factory`` (default
-    ``optax.sgd``) with :meth:`schedules`' LR and momentum; ``budget`` as
-    :meth:`schedules` takes it."""
-    import optax  # pylint: disable=import-outside-toplevel
-    from optax_clr import optimizers  # pylint: disable=import-outside-toplevel
+    ``optax.sgd``) with :meth:`schedules`' LR and momentum (cycled inversely
+    to the LR: SGD's ``momentum``, Adam's ``b1``;
+    :func:`~optax_clr.cyclic_optimizer`); ``budget`` as :meth:`schedules`
+    takes it."""
     sched = self.schedules(**budget)
     factory = optax.sgd if factory is None else factory
     try:
@@ -101,29 +114,3 @@ class Answer:
         raise
       return optimizers.cyclic_optimizer(  # a factory without momentum
           factory, learning_rate=sched.learning_rate)
-
-
-def _budget(num_steps: Any, num_epochs: Any, steps_per_epoch: Any) -> int:
-  if num_steps is not None:
-    if num_epochs is not None:
-      raise ValueError("give num_steps or num_epochs (with steps_per_epoch), "
-                       "not both")
-    return _checks.check_int("num_steps", num_steps, low=2)
-  if num_epochs is None or steps_per_epoch is None:
-    raise ValueError("the budget is needed: num_steps, or num_epochs and "
-                     "steps_per_epoch")
-  return (_checks.check_int("num_epochs", num_epochs, low=1)
-          * _checks.check_int("steps_per_epoch", steps_per_epoch, low=1))
-
-
-def _held(out: Any, end: int, total: int) -> Any:
-  """Schedules that stay at their cycle-end value from step ``end`` on (the
-  steps of the budget past the last whole cycle)."""
-  if end >= total:
-    return out
-  from optax_clr.schedules import _named  # pylint: disable=import-outside-toplevel
-  hold = lambda f: f if not callable(f) else _named.Schedule(  # noqa: E731
-      lambda t, f=f: f(jnp.minimum(t, end)), "held", schedule=f, from_step=end)
-  return out._replace(learning_rate=hold(out.learning_rate),
-                      momentum=hold(out.momentum),
-                      resolved={**out.resolved, "held_from_step": end})

@@ -61,24 +61,22 @@ def disciplined(weight_decays: Any, momenta: Any,
   fall = float(np.nanmedian(starts) - best_min)
   eligible = np.isfinite(tops) & (mins <= best_min + tolerance * max(
       fall, 0.0))
-  rows = []
   chosen = None
   if eligible.any():
     largest = np.nanmax(np.where(eligible, tops, np.nan))
     tied = np.flatnonzero(eligible & (tops >= largest / 1.1))
     chosen = int(max(tied, key=lambda i: (wds[i], moms[i])))
-  for i in range(wds.size):
-    rows.append({"weight_decay": float(wds[i]), "momentum": float(moms[i]),
-                 "min_loss": float(mins[i]),
-                 "max_lr": None if not np.isfinite(tops[i]) else
-                 float(tops[i]), "eligible": bool(eligible[i]),
-                 "chosen": i == chosen})
-  several = np.unique(moms).size > 1
+  rows = tuple({"weight_decay": float(wds[i]), "momentum": float(moms[i]),
+                "min_loss": float(mins[i]),
+                "max_lr": float(tops[i]) if np.isfinite(tops[i]) else None,
+                "eligible": bool(eligible[i]), "chosen": i == chosen}
+               for i in range(wds.size))
   if chosen is None:
     return DisciplinedSuggestions(
         None, None, None, None, *SMITH_MOMENTUM,
-        f"no ramp gave CLR bounds ({suggestions[0].rule})", tuple(rows))
+        f"no ramp gave CLR bounds ({suggestions[0].rule})", rows)
   m = float(moms[chosen])
+  several = np.unique(moms).size > 1
   base_m, max_m = (max(0.0, m - 0.1), m) if several else SMITH_MOMENTUM
   s = suggestions[chosen]
   rule = (f"Smith 2018: of {int(eligible.sum())} ramps whose lowest loss is "
@@ -87,4 +85,4 @@ def disciplined(weight_decays: Any, momenta: Any,
           f"the larger weight decay): weight_decay={wds[chosen]:g}, "
           f"momentum={m:g}; its bounds: {s.rule}")
   return DisciplinedSuggestions(float(wds[chosen]), m, s.base_lr, s.max_lr,
-                                base_m, max_m, rule, tuple(rows))
+                                base_m, max_m, rule, rows)

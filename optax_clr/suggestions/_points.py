@@ -1,25 +1,21 @@
-"""Point suggestions on a range test's curve: steepest, minimum, valley,
-Smith's accuracy bounds.
+"""Points on a range test's curve: steepest, minimum, valley (loss) and
+Smith's accuracy bounds, pure NumPy on the recorded curve.
 
-Pure NumPy functions on the recorded curve (LR ascending, loss or accuracy per
-point). Each returns a :class:`Suggestion` that names the derivative it uses,
-because the three well-known implementations differ there: fastai's ``steep``
+Each returns a :class:`Suggestion` that names the derivative it uses,
+because the well-known implementations differ there: fastai's ``steep``
 differentiates w.r.t. log LR, torch-lr-finder w.r.t. the point index and
-Lightning w.r.t. the raw LR.
+Lightning w.r.t. the raw LR. Rules shared by every suggester:
 
-Rules shared by every suggester:
-
-* ``lrs`` must be 1-D, finite, > 0 and strictly increasing (a range test's ramp
-  increases by construction; sort a sweep's grid together with its losses).
-  Anything else raises ``ValueError``.
+* ``lrs`` must be 1-D, finite, > 0 and strictly increasing (a ramp increases
+  by construction; sort a sweep's grid together with its losses); anything
+  else raises ``ValueError``.
 * Loss suggesters first drop ``skip_start`` points at the start (default
-  ``n // 10``) and ``skip_end`` at the end (default 5), as fastai's ``lr_find``
-  does before all its suggesters, and then everything from the first
-  non-finite value (NaN or inf) on. Accuracy bounds skip nothing but drop the
-  non-finite tail the same way.
-* With fewer than :data:`MIN_POINTS` points left, or with a curve that never
-  decreases (never rises, for accuracy), ``lr`` is None and ``reason`` says why.
-* ``index`` always points into the arrays as passed in, before any dropping.
+  ``n // 10``) and ``skip_end`` at the end (default 5), as fastai's
+  ``lr_find`` does, then everything from the first non-finite value on.
+  Accuracy bounds skip nothing but drop the non-finite tail the same way.
+* With fewer than :data:`MIN_POINTS` points left, or a curve that never
+  decreases (never rises, for accuracy), ``lr`` is None and ``reason`` says
+  why. ``index`` always points into the arrays as passed in.
 """
 
 from __future__ import annotations
@@ -35,10 +31,10 @@ from optax_clr.suggestions._types import Suggestion
 # which "steepest" or "longest descent" can mean anything.
 MIN_POINTS = 3
 
+
 def validate_curve(lrs: Any, values: Any, values_name: str,
                    lrs_name: str = "lrs") -> tuple[np.ndarray, np.ndarray]:
-  """Float64 copies of ``lrs`` and ``values``, checked as the module
-  docstring says."""
+  """Float64 copies of ``lrs`` and ``values``, checked (module docstring)."""
   arrays = []
   for name, value in ((lrs_name, lrs), (values_name, values)):
     try:
@@ -67,11 +63,18 @@ def validate_curve(lrs: Any, values: Any, values_name: str,
   return lrs, values
 
 
-def _usable_range(values: np.ndarray, skip_start: int | None,
-                  skip_end: int) -> tuple[int, int, str | None]:
-  """``(start, stop, why)``: the half-open range a suggester may use, in
-  fastai's order (skip, then stop at the first non-finite value), and why
-  it is too short (None when usable)."""
+def _usable(lrs: Any, values: Any, skip_start: int | None, skip_end: int,
+            min_drop: float | None, name: str = "losses"):
+  """The usable part of a curve (module docstring) and its descent.
+
+  Returns ``(lrs, y, start, i_min, onset, why)``: the usable points from
+  index ``start`` of the input; ``i_min`` the minimum of ``y`` (first on
+  ties) and ``onset`` the last point before it still within a tenth of the
+  total fall ``y[0] - y[i_min]`` of the starting level, where the descent
+  begins. ``why`` is set when too few points are usable or (unless
+  ``min_drop`` is None) the fall is not more than ``min_drop``.
+  """
+  lrs, values = validate_curve(lrs, values, name)
   n = values.size
   skip_start = n // 10 if skip_start is None else _checks.check_int(
       "skip_start", skip_start, low=0)
@@ -83,32 +86,16 @@ def _usable_range(values: np.ndarray, skip_start: int | None,
   if nonfinite.size and nonfinite[0] < stop:
     stop = int(nonfinite[0])
     notes.append(f"dropped from the first non-finite value at index {stop} on")
-  kept = max(0, stop - start)
-  if kept < MIN_POINTS:
-    return start, max(start, stop), (
-        f"too short: {kept} usable point(s), need at least {MIN_POINTS} ("
-        + "; ".join(notes) + ")")
-  return start, stop, None
-
-
-def _descent(lrs: Any, losses: Any, skip_start: int | None, skip_end: int,
-             min_drop: float, need_drop: bool = True):
-  """The usable loss curve and its descent, for every loss suggester.
-
-  Returns ``(lrs, y, start, i_min, onset, why)``: ``lrs``/``y`` the usable
-  points, from index ``start`` of the input; ``i_min`` the minimum of ``y``
-  (first on ties); ``onset`` the last point before it still within a tenth
-  of the total fall ``y[0] - y[i_min]`` of the starting level, where the
-  real descent begins. ``why`` is set when too few points are usable or
-  (``need_drop``) the fall is not more than ``min_drop`` (no signal).
-  """
-  lrs, losses = validate_curve(lrs, losses, "losses")
-  start, stop, why = _usable_range(losses, skip_start, skip_end)
-  lrs, y = lrs[start:stop], losses[start:stop]
-  if why is not None or not need_drop:
-    return lrs, y, start, 0, 0, why
+  lrs, y = lrs[start:stop], values[start:stop]
+  if stop - start < MIN_POINTS:
+    return lrs, y, start, 0, 0, (
+        f"too short: {max(0, stop - start)} usable point(s), need at least "
+        f"{MIN_POINTS} (" + "; ".join(notes) + ")")
+  if min_drop is None:
+    return lrs, y, start, 0, 0, None
   i_min = int(np.argmin(y))
   drop = float(y[0] - y[i_min])
+  why = None
   if not drop > 0:
     why = (f"no decrease: the loss never falls below its value at point "
            f"{start} ({y[0]:.4g}) over points {start}..{stop - 1}")
@@ -125,13 +112,12 @@ def steepest(lrs: Any, losses: Any, *, skip_start: int | None = None,
   """LR at the steepest descent of the loss w.r.t. log10(LR).
 
   ``i* = argmin_i g_i`` with ``g = np.gradient(loss, log10(lr))`` (central
-  differences inside, one-sided at the ends), searched from the onset of the
-  descent to the minimum of the points left after skipping and dropping (see
-  the module docstring); the suggestion is ``lrs[i*]``. The onset is the last
-  point before the minimum whose loss is within a tenth of the total fall of
-  the starting level: noise on the flat start of a ramp, where the loss has
-  not moved yet, is never the answer (Lightning #1767). fastai's ``steep``
-  takes forward differences w.r.t. ln(LR) and returns the left point of the
+  differences inside, one-sided at the ends) over the usable points from the
+  onset of the descent -- the last point before the minimum within a tenth
+  of the total fall of the starting level -- to the minimum; the suggestion
+  is ``lrs[i*]``. Noise on the flat start of a ramp, where the loss has not
+  moved yet, is never the answer (Lightning #1767). fastai's ``steep`` takes
+  forward differences w.r.t. ln(LR) and returns the left point of the
   steepest segment; the base of the logarithm does not move the argmin, and
   central differences centre it on a point instead of a segment.
 
@@ -148,8 +134,8 @@ def steepest(lrs: Any, losses: Any, *, skip_start: int | None = None,
     MIN_POINTS points are usable, or when the loss does not fall (by more
     than ``min_drop``).
   """
-  lrs, y, start, i_min, onset, why = _descent(lrs, losses, skip_start,
-                                              skip_end, min_drop)
+  lrs, y, start, i_min, onset, why = _usable(lrs, losses, skip_start,
+                                             skip_end, min_drop)
   if why is None:
     grad = np.gradient(y, np.log10(lrs))
     i = onset + int(np.argmin(grad[onset:i_min + 1]))
@@ -170,24 +156,21 @@ def steepest(lrs: Any, losses: Any, *, skip_start: int | None = None,
 def minimum(lrs: Any, losses: Any, *, factor: float = 10.0,
             skip_start: int | None = None, skip_end: int = 5,
             min_drop: float = 0.0) -> Suggestion:
-  """LR at the minimum loss divided by ``factor`` (fastai's ``minimum``).
-
-  ``i* = argmin_i loss_i`` over the usable points (first one on ties); the
-  suggestion is ``lrs[i*] / factor`` and ``index`` is ``i*`` (the minimum
-  itself, not the suggested LR).
+  """LR at the minimum loss divided by ``factor`` (fastai's ``minimum``):
+  ``lrs[i*] / factor`` with ``i* = argmin_i loss_i`` over the usable points
+  (first on ties); ``index`` is ``i*``, the minimum itself.
 
   Args:
     lrs, losses, skip_start, skip_end, min_drop: as in :func:`steepest`.
     factor: divisor, >= 1 (fastai: 10).
 
   Returns:
-    A Suggestion with ``derivative="none"``; ``lr`` is None when fewer than
-    MIN_POINTS points are usable or the loss never falls (by more than
-    ``min_drop``) below its first usable value.
+    A Suggestion with ``derivative="none"``; ``lr`` is None as for
+    :func:`steepest`.
   """
   factor = _checks.check_number("factor", factor, low=1.0)
-  lrs, y, start, i, _, why = _descent(lrs, losses, skip_start, skip_end,
-                                      min_drop)
+  lrs, y, start, i, _, why = _usable(lrs, losses, skip_start, skip_end,
+                                     min_drop)
   if why is not None:
     return Suggestion("minimum", None, None, "none", why)
   return Suggestion(
@@ -197,11 +180,9 @@ def minimum(lrs: Any, losses: Any, *, factor: float = 10.0,
 
 
 def _longest_decreasing(y: np.ndarray) -> np.ndarray:
-  """lds[i] = length of the longest strictly decreasing subsequence ending at i.
-
-  The O(n^2) recurrence of fastai's ``valley``, with the inner loop over j
-  vectorised: ``lds[i] = 1 + max(lds[j] for j < i if y[j] > y[i])``.
-  """
+  """``lds[i] = 1 + max(lds[j] for j < i if y[j] > y[i])``: the length of
+  the longest strictly decreasing subsequence ending at ``i`` (fastai's
+  O(n^2) recurrence, the inner loop vectorised)."""
   lds = np.ones(y.size, dtype=np.int64)
   for i in range(1, y.size):
     higher = y[:i] > y[i]
@@ -214,18 +195,15 @@ def valley(lrs: Any, losses: Any, *, skip_start: int | None = None,
            skip_end: int = 5, min_drop: float = 0.0) -> Suggestion:
   """fastai's ``valley``: a point about halfway down the longest descent.
 
-  Follows ``valley`` in fastai's ``fastai/callback/schedule.py``:
-  ``lds`` is the length of the longest strictly decreasing subsequence of the
-  loss ending at each point, ``max_end`` the first point where it is longest,
-  ``max_start = max_end - lds[max_end]``, ``sections = (max_end -
-  max_start) / 3`` and the suggestion is the point ``max_start +
-  int(sections) + int(sections / 2)`` -- about 1/2 of the way from
-  ``max_start`` to ``max_end`` (1/3 + 1/6), not 2/3. For a descent made of
-  the first two points, ``max_start = -1`` and fastai returns index -1
-  (Python wraps around to the last, most divergent point); this function
-  uses index 0 instead.
-  fastai does not guard against a curve with no descent (it returns the first
-  point); here ``lr`` is None then.
+  As in fastai's ``fastai/callback/schedule.py``: ``lds`` is the length of
+  the longest strictly decreasing subsequence of the loss ending at each
+  point, ``max_end`` the first point where it is longest, ``max_start =
+  max_end - lds[max_end]``, ``sections = (max_end - max_start) / 3``, and
+  the suggestion is the point ``max_start + int(sections) + int(sections /
+  2)`` -- about halfway (1/3 + 1/6), not 2/3. Where fastai returns index -1
+  (a descent made of the first two points: Python wraps around to the last,
+  most divergent point) this uses index 0, and where it returns the first
+  point of a curve with no descent, ``lr`` is None.
 
   Args:
     lrs, losses, skip_start, skip_end, min_drop: as in :func:`steepest`.
@@ -234,8 +212,8 @@ def valley(lrs: Any, losses: Any, *, skip_start: int | None = None,
     A Suggestion with ``derivative="index"`` (positions, not LR values, set
     the point).
   """
-  lrs, y, start, _, _, why = _descent(lrs, losses, skip_start, skip_end,
-                                      min_drop, need_drop=min_drop > 0)
+  lrs, y, start, _, _, why = _usable(lrs, losses, skip_start, skip_end,
+                                     min_drop if min_drop > 0 else None)
   if why is None:
     lds = _longest_decreasing(y)
     max_end = int(np.argmax(lds))
@@ -251,10 +229,6 @@ def valley(lrs: Any, losses: Any, *, skip_start: int | None = None,
       "valley", lrs[idx], start + idx, "index",
       f"longest descent ({lds[max_end]} points) ends at point "
       f"{start + max_end}; fastai's point about halfway down it")
-
-
-# ----------------------------------------------------------------------------
-# Accuracy-based bounds (Smith 2017, sec. 3.3).
 
 
 def accuracy_bounds(lrs: Any, accuracies: Any, *, margin: float = 0.1,
@@ -295,12 +269,10 @@ def accuracy_bounds(lrs: Any, accuracies: Any, *, margin: float = 0.1,
   window = _checks.check_int("window", window, low=1)
   if window % 2 == 0:
     raise ValueError(f"window must be an odd integer >= 1, got {window}")
-  lrs, acc = validate_curve(lrs, accuracies, "accuracies")
-  _, stop, why = _usable_range(acc, 0, 0)
+  lrs, a, _, _, _, why = _usable(lrs, accuracies, 0, 0, None, "accuracies")
   if why is None:
     # A centred running mean (near the ends, of the points there are): an
     # EMA lags and would shift every threshold crossing to a larger LR.
-    a = acc[:stop]
     if window > 1:
       ones = np.ones(window)
       a = (np.convolve(a, ones, mode="same")
@@ -309,7 +281,7 @@ def accuracy_bounds(lrs: Any, accuracies: Any, *, margin: float = 0.1,
     rise = peak - a0
     if not rise > 0:
       why = (f"flat: the smoothed accuracy never rises above its initial "
-             f"level {a0:.4g} over points 0..{stop - 1}")
+             f"level {a0:.4g} over points 0..{a.size - 1}")
   if why is not None:
     return tuple(Suggestion(name, None, None, "none", why)
                  for name in ("accuracy_base", "accuracy_max"))

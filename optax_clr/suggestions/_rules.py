@@ -1,11 +1,9 @@
 """The rule book: how CLR bounds are read from a range test's ramp.
 
-Every entry point -- ``RangeTestResult.suggest()``, the multi-seed medians,
-``fit``'s scale, the CLI and the demo -- reads bounds here, and the answer
-says which rule gave it, with the numbers: the rules (:data:`RULES`) are
-:func:`clr_bounds`'s, the check that a ramp resolves its curve is
-:func:`resolution`, and :func:`suggest_ramp` adds the noise-aware signal
-threshold (:func:`signal_threshold`).
+Every entry point (``RangeTestResult.suggest()``, the seeds' medians,
+``fit``, the CLI, the demo) reads bounds here, by the rules of
+:func:`clr_bounds`, after :func:`resolution`'s check; :func:`suggest_ramp`
+adds the noise-aware signal threshold.
 """
 
 from __future__ import annotations
@@ -16,27 +14,15 @@ from typing import Any
 import numpy as np
 
 from optax_clr import _checks
-from optax_clr.suggestions._points import accuracy_bounds
-from optax_clr.suggestions._points import MIN_POINTS
-from optax_clr.suggestions._points import minimum
-from optax_clr.suggestions._points import steepest
-from optax_clr.suggestions._points import valley
-from optax_clr.suggestions._points import validate_curve
+from optax_clr.suggestions import _points
 from optax_clr.suggestions._types import Suggestion
 from optax_clr.suggestions._types import Suggestions
 
 RULES = ("loss", "accuracy")
-# The loss rule (measured in clr_bounds' docstring).
-_RISE_FRACTION = 0.5
-_MAX_DIVISOR = 4.0
-# Smith (2017, sec. 3.3): with only max_lr known, base_lr = max_lr / 3 or / 4.
-_BASE_DIVISOR = 4.0
-# The EMA's lag may span at most this many decades of LR (resolution()).
-MAX_LAG_DECADES = 1.0
-# A signal is a fall of the smoothed loss by at least this fraction of its
-# starting level and by more than this many of its standard deviations.
-MIN_DECREASE = 0.05
-NOISE_FACTOR = 3.0
+# The loss rule's constants, measured in clr_bounds' docstring.
+_RISE_FRACTION, _MAX_DIVISOR, _BASE_DIVISOR = 0.5, 4.0, 4.0
+MAX_LAG_DECADES = 1.0  # the most the EMA's lag may span (resolution())
+MIN_DECREASE, NOISE_FACTOR = 0.05, 3.0  # signal_threshold()'s
 
 
 def rise_point(lrs: Any, losses: Any, index_min: int, start: int = 0
@@ -73,30 +59,17 @@ def _loss_pair(lrs: np.ndarray, losses: np.ndarray, mini: Suggestion,
   if mini.lr is None:
     return None, None, f"no CLR bounds: {mini.reason}"
   i, note = rise_point(lrs, losses, mini.index, start)
+  # No blow-up within the ramp: the minimum itself is the highest LR seen to
+  # train, and the safe choice is a factor below it.
+  top = float(lrs[mini.index if i is None else i]) / _MAX_DIVISOR
+  how = f"{note}; max_lr = that LR / {_MAX_DIVISOR:g} = {top:.4g}"
   if i is None:
-    # No blow-up within the ramp: the minimum itself is the highest LR seen
-    # to train, and the safe choice is a factor below it.
-    top = float(lrs[mini.index]) / _MAX_DIVISOR
     how = (f"{note}, so max_lr = LR at the minimum / {_MAX_DIVISOR:g} = "
            f"{top:.4g} (raise end_lr to see where the loss turns up)")
-  else:
-    top = float(lrs[i]) / _MAX_DIVISOR
-    how = f"{note}; max_lr = that LR / {_MAX_DIVISOR:g} = {top:.4g}"
   base = top / _BASE_DIVISOR
   return base, top, (
       f"loss rule: {how}; base_lr = max_lr / {_BASE_DIVISOR:g} = {base:.4g} "
       "(Smith 2017: base = max/3 to max/4)")
-
-
-def _accuracy_pair(acc_base: Suggestion, acc_max: Suggestion
-                   ) -> tuple[float | None, float | None, str]:
-  """The accuracy rule's ``(base_lr, max_lr, text)``."""
-  if acc_base.lr is None or acc_max.lr is None:
-    return None, None, f"accuracy rule: no bounds ({acc_base.reason})"
-  return acc_base.lr, acc_max.lr, (
-      f"accuracy rule (Smith 2017, sec. 3.3): base_lr = {acc_base.lr:.4g}, "
-      f"where the accuracy starts to rise ({acc_base.reason}); max_lr = "
-      f"{acc_max.lr:.4g}, where the rise stops ({acc_max.reason})")
 
 
 def resolution(lrs: Any, smoothing: float | None) -> str | None:
@@ -155,20 +128,25 @@ def suggest(lrs: Any, losses: Any, accuracies: Any = None, *,
     A Suggestions; its accuracy fields are None without ``accuracies``.
   """
   _checks.check_choice("rule", rule, RULES)
-  lrs_arr, _ = validate_curve(lrs, losses, "losses")
+  lrs_arr, _ = _points.validate_curve(lrs, losses, "losses")
   kw = dict(skip_start=skip_start, skip_end=skip_end, min_drop=min_drop)
-  steep = steepest(lrs, losses, **kw)
-  mini = minimum(lrs, losses, factor=factor, **kw)
-  vall = valley(lrs, losses, **kw)
+  steep = _points.steepest(lrs, losses, **kw)
+  mini = _points.minimum(lrs, losses, factor=factor, **kw)
+  vall = _points.valley(lrs, losses, **kw)
   start = lrs_arr.size // 10 if skip_start is None else int(skip_start)
   readings = {"loss": _loss_pair(lrs_arr, np.asarray(losses, np.float64),
                                  mini, start)}
   acc_base = acc_max = None
   if accuracies is not None:
-    acc_base, acc_max = accuracy_bounds(
+    acc_base, acc_max = _points.accuracy_bounds(
         lrs if accuracy_lrs is None else accuracy_lrs, accuracies,
         margin=margin, window=window)
-    readings["accuracy"] = _accuracy_pair(acc_base, acc_max)
+    readings["accuracy"] = (
+        acc_base.lr, acc_max.lr, "accuracy rule (Smith 2017, sec. 3.3): "
+        f"base_lr = {acc_base.lr:.4g}, where the accuracy starts to rise "
+        f"({acc_base.reason}); max_lr = {acc_max.lr:.4g}, where the rise "
+        f"stops ({acc_max.reason})") if acc_base.lr is not None else (
+            None, None, f"accuracy rule: no bounds ({acc_base.reason})")
   base_lr, max_lr, text = readings.get(rule) or (
       None, None, "accuracy rule: no validation accuracy was evaluated "
       "(pass val_data)")
@@ -262,7 +240,7 @@ def signal_threshold(losses: Any, smoothed: Any, smoothing: float, *,
   start = raw.size // 10 if skip_start is None else int(skip_start)
   finite = np.flatnonzero(~np.isfinite(raw) | ~np.isfinite(smooth))
   stop = int(finite[0]) if finite.size else raw.size
-  if stop - start < MIN_POINTS:
+  if stop - start < _points.MIN_POINTS:
     return 0.0
   diffs = np.diff(raw[start:stop])
   sigma_raw = 1.4826 * float(np.median(np.abs(diffs))) / np.sqrt(2.0)

@@ -16,14 +16,6 @@ from optax_clr.suggestions._types import SeedSuggestions
 from optax_clr.suggestions._types import Spread
 from optax_clr.suggestions._types import Suggestions
 
-METHODS = ("steepest", "minimum", "valley", "base_lr", "max_lr")
-
-
-def _value(s: Suggestions, name: str) -> float | None:
-  if name in ("base_lr", "max_lr"):
-    return getattr(s, name)
-  return getattr(s, name).lr
-
 
 def aggregate(per_seed: Sequence[Suggestions]) -> SeedSuggestions:
   """Medians and spreads of S seeds' suggestions.
@@ -33,8 +25,10 @@ def aggregate(per_seed: Sequence[Suggestions]) -> SeedSuggestions:
   median max, base becomes max / 4 (Smith 2017).
   """
   per_seed = tuple(per_seed)
-  spreads = {name: Spread.of([_value(s, name) for s in per_seed])
-             for name in METHODS}
+  spreads = {name: Spread.of([getattr(s, name).lr for s in per_seed])
+             for name in ("steepest", "minimum", "valley")}
+  spreads.update({name: Spread.of([getattr(s, name) for s in per_seed])
+                  for name in ("base_lr", "max_lr")})
   lows, highs = spreads["base_lr"], spreads["max_lr"]
   given = sum(v is not None for v in highs.values)
   if given * 2 < len(per_seed) or highs.median is None:

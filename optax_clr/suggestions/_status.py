@@ -1,22 +1,5 @@
-"""The status of a run: the one rule every test and ``train`` use.
-
-A run is judged from its per-step training losses and, when it was
-evaluated, its validation metrics before training and at their best:
-
-* ``"nonfinite"``: a loss was NaN or inf;
-* ``"diverged"``: its final windowed loss exceeds ``diverge_threshold``
-  times its initial loss;
-* ``"spiked"``: some step's loss exceeded ``spike_threshold`` times the
-  initial loss, even if it came back (a run that survived a blow-up by luck
-  sits at the edge of stability, where float32 rounding or the device count
-  decides whether it trains);
-* ``"stalled"``: it ends no better than it started: its best validation
-  accuracy rose by less than ``min_improvement`` (a model at chance), else
-  its best validation loss fell by less than ``min_improvement`` of the
-  initial one, else (no validation) its final windowed loss fell by less
-  than that below the mean of its first steps;
-* ``"trained"``: everything else. Only these are *stable*; the others are
-  excluded from every suggestion and marked in plots and CSV.
+"""The status of a run: the one rule every test and ``train`` use
+(:func:`classify`).
 
 A ramp's stop (``"diverged"`` when its smoothed loss passes a multiple of
 its best) is a different question -- where a deliberately rising LR broke
@@ -42,17 +25,15 @@ MIN_IMPROVEMENT = 0.02
 
 def windowed_mean(losses: Any, window: int) -> np.ndarray:
   """``[K, N] -> [K, N]``: at each step, the mean of the finite losses among
-  the last ``min(window, t + 1)`` steps (NaN if none is finite).
-
-  Each window is summed on its own (never as a difference of cumulative
-  sums, which loses every digit after a loss of 1e17).
-  """
+  the last ``min(window, t + 1)`` steps (NaN if none is finite). Each window
+  is summed on its own (never as a difference of cumulative sums, which
+  loses every digit after a loss of 1e17)."""
   x = np.asarray(losses, np.float64)
   window = _checks.check_int("window", window, low=1, high=None)
-  k, n = x.shape
+  k, _ = x.shape
   pad = np.full((k, window - 1), np.nan)
-  padded = np.concatenate([pad, x], axis=1)
-  views = np.lib.stride_tricks.sliding_window_view(padded, window, axis=1)
+  views = np.lib.stride_tricks.sliding_window_view(
+      np.concatenate([pad, x], axis=1), window, axis=1)
   finite = np.isfinite(views)
   count = finite.sum(-1)
   with np.errstate(invalid="ignore", over="ignore"):
@@ -66,7 +47,23 @@ def classify(losses: Any, mean_loss: Any, *,
              diverge_threshold: float | None = DIVERGE_THRESHOLD,
              spike_threshold: float | None = SPIKE_THRESHOLD,
              min_improvement: float = MIN_IMPROVEMENT) -> np.ndarray:
-  """The status of each run (see the module docstring).
+  """The status of each run, from its per-step training losses and, when it
+  was evaluated, its validation metrics before training and at their best:
+
+  * ``"nonfinite"``: a loss was NaN or inf;
+  * ``"diverged"``: its final windowed loss exceeds ``diverge_threshold``
+    times its initial loss;
+  * ``"spiked"``: some step's loss exceeded ``spike_threshold`` times the
+    initial loss, even if it came back (a run that survived a blow-up by
+    luck sits at the edge of stability, where float32 rounding or the
+    device count decides whether it trains);
+  * ``"stalled"``: it ends no better than it started: its best validation
+    accuracy rose by less than ``min_improvement`` (a model at chance), else
+    its best validation loss fell by less than ``min_improvement`` of the
+    initial one, else (no validation) its final windowed loss fell by less
+    than that below the mean of its first steps;
+  * ``"trained"``: everything else. Only these are *stable*; the others are
+    excluded from every suggestion and marked in plots and CSV.
 
   Args:
     losses: [K, N] per-step training losses.
@@ -86,10 +83,8 @@ def classify(losses: Any, mean_loss: Any, *,
   k, n = x.shape
   initial = x[:, 0] if n else np.full(k, np.nan)
   status = np.full(k, "trained", dtype=object)
-  init_m = dict(initial_metrics or {})
-  fin_m = dict(final_metrics or {})
+  init_m, fin_m = dict(initial_metrics or {}), dict(final_metrics or {})
   with np.errstate(invalid="ignore", over="ignore"):
-    scale = np.abs(initial)
     if "accuracy" in init_m and "accuracy" in fin_m:
       # A dead run sits at chance accuracy, even where its loss went from
       # the initial level down to the chance-level loss.
@@ -107,11 +102,11 @@ def classify(losses: Any, mean_loss: Any, *,
       start = np.where(ok.any(1), start, np.nan)
       stalled = ~(final < start - min_improvement * np.abs(start))
     status[stalled] = "stalled"
-    if spike_threshold is not None and x.shape[1]:
+    if spike_threshold is not None and n:
       peak = np.max(np.where(np.isfinite(x), x, -np.inf), axis=1)
-      status[peak > spike_threshold * scale] = "spiked"
+      status[peak > spike_threshold * np.abs(initial)] = "spiked"
     if diverge_threshold is not None:
-      status[final > diverge_threshold * scale] = "diverged"
+      status[final > diverge_threshold * np.abs(initial)] = "diverged"
   status[~np.all(np.isfinite(x), axis=1)] = "nonfinite"
   return status.astype(str)
 

@@ -1,28 +1,9 @@
-"""Rules native to a sweep of fixed learning rates.
+"""Rules native to a sweep of fixed learning rates (:func:`suggest_sweep`).
 
 In a sweep every point is a finished run at one LR, not a step of a ramp:
 the corrections a ramp needs for its lag (``minimum / 10``, ``max = LR at
-the minimum / 3``) do not apply. Instead:
-
-1. **Status** of every run: :mod:`._status` (the one rule).
-
-2. **Best LR** (:func:`suggest_sweep`): the stable run with the best score
-   -- the highest final validation accuracy, else the lowest final
-   validation loss, else the lowest final windowed training loss -- after
-   averaging each run's score with its neighbours on the LR grid (unstable
-   neighbours count as no improvement), so that the answer never hinges on
-   a single run at the edge of stability; where several neighbouring LRs
-   come within ``PLATEAU`` (1 %) of the best improvement, the middle one of
-   them (a flat optimum's argmax is decided by float rounding: measured on
-   digits, the best of 12 LRs moved 0.043 <-> 0.081 between library
-   versions, both within one validation example of each other).
-
-3. **CLR bounds** from the stable range around the best LR: with
-   ``q_i`` the fraction of the best run's improvement (over the initial
-   score) that run ``i`` achieved, ``max_lr`` is the largest stable LR with
-   ``q >= 1 - tolerance`` (never below the best LR), and ``base_lr`` the
-   smallest stable LR with ``q >= 0.5``, kept within ``[max_lr / 10,
-   max_lr / 3]`` (Smith 2017: base = max/3 to max/4 when only max is known).
+the minimum / 3``) do not apply, and only the runs that trained (status
+``"trained"``, :func:`~optax_clr.suggestions.classify`) count.
 """
 
 from __future__ import annotations
@@ -57,41 +38,58 @@ def _score(mean_loss: np.ndarray, final_metrics: Mapping[str, Any],
   return mean_loss, initial_loss, "final windowed training loss", False
 
 
-def _neighbour_score(score: np.ndarray, stable: np.ndarray,
-                     none: np.ndarray) -> np.ndarray:
-  """Each run's score averaged with its grid neighbours (unstable ones
-  count as ``none``: no improvement); plain scores below 5 runs."""
-  if score.size < 5:
-    return score
-  value = np.where(stable, score, none)
-  out = np.empty_like(value)
-  for i in range(value.size):
-    lo, hi = max(0, i - 1), min(value.size, i + 2)
-    out[i] = np.mean(value[lo:hi])
-  return out
-
-
-def _plateau_centre(gain: np.ndarray) -> int:
-  """The middle of the runs around the best whose (smoothed) improvement
-  is within ``PLATEAU`` of the best one's: where the optimum is flat, the
-  argmax itself is decided by float rounding."""
-  top = int(np.flatnonzero(gain == gain.max())[0])
-  if not gain[top] > 0:
-    return top
-  near = gain >= (1.0 - PLATEAU) * gain[top]
-  lo = hi = top
-  while lo > 0 and near[lo - 1]:
+def _run(mask: np.ndarray, i: int) -> tuple[int, int]:
+  """``(lo, hi)``: the contiguous run of True in ``mask`` around ``i``."""
+  lo = hi = i
+  while lo > 0 and mask[lo - 1]:
     lo -= 1
-  while hi < gain.size - 1 and near[hi + 1]:
+  while hi < mask.size - 1 and mask[hi + 1]:
     hi += 1
-  return (lo + hi) // 2
+  return lo, hi
+
+
+def _best(score: np.ndarray, init: np.ndarray, stable: np.ndarray,
+          sign: float) -> int:
+  """The best run by :func:`suggest_sweep`'s rule (``sign`` 1: higher
+  scores are better, -1: lower)."""
+  worst = (np.nanmin if sign > 0 else np.nanmax)(score[stable])
+  none = np.where(np.isfinite(init), init, worst)  # no improvement
+  if score.size >= 5:
+    value = np.where(stable, score, none)
+    score = np.array([np.mean(value[max(0, i - 1):i + 2])
+                      for i in range(value.size)])
+  gain = np.where(stable & np.isfinite(sign * score), sign * score,
+                  -np.inf) - sign * none
+  best = int(np.flatnonzero(gain == gain.max())[0])
+  if gain[best] > 0:
+    lo, hi = _run(gain >= (1.0 - PLATEAU) * gain[best], best)
+    best = (lo + hi) // 2
+  return best
 
 
 def suggest_sweep(lrs: Any, status: Any, mean_loss: Any, initial_loss: Any,
                   *, final_metrics: Mapping[str, Any] | None = None,
                   initial_metrics: Mapping[str, Any] | None = None,
                   tolerance: float = TOLERANCE) -> SweepSuggestions:
-  """Best LR, stable range and CLR bounds of a sweep (module docstring).
+  """Best LR, stable range and CLR bounds of a sweep.
+
+  * **Best LR**: the stable run with the best score -- the highest final
+    validation accuracy, else the lowest final validation loss, else the
+    lowest final windowed training loss -- after averaging each run's score
+    with its neighbours on the LR grid (from 5 runs on; unstable neighbours
+    count as no improvement), so that the answer never hinges on a single
+    run at the edge of stability; where several neighbouring LRs come
+    within ``PLATEAU`` (1 %) of the best improvement, the middle one of
+    them (a flat optimum's argmax is decided by float rounding: measured on
+    digits, the best of 12 LRs moved 0.043 <-> 0.081 between library
+    versions, both within one validation example of each other).
+  * **CLR bounds** from the stable range around the best LR: with ``q_i``
+    the fraction of the best run's improvement (over the initial score)
+    that run ``i`` achieved, ``max_lr`` is the largest stable LR with ``q
+    >= 1 - tolerance`` (never below the best LR), and ``base_lr`` the
+    smallest stable LR with ``q >= 0.5``, kept within ``[max_lr / 10,
+    max_lr / 3]`` (Smith 2017: base = max/3 to max/4 when only max is
+    known).
 
   Args:
     lrs: [K] strictly increasing LRs.
@@ -111,9 +109,8 @@ def suggest_sweep(lrs: Any, status: Any, mean_loss: Any, initial_loss: Any,
                                    low_inclusive=False, high_inclusive=False)
   status = np.asarray(status).astype(str)
   stable = status == "trained"
-  counts = {s: int((status == s).sum()) for s in STATUSES if (
-      status == s).any()}
-  summary = ", ".join(f"{v} {k}" for k, v in counts.items())
+  summary = ", ".join(f"{int((status == s).sum())} {s}" for s in STATUSES
+                      if (status == s).any())
   if not stable.any():
     why = (f"no stable run among {lrs.size} ({summary}); widen the LR "
            "range (lower min_lr if all diverged, raise max_lr or num_steps "
@@ -124,18 +121,10 @@ def suggest_sweep(lrs: Any, status: Any, mean_loss: Any, initial_loss: Any,
       np.asarray(mean_loss, np.float64), dict(final_metrics or {}),
       dict(initial_metrics or {}), np.asarray(initial_loss, np.float64))
   sign = 1.0 if higher else -1.0
+  best = _best(score, init, stable, sign)
+  lo, hi = _run(stable, best)
   gain = sign * (score - init)  # improvement over the initial score
   gain = np.where(np.isfinite(gain), gain, -np.inf)
-  worst = (np.nanmin if higher else np.nanmax)(score[stable])
-  none = np.where(np.isfinite(init), init, worst)
-  smoothed = sign * _neighbour_score(score, stable, none)
-  smoothed = np.where(stable & np.isfinite(smoothed), smoothed, -np.inf)
-  best = _plateau_centre(smoothed - sign * none)
-  lo = hi = best
-  while lo > 0 and stable[lo - 1]:
-    lo -= 1
-  while hi < lrs.size - 1 and stable[hi + 1]:
-    hi += 1
   q = gain / gain[best] if gain[best] > 0 else np.where(
       np.arange(lrs.size) == best, 1.0, 0.0)
   top = max(i for i in range(best, hi + 1) if q[i] >= 1 - tolerance)

@@ -1,11 +1,7 @@
 """The suggestion objects: one point, a ramp's set, a sweep's set, the same
-over several seeds, and Smith's weight-decay choice.
-
-Every set has ``base_lr``, ``max_lr`` (the pair for a cyclical schedule,
-None when none can be made) and ``rule`` (how they were chosen, with the
-numbers); ``str()`` gives the table the CLI prints, ``_repr_html_`` the
-same table in a notebook, ``to_dict()`` its JSON form (with a ``kind``).
-"""
+over seeds, Smith's weight-decay choice. ``str()`` of a set is the table
+the CLI prints, ``_repr_html_`` the same in a notebook, ``to_dict()`` its
+JSON form (with a ``kind``)."""
 
 from __future__ import annotations
 
@@ -233,9 +229,8 @@ class Spread:
   @property
   def ratio(self) -> float | None:
     """``high / low`` (1.0: every seed agrees)."""
-    if self.low is None or not self.low > 0:
-      return None
-    return self.high / self.low
+    return None if self.low is None or not self.low > 0 else (
+        self.high / self.low)
 
   @classmethod
   def of(cls, values: Sequence[float | None]) -> Spread:
@@ -250,10 +245,9 @@ class Spread:
             "ratio": self.ratio, "values": list(self.values)}
 
   def text(self) -> str:
-    if self.median is None:
-      return "-"
-    return (f"{self.median:.3e} [{self.low:.3e} .. {self.high:.3e}, "
-            f"x{self.ratio:.2f}]")
+    return "-" if self.median is None else (
+        f"{self.median:.3e} [{self.low:.3e} .. {self.high:.3e}, "
+        f"x{self.ratio:.2f}]")
 
 
 @dataclasses.dataclass(frozen=True)
