@@ -191,15 +191,6 @@ def _ten_classes(where: str, labels: np.ndarray) -> None:
              f"labels must be 0..9, got values in [{low}, {high}]")
 
 
-def _as_unit_float(raw: np.ndarray) -> np.ndarray:
-  """Bytes 0..255 as float32 in [0, 1], without a float64 copy."""
-  images = raw.astype(np.float32)
-  images /= 255.0
-  return images
-
-
-# MNIST / Fashion-MNIST IDX files.
-
 _IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 _IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
 
@@ -312,11 +303,9 @@ def load_mnist(directory_or_files: PathLike | tuple[PathLike, PathLike],
         f"{images_path.name} has {len(images)} images but {labels_path.name} "
         f"has {len(labels)} labels")
   _ten_classes(labels_path.name, labels)
-  return Dataset(_as_unit_float(images)[..., None], labels.astype(np.int32),
-                 10, f"{name}[{split}]")
+  return Dataset((images.astype(np.float32) / 255.0)[..., None],
+                 labels.astype(np.int32), 10, f"{name}[{split}]")
 
-
-# CIFAR-10 python pickles.
 
 _CIFAR_DIR = "cifar-10-batches-py"
 _CIFAR_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)),
@@ -399,7 +388,9 @@ def load_cifar10(directory: PathLike, split: str = "train") -> Dataset:
   data, labels = (np.concatenate(part) for part in zip(
       *(_load_cifar_batch(directory / n) for n in _CIFAR_FILES[split])))
   # Each row is the red, green, then blue 32x32 plane: [N, C, H, W] -> NHWC.
-  images = _as_unit_float(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+  images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(
+      np.float32)
+  images /= 255.0  # in place: no second 600 MB array
   return Dataset(images, labels.astype(np.int32), 10, f"cifar10[{split}]")
 
 
@@ -437,7 +428,7 @@ def load_npz(path: PathLike, *, name: str | None = None) -> Dataset:
   _require(x.ndim == 4, where,
            f"'x' must be [N, H, W] or [N, H, W, C], got shape {x.shape}")
   if x.dtype == np.uint8:
-    x = _as_unit_float(x)
+    x = x.astype(np.float32) / 255.0
   elif np.issubdtype(x.dtype, np.floating):
     with np.errstate(over="ignore"):
       x = x.astype(np.float32, copy=False)

@@ -263,10 +263,7 @@ def cyclic_momentum_schedule(
 
   References:
     Smith & Topin, `Super-Convergence <https://arxiv.org/abs/1708.07120>`_,
-    2017.
-
-    PyTorch, `torch.optim.lr_scheduler.CyclicLR
-    <https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.CyclicLR.html>`_.
+    2017; PyTorch's ``CyclicLR`` (see :func:`cyclic_schedule`).
   """
   check_momentum_bounds(base_momentum, max_momentum)
   profile = _profile.cyclic_profile(step_size_up, step_size_down, mode, gamma,

@@ -42,13 +42,7 @@ def _value(x: Any) -> str:
 
 
 class Schedule:
-  """An ``optax.Schedule`` with a readable ``repr``.
-
-  Args:
-    fn: ``count -> value``.
-    name: the constructor's name.
-    **args: the arguments shown.
-  """
+  """``fn`` (``count -> value``) printed as ``name(**args)``."""
 
   __slots__ = ("_fn", "_text", "__weakref__")
 
