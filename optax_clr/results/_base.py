@@ -1,10 +1,11 @@
 """The one base of every result: typed read-only arrays, JSON, CSV, plot.
 
-A result is a frozen dataclass whose array fields are declared once
-(:class:`Column`: name, dtype, named dimensions such as ``("k", "n")``); the
-base converts and checks them (dtype, number of dimensions, every use of a
-dimension name the same length), checks the metrics dicts and the config,
-and gives every result the same interface:
+A result is a frozen dataclass whose fields say what they hold:
+:func:`column` (an array of one dtype with named dimensions such as
+``("k", "n")``), :func:`metrics` (name -> float array) or :func:`choice`
+(one of some strings). The base converts and checks them (dtype, number of
+dimensions, every use of a dimension name the same length), checks the
+config, and gives every result the same interface:
 
 * ``to_dict()`` / ``from_dict()``: strict-JSON-able dicts with ``type`` and
   ``format_version`` (NaN and inf become ``null`` and come back as NaN);
@@ -33,19 +34,33 @@ from optax_clr import _serialize
 FORMAT_VERSION = 2
 # Files written by the first release (format 1) are still read.
 READABLE_VERSIONS = (1, 2)
-
-
-@dataclasses.dataclass(frozen=True)
-class Column:
-  """An array field: its dtype and the names of its dimensions."""
-  name: str
-  dtype: Any
-  dims: tuple[str, ...]
-  required: bool = True
-
-
 _DIM_WORDS = {"n": "step", "m": "evaluation", "k": "LR", "s": "seed",
               "e": "evaluation", "c": "configuration"}
+_MISSING = dataclasses.MISSING
+
+
+def column(*dims: str, dtype: Any = np.float64, default: Any = _MISSING
+           ) -> Any:
+  """A field holding an array of ``dtype`` with the named dimensions."""
+  return dataclasses.field(default=default, metadata={
+      "kind": "column", "dims": dims, "dtype": dtype})
+
+
+def metrics(*dims: str, required: bool = False) -> Any:
+  """A field mapping names to float arrays with the named dimensions."""
+  return dataclasses.field(
+      default_factory=_MISSING if required else dict,
+      metadata={"kind": "metrics", "dims": dims, "dtype": np.float64})
+
+
+def choice(*allowed: str, default: Any = _MISSING) -> Any:
+  """A field holding one of the ``allowed`` strings."""
+  return dataclasses.field(default=default, metadata={
+      "kind": "choice", "allowed": allowed})
+
+
+def _fields(cls: Any, kind: str) -> list[dataclasses.Field]:
+  return [f for f in dataclasses.fields(cls) if f.metadata.get("kind") == kind]
 
 
 def as_array(name: str, value: Any, dtype: Any, ndim: int) -> np.ndarray:
@@ -59,15 +74,14 @@ def as_array(name: str, value: Any, dtype: Any, ndim: int) -> np.ndarray:
     raw = np.asarray(value)
   except (TypeError, ValueError) as e:
     raise ValueError(f"{name} must be a rectangular array of numbers: "
-                     f"{_one_line(e)}") from e
+                     f"{one_line(e)}") from e
   if raw.dtype == object or raw.dtype.kind in "USV":
     raise ValueError(f"{name} must hold numbers, got "
                      f"{_checks.describe(value)}")
   if raw.dtype.kind == "c":
     raise ValueError(f"{name} must hold real numbers, got dtype {raw.dtype}")
   if dtype is not np.bool_ and raw.dtype == np.bool_:
-    raise ValueError(f"{name} must hold numbers, got booleans "
-                     f"{_short(raw)}")
+    raise ValueError(f"{name} must hold numbers, got booleans {_short(raw)}")
   if dtype is not np.float64 and raw.size and raw.dtype.kind == "f":
     if not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)):
       raise ValueError(f"{name} must hold integers, got {_short(raw)}")
@@ -78,7 +92,7 @@ def as_array(name: str, value: Any, dtype: Any, ndim: int) -> np.ndarray:
     with np.errstate(over="raise", invalid="raise"):
       arr = np.array(raw, dtype=dtype)
   except (TypeError, ValueError, OverflowError, FloatingPointError) as e:
-    raise ValueError(f"{name}: {_one_line(e)}") from e
+    raise ValueError(f"{name}: {one_line(e)}") from e
   if raw.size == 0 and ndim > 1 and arr.ndim == 1:
     arr = arr.reshape((0,) * ndim)
   if arr.ndim != ndim:
@@ -98,8 +112,14 @@ def _short(arr: np.ndarray) -> str:
   return text + (" ..." if arr.size > 6 else "")
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: Any) -> str:
   return " ".join(str(e).split())
+
+
+def naming(name: str, e: Exception) -> ValueError:
+  """``e`` as one line that starts with ``name`` (the file it is about)."""
+  text = one_line(e)
+  return ValueError(text if text.startswith(name) else f"{name}: {text}")
 
 
 def arrays_equal(a: np.ndarray, b: np.ndarray) -> bool:
@@ -107,104 +127,122 @@ def arrays_equal(a: np.ndarray, b: np.ndarray) -> bool:
       a, b, equal_nan=a.dtype.kind == "f")
 
 
+def pick(values: Any, index: list[int | None]) -> list[Any]:
+  """``values[i]`` for each ``i`` of ``index``; None where ``i`` is None."""
+  return [None if i is None else values[i] for i in index]
+
+
 def summary(arr: np.ndarray) -> str:
   return f"[{arr[0]:.3g}..{arr[-1]:.3g}]" if arr.size else "[]"
 
 
-class Result:
+def _check_dims(name: str, shape: tuple[int, ...], dims: tuple[str, ...],
+                sizes: dict[str, tuple[int, str]]) -> None:
+  for size, dim in zip(shape, dims):
+    want, first = sizes.setdefault(dim, (size, name))
+    if size != want:
+      raise ValueError(
+          f"{name} must have one entry per {_DIM_WORDS.get(dim, dim)} "
+          f"({want}, as {first}), got shape {shape}")
+
+
+class JsonFile:
+  """``to_json``/``from_json`` over a class's ``to_dict``/``from_dict``."""
+
+  def to_json(self, path: str | os.PathLike[str] | None = None, *,
+              indent: int | None = None) -> str:
+    """Strict JSON text of :meth:`to_dict`; also written (atomically) to
+    ``path`` if given."""
+    return _serialize.dump_json(self.to_dict(), path, indent)
+
+  @classmethod
+  def from_json(cls, source: str | os.PathLike[str]) -> Any:
+    """From JSON text, or from the file at ``source``.
+
+    Raises:
+      ValueError: one line naming the file (or "JSON text") and what is
+        wrong with it.
+    """
+    data = _serialize.load_json(source)
+    try:
+      return cls.from_dict(data)
+    except ValueError as e:
+      raise naming(_serialize.source_name(source), e) from e
+
+
+class Result(JsonFile):
   """Base class of the result dataclasses (see the module docstring).
 
-  Subclasses declare ``COLUMNS`` (array fields), ``METRICS`` (fields that map
-  metric names to arrays, with their dimensions), ``CHOICES`` (string fields
-  and their allowed values) and implement ``_check`` (rules across fields),
-  ``_csv`` (header and rows) and ``_plot``.
+  Subclasses declare their fields with :func:`column`, :func:`metrics` and
+  :func:`choice`, the entries ``to_dict`` adds (``DERIVED``: properties or
+  methods; ``suggestions`` when the class can ``suggest``), the plotting
+  function (``PLOT``), and implement ``_check`` (rules across fields) and
+  ``_csv`` (the CSV's named columns).
   """
 
-  COLUMNS: ClassVar[tuple[Column, ...]] = ()
-  METRICS: ClassVar[dict[str, tuple[str, ...]]] = {}
-  CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}
-
-  # -- construction -----------------------------------------------------------
+  DERIVED: ClassVar[tuple[str, ...]] = ()
+  PLOT: ClassVar[str] = ""
 
   def __post_init__(self):
-    sizes: dict[str, tuple[int, str]] = {}
-    for col in self.COLUMNS:
-      arr = as_array(col.name, getattr(self, col.name), col.dtype,
-                     len(col.dims))
-      self._check_dims(col.name, arr.shape, col.dims, sizes)
-      object.__setattr__(self, col.name, arr)
-    for name, dims in self.METRICS.items():
-      value = getattr(self, name)
+    sizes: dict[str, tuple[int, str]] = {}  # dimension -> (length, field)
+    for f in _fields(self, "column"):  # the columns fix the dimensions first
+      arr = as_array(f.name, getattr(self, f.name), f.metadata["dtype"],
+                     len(f.metadata["dims"]))
+      _check_dims(f.name, arr.shape, f.metadata["dims"], sizes)
+      object.__setattr__(self, f.name, arr)
+    for f in _fields(self, "metrics"):
+      value, out = getattr(self, f.name), {}
       if not isinstance(value, Mapping):
-        raise TypeError(
-            f"{name} must be a mapping of name -> array, got "
-            f"{type(value).__name__}")
-      out = {}
+        raise TypeError(f"{f.name} must be a mapping of name -> array, got "
+                        f"{type(value).__name__}")
       for key, v in value.items():
         if not isinstance(key, str):
-          raise TypeError(f"{name} names must be str, got {key!r}")
-        arr = as_array(f"{name}[{key!r}]", v, np.float64, len(dims))
-        self._check_dims(f"{name}[{key!r}]", arr.shape, dims, sizes)
-        out[key] = arr
-      object.__setattr__(self, name, out)
-    for name, choices in self.CHOICES.items():
-      _checks.check_choice(name, getattr(self, name), choices)
+          raise TypeError(f"{f.name} names must be str, got {key!r}")
+        name = f"{f.name}[{key!r}]"
+        out[key] = as_array(name, v, np.float64, len(f.metadata["dims"]))
+        _check_dims(name, out[key].shape, f.metadata["dims"], sizes)
+      object.__setattr__(self, f.name, out)
+    for f in _fields(self, "choice"):
+      _checks.check_choice(f.name, getattr(self, f.name), f.metadata["allowed"])
     if not isinstance(self.config, Mapping):
       raise TypeError(
           f"config must be a mapping, got {type(self.config).__name__}")
     object.__setattr__(self, "config", dict(self.config))
     self._check()
 
-  @staticmethod
-  def _check_dims(name: str, shape: tuple[int, ...], dims: tuple[str, ...],
-                  sizes: dict[str, tuple[int, str]]) -> None:
-    for size, dim in zip(shape, dims):
-      if dim not in sizes:
-        sizes[dim] = (size, name)
-        continue
-      want, first = sizes[dim]
-      if size != want:
-        raise ValueError(
-            f"{name} must have one entry per {_DIM_WORDS.get(dim, dim)} "
-            f"({want}, as {first}), got shape {shape}")
-
   def _check(self) -> None:
     """Rules across fields; subclasses override."""
-
-  # -- comparison and display -------------------------------------------------
 
   def __eq__(self, other: object) -> bool:
     if type(other) is not type(self):
       return NotImplemented
+    metric_fields = {f.name for f in _fields(self, "metrics")}
     for f in dataclasses.fields(self):
       a, b = getattr(self, f.name), getattr(other, f.name)
-      if isinstance(a, np.ndarray):
-        if not arrays_equal(a, b):
-          return False
-      elif f.name in self.METRICS:
-        if a.keys() != b.keys() or not all(
-            arrays_equal(a[k], b[k]) for k in a):
-          return False
-      elif a != b:
+      if f.name in metric_fields:
+        same = a.keys() == b.keys() and all(arrays_equal(a[k], b[k])
+                                            for k in a)
+      else:
+        same = arrays_equal(a, b) if isinstance(a, np.ndarray) else a == b
+      if not same:
         return False
     return True
 
   __hash__ = None  # holds arrays; like np.ndarray, not hashable
-
-  # -- serialization ----------------------------------------------------------
-
-  def _derived(self, suggestions: bool) -> dict[str, Any]:
-    """Extra JSON entries (derived values, suggestions); ignored on read."""
-    return {}
 
   def to_dict(self, *, suggestions: bool = True) -> dict[str, Any]:
     """Strict-JSON-able dict: ``type``, ``format_version``, every field, and
     derived entries (e.g. the default suggestions) that :meth:`from_dict`
     ignores."""
     data = {"type": type(self).__name__, "format_version": FORMAT_VERSION}
-    for f in dataclasses.fields(self):
-      data[f.name] = getattr(self, f.name)
-    data.update(self._derived(suggestions))
+    data.update((f.name, getattr(self, f.name))
+                for f in dataclasses.fields(self))
+    for name in self.DERIVED:
+      value = getattr(self, name)
+      value = value() if callable(value) else value
+      data[name] = value.tolist() if isinstance(value, np.ndarray) else value
+    if suggestions and hasattr(self, "suggest"):
+      data["suggestions"] = self.suggest().to_dict()
     return _serialize.jsonable(data, type(self).__name__)
 
   @classmethod
@@ -220,68 +258,41 @@ class Result:
           f"{cls.__name__} has format_version {version!r}; this version "
           f"reads {list(READABLE_VERSIONS)}")
     data = cls._upgrade(dict(data), version)
-    kwargs = {}
     for f in dataclasses.fields(cls):
-      if f.name in data:
-        kwargs[f.name] = data[f.name]
-      elif f.default is dataclasses.MISSING and (
-          f.default_factory is dataclasses.MISSING):
+      if f.name not in data and f.default is _MISSING and (
+          f.default_factory is _MISSING):
         raise ValueError(f"{cls.__name__} is missing the field {f.name!r}")
-    for name in cls.METRICS:
+    kwargs = {f.name: data[f.name] for f in dataclasses.fields(cls)
+              if f.name in data}
+    for name in [f.name for f in _fields(cls, "metrics")] + ["config"]:
       if name in kwargs and not isinstance(kwargs[name], Mapping):
-        raise ValueError(
-            f"{cls.__name__}.{name} must be an object of name -> array, got "
-            f"{type(kwargs[name]).__name__}")
-    if "config" in kwargs and not isinstance(kwargs["config"], Mapping):
-      raise ValueError(f"{cls.__name__}.config must be an object, got "
-                       f"{type(kwargs['config']).__name__}")
+        what = "an object" if name == "config" else (
+            "an object of name -> array")
+        raise ValueError(f"{cls.__name__}.{name} must be {what}, got "
+                         f"{type(kwargs[name]).__name__}")
     try:
       return cls(**kwargs)
     except TypeError as e:
-      raise ValueError(f"malformed {cls.__name__}: {_one_line(e)}") from e
+      raise ValueError(f"malformed {cls.__name__}: {one_line(e)}") from e
 
   @classmethod
   def _upgrade(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
     """Renames the fields of an older format; subclasses override."""
     return data
 
-  def to_json(self, path: str | os.PathLike[str] | None = None, *,
-              indent: int | None = None) -> str:
-    """Strict JSON text of :meth:`to_dict`; also written (atomically) to
-    ``path`` if given."""
-    return _serialize.dump_json(self.to_dict(), path, indent)
-
-  @classmethod
-  def from_json(cls, source: str | os.PathLike[str]) -> Result:
-    """From JSON text, or from the file at ``source``.
-
-    Raises:
-      ValueError: one line naming the file (or "JSON text") and what is
-        wrong with it.
-    """
-    data = _serialize.load_json(source)
-    try:
-      return cls.from_dict(data)
-    except ValueError as e:
-      name = _serialize.source_name(source)
-      text = _one_line(e)
-      raise ValueError(text if text.startswith(name) else f"{name}: {text}"
-                       ) from e
-
-  def _csv(self) -> tuple[list[str], list[list[Any]]]:
+  def _csv(self) -> list[tuple[str, Any]]:
     raise NotImplementedError
 
   def to_csv(self, path: str | os.PathLike[str] | None = None) -> str:
     """The CSV text (full float precision, blank for missing); also written
     (atomically) to ``path`` if given."""
-    header, rows = self._csv()
-    return _serialize.write_csv(header, rows, path)
-
-  def _plot(self, ax: Any, **kwargs: Any) -> Any:
-    raise NotImplementedError
+    columns = self._csv()
+    rows = list(zip(*(values for _, values in columns)))
+    return _serialize.write_csv([name for name, _ in columns], rows, path)
 
   def plot(self, ax: Any = None, *, path: str | os.PathLike[str] | None = None,
            **kwargs: Any) -> Any:
     """Draws the result; returns the matplotlib ``Figure`` (also saved to
     ``path`` if given). See :mod:`optax_clr.plotting`."""
-    return self._plot(ax, path=path, **kwargs)
+    from optax_clr import plotting  # matplotlib only when plotting
+    return getattr(plotting, self.PLOT)(self, ax, path=path, **kwargs)

@@ -7,9 +7,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from optax_clr.results._base import Column
+from optax_clr import _serialize
+from optax_clr.results._base import choice
+from optax_clr.results._base import column
+from optax_clr.results._base import FORMAT_VERSION
+from optax_clr.results._base import JsonFile
+from optax_clr.results._base import metrics
 from optax_clr.results._base import Result
+from optax_clr.results._sweep import ParallelSweepResult
+from optax_clr.results._sweep import score_of
 from optax_clr.results._sweep import Statuses
+from optax_clr.results._sweep import SWEEP_STOPS
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -28,29 +36,19 @@ class GridSweepResult(Statuses, Result):
   as in the LR sweep; :meth:`best` is the stable run with the best score.
   """
 
-  configs: dict[str, np.ndarray]
-  losses: np.ndarray
-  final_loss: np.ndarray
-  mean_loss: np.ndarray
-  diverged: np.ndarray
-  diverged_at: np.ndarray
-  eval_metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-  initial_metrics: dict[str, np.ndarray] = dataclasses.field(
-      default_factory=dict)
-  stop_reason: str = "completed"
+  configs: dict[str, np.ndarray] = metrics("k", required=True)
+  losses: np.ndarray = column("k", "n")
+  final_loss: np.ndarray = column("k")
+  mean_loss: np.ndarray = column("k")
+  diverged: np.ndarray = column("k", dtype=np.bool_)
+  diverged_at: np.ndarray = column("k", dtype=np.int64)
+  eval_metrics: dict[str, np.ndarray] = metrics("k")
+  initial_metrics: dict[str, np.ndarray] = metrics("k")
+  stop_reason: str = choice(*SWEEP_STOPS, default="completed")
   config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-  COLUMNS: ClassVar = (
-      Column("losses", np.float64, ("k", "n")),
-      Column("final_loss", np.float64, ("k",)),
-      Column("mean_loss", np.float64, ("k",)),
-      Column("diverged", np.bool_, ("k",)),
-      Column("diverged_at", np.int64, ("k",)),
-  )
-  METRICS: ClassVar = {"configs": ("k",), "eval_metrics": ("k",),
-                       "initial_metrics": ("k",)}
-  CHOICES: ClassVar = {"stop_reason": ("completed", "data_exhausted",
-                                       "interrupted")}
+  DERIVED: ClassVar = ("status", "best")
+  PLOT: ClassVar = "plot_grid"
 
   def _check(self) -> None:
     if not self.configs:
@@ -72,7 +70,7 @@ class GridSweepResult(Statuses, Result):
   def score(self) -> tuple[np.ndarray, str, bool]:
     """``(score, name, higher_is_better)``: final validation accuracy, else
     validation loss, else the final windowed training loss."""
-    return _score_of(self)
+    return score_of(self)
 
   def best_index(self) -> int | None:
     """Index of the stable run with the best score (None if none)."""
@@ -80,8 +78,7 @@ class GridSweepResult(Statuses, Result):
     ok = self.stable & np.isfinite(score)
     if not ok.any():
       return None
-    value = np.where(ok, score if higher else -score, -np.inf)
-    return int(np.argmax(value))
+    return int(np.argmax(np.where(ok, score if higher else -score, -np.inf)))
 
   def best(self) -> dict[str, float] | None:
     """The best stable run's configuration (None if no run trained)."""
@@ -130,36 +127,19 @@ class GridSweepResult(Statuses, Result):
           f"{list(names)} ({' x '.join(str(a.size) for a in axes)})")
     out = np.full(tuple(a.size for a in axes), np.nan)
     for k in range(self.num_configs):
-      index = tuple(int(np.searchsorted(a, self.configs[n][k]))
-                    for a, n in zip(axes, names))
-      out[index] = values[k]
+      out[tuple(int(np.searchsorted(a, self.configs[n][k]))
+                for a, n in zip(axes, names))] = values[k]
     return axes, out
 
-  def _derived(self, suggestions: bool) -> dict[str, Any]:
-    return {"status": list(self.status), "best": self.best()}
-
   def _csv(self):
-    """One row per configuration: the hyperparameters, ``status``,
-    ``final_loss``, ``mean_loss``, ``diverged``, ``eval_<metric>...``."""
-    names = list(self.configs)
-    metrics = list(self.eval_metrics)
-    header = names + ["status", "final_loss", "mean_loss", "diverged"] + [
-        f"eval_{m}" for m in metrics]
-    status = self.status
-    rows = [[self.configs[n][k] for n in names]
-            + [str(status[k]), self.final_loss[k], self.mean_loss[k],
-               self.diverged[k]]
-            + [self.eval_metrics[m][k] for m in metrics]
-            for k in range(self.num_configs)]
-    return header, rows
-
-  def _plot(self, ax: Any, **kwargs: Any) -> Any:
-    from optax_clr import plotting
-    return plotting.plot_grid(self, ax, **kwargs)
+    return list(self.configs.items()) + [
+        ("status", self.status), ("final_loss", self.final_loss),
+        ("mean_loss", self.mean_loss), ("diverged", self.diverged)] + [
+            (f"eval_{k}", v) for k, v in self.eval_metrics.items()]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class BatchSizeSweepResult:
+class BatchSizeSweepResult(JsonFile):
   """LR sweeps at several batch sizes, each for the same number of
   examples (one compiled program per batch size).
 
@@ -193,7 +173,7 @@ class BatchSizeSweepResult:
       s = sweep.suggest()
       if s.best.lr is None:
         continue
-      score, _, higher = _score_of(sweep)
+      score, _, higher = score_of(sweep)
       value = float(score[s.best.index])
       key = value if higher else -value
       if best is None or key > best[0]:
@@ -202,8 +182,6 @@ class BatchSizeSweepResult:
     return None if best is None else best[1]
 
   def to_dict(self) -> dict[str, Any]:
-    from optax_clr import _serialize
-    from optax_clr.results._base import FORMAT_VERSION
     return _serialize.jsonable({
         "type": type(self).__name__, "format_version": FORMAT_VERSION,
         "batch_sizes": list(self.batch_sizes),
@@ -212,8 +190,6 @@ class BatchSizeSweepResult:
 
   @classmethod
   def from_dict(cls, data: Any) -> BatchSizeSweepResult:
-    from optax_clr import _serialize
-    from optax_clr.results._sweep import ParallelSweepResult
     if not isinstance(data, dict):
       raise ValueError("expected a BatchSizeSweepResult JSON object")
     _serialize.check_type(cls, data)
@@ -224,23 +200,6 @@ class BatchSizeSweepResult:
     except (KeyError, TypeError) as e:
       raise ValueError(f"malformed BatchSizeSweepResult: {e}") from e
 
-  def to_json(self, path: Any = None, *, indent: int | None = None) -> str:
-    from optax_clr import _serialize
-    return _serialize.dump_json(self.to_dict(), path, indent)
-
-  @classmethod
-  def from_json(cls, source: Any) -> BatchSizeSweepResult:
-    from optax_clr import _serialize
-    return cls.from_dict(_serialize.load_json(source))
-
   def plot(self, ax: Any = None, *, path: Any = None) -> Any:
     from optax_clr import plotting
     return plotting.plot_batch_sizes(self, ax, path=path)
-
-
-def _score_of(sweep: Any) -> tuple[np.ndarray, str, bool]:
-  if "accuracy" in sweep.eval_metrics:
-    return sweep.eval_metrics["accuracy"], "val_accuracy", True
-  if "loss" in sweep.eval_metrics:
-    return sweep.eval_metrics["loss"], "val_loss", False
-  return sweep.mean_loss, "train_loss", False

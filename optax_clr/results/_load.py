@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 
 from optax_clr import _serialize
 from optax_clr.results._base import FORMAT_VERSION
+from optax_clr.results._base import naming
+from optax_clr.results._base import one_line
 from optax_clr.results._base import Result
 from optax_clr.results._grid import BatchSizeSweepResult
 from optax_clr.results._grid import GridSweepResult
@@ -147,10 +149,7 @@ def load_results(source: str | os.PathLike[str], *,
           f"one of {', '.join(sorted(RESULT_TYPES))} or RunSummary)")
     return RESULT_TYPES[kind].from_dict(data)
   except (TypeError, ValueError, KeyError, IndexError, RecursionError) as e:
-    text = " ".join(str(e).split())
-    if text.startswith(str(path)):
-      raise ValueError(text) from e
-    raise ValueError(f"{path}: {text}") from e
+    raise naming(str(path), e) from e
 
 
 class Bounds(NamedTuple):
@@ -160,10 +159,6 @@ class Bounds(NamedTuple):
   max_lr: float | None
   lr: float | None
   source: str
-
-
-def _one_line(text: str) -> str:
-  return " ".join(str(text).split())
 
 
 def bounds_of(result: Result | RunSummary | str | os.PathLike[str],
@@ -185,9 +180,7 @@ def bounds_of(result: Result | RunSummary | str | os.PathLike[str],
     try:
       return bounds_of(load_results(path), policy)
     except ValueError as e:
-      text = _one_line(e)
-      raise ValueError(text if text.startswith(str(path))
-                       else f"{path}: {text}") from e
+      raise naming(str(path), e) from e
   if isinstance(result, RunSummary):
     b = result.bounds
     base, top, lr = b.get("base_lr"), b.get("max_lr"), b.get("lr")
@@ -200,9 +193,9 @@ def bounds_of(result: Result | RunSummary | str | os.PathLike[str],
     s = result.suggest()
     base, top = s.base_lr, s.max_lr
     lr = getattr(s, "best_lr", None)
-    source = _one_line(s.rule)
+    source = one_line(s.rule)
     if policy == "fixed" and lr is not None:
-      source = _one_line(s.best.reason)
+      source = one_line(s.best.reason)
   if policy == "fixed":
     if lr is None:
       raise ValueError(

@@ -1,4 +1,5 @@
-"""Results of classic LR range tests: one ramp, or S ramps over seeds."""
+"""Results of classic LR range tests: one ramp, or S ramps over seeds or
+weight decays."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from optax_clr import _checks
 from optax_clr import suggestions as _sg
-from optax_clr.results._base import Column
+from optax_clr.results._base import choice
+from optax_clr.results._base import column
+from optax_clr.results._base import metrics
+from optax_clr.results._base import pick
 from optax_clr.results._base import Result
 from optax_clr.results._base import summary
 
@@ -41,24 +46,17 @@ class RangeTestResult(Result):
     config: JSON-able arguments of the run.
   """
 
-  lrs: np.ndarray
-  losses: np.ndarray
-  smoothed_losses: np.ndarray
-  stop_reason: str
-  eval_steps: np.ndarray = ()
-  eval_lrs: np.ndarray = ()
-  eval_metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  lrs: np.ndarray = column("n")
+  losses: np.ndarray = column("n")
+  smoothed_losses: np.ndarray = column("n")
+  stop_reason: str = choice(*STOP_REASONS)
+  eval_steps: np.ndarray = column("m", dtype=np.int64, default=())
+  eval_lrs: np.ndarray = column("m", default=())
+  eval_metrics: dict[str, np.ndarray] = metrics("m")
   config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-  COLUMNS: ClassVar = (
-      Column("lrs", np.float64, ("n",)),
-      Column("losses", np.float64, ("n",)),
-      Column("smoothed_losses", np.float64, ("n",)),
-      Column("eval_steps", np.int64, ("m",)),
-      Column("eval_lrs", np.float64, ("m",)),
-  )
-  METRICS: ClassVar = {"eval_metrics": ("m",)}
-  CHOICES: ClassVar = {"stop_reason": STOP_REASONS}
+  DERIVED: ClassVar = ("num_steps", "diverged")
+  PLOT: ClassVar = "plot_range_test"
 
   def _check(self) -> None:
     _sg.validate_curve(self.lrs, self.losses, "losses")
@@ -100,62 +98,39 @@ class RangeTestResult(Result):
         accuracies=acc, accuracy_lrs=None if acc is None else self.eval_lrs,
         stop_reason=self.stop_reason, rule=rule, **kwargs)
 
-  def _derived(self, suggestions: bool) -> dict[str, Any]:
-    data = {"num_steps": self.num_steps, "diverged": self.diverged}
-    if suggestions:
-      data["suggestions"] = self.suggest().to_dict()
-    return data
-
   def _csv(self):
-    """One row per recorded step: ``step, lr, loss, smoothed_loss,
-    eval_<metric>...``; evaluation columns blank except at ``eval_steps``
-    (an evaluation past the recorded steps gets its own row)."""
-    names = list(self.eval_metrics)
-    header = ["step", "lr", "loss", "smoothed_loss"] + [
-        f"eval_{k}" for k in names]
-    rows = [[i, self.lrs[i], self.losses[i], self.smoothed_losses[i]]
-            + [None] * len(names) for i in range(self.num_steps)]
-    for j, step in enumerate(self.eval_steps):
-      values = [self.eval_metrics[k][j] for k in names]
-      if step < self.num_steps:
-        rows[step][4:] = values
-      else:
-        rows.append([int(step), self.eval_lrs[j], None, None] + values)
-    return header, rows
-
-  def _plot(self, ax: Any, **kwargs: Any) -> Any:
-    from optax_clr import plotting  # matplotlib only when plotting
-    return plotting.plot_range_test(self, ax, **kwargs)
-
-
-_RAMP_COLUMNS = (
-    Column("lrs", np.float64, ("n",)),
-    Column("losses", np.float64, ("s", "n")),
-    Column("smoothed_losses", np.float64, ("s", "n")),
-    Column("num_recorded", np.int64, ("s",)),
-    Column("eval_steps", np.int64, ("m",)),
-    Column("eval_lrs", np.float64, ("m",)),
-)
+    # An evaluation sits on its step's row; one past the last step gets a
+    # row of its own (eval_steps increase: those rows come last, in order).
+    n, past = self.num_steps, self.eval_steps >= self.num_steps
+    rows = np.where(past, n + np.cumsum(past) - 1, self.eval_steps)
+    at = {int(r): j for j, r in enumerate(rows)}
+    blank = [None] * int(past.sum())
+    evals = [at.get(r) for r in range(n + len(blank))]
+    return [("step", [*range(n), *self.eval_steps[past]]),
+            ("lr", [*self.lrs, *self.eval_lrs[past]]),
+            ("loss", [*self.losses, *blank]),
+            ("smoothed_loss", [*self.smoothed_losses, *blank])] + [
+                (f"eval_{k}", pick(v, evals))
+                for k, v in self.eval_metrics.items()]
 
 
 class RampSet:
   """What S ramps over one LR ramp share (a mixin of the multi-ramp
-  results): per-ramp stop reasons, the ramps as single results, CSV."""
+  results): per-ramp stop reasons, the ramps as single results, CSV.
+  Subclasses name each ramp (``_labels``) and say what its config adds
+  (``_run_config``)."""
 
-  def _check_ramps(self) -> None:
+  def _check(self) -> None:
     if isinstance(self.stop_reasons, str) or not hasattr(
         self.stop_reasons, "__len__"):
       raise TypeError("stop_reasons must be a list of str, one per ramp")
     reasons = tuple(self.stop_reasons)
-    s = self.losses.shape[0]
-    if len(reasons) != s:
+    if len(reasons) != self.num_ramps:
       raise ValueError(
-          f"stop_reasons must have one entry per ramp ({s}), got "
-          f"{len(reasons)}")
+          f"stop_reasons must have one entry per ramp ({self.num_ramps}), "
+          f"got {len(reasons)}")
     for i, r in enumerate(reasons):
-      if r not in STOP_REASONS:
-        raise ValueError(f"stop_reasons[{i}] must be one of "
-                         f"{', '.join(map(repr, STOP_REASONS))}; got {r!r}")
+      _checks.check_choice(f"stop_reasons[{i}]", r, STOP_REASONS)
     object.__setattr__(self, "stop_reasons", reasons)
     _sg.validate_curve(self.lrs, self.lrs, "lrs")
     if np.any(self.num_recorded < 0) or np.any(
@@ -168,9 +143,6 @@ class RampSet:
   def num_ramps(self) -> int:
     return int(self.losses.shape[0])
 
-  def _run_config(self, i: int) -> dict[str, Any]:
-    return dict(self.config)
-
   def run(self, i: int) -> RangeTestResult:
     """Ramp ``i`` as a :class:`RangeTestResult`."""
     n = int(self.num_recorded[i])
@@ -181,23 +153,18 @@ class RampSet:
         stop_reason=self.stop_reasons[i], eval_steps=self.eval_steps[keep],
         eval_lrs=self.eval_lrs[keep],
         eval_metrics={k: v[i][keep] for k, v in self.eval_metrics.items()},
-        config=self._run_config(i))
+        config={**self.config, **self._run_config(i)})
 
   @property
   def runs(self) -> tuple[RangeTestResult, ...]:
     return tuple(self.run(i) for i in range(self.num_ramps))
 
-  def _labels(self) -> list[str]:
-    raise NotImplementedError
-
   def _csv(self):
-    """One row per step: ``step, lr, loss[label]..., smoothed[label]...``."""
     labels = self._labels()
-    header = (["step", "lr"] + [f"loss[{x}]" for x in labels]
-              + [f"smoothed_loss[{x}]" for x in labels])
-    rows = [[i, self.lrs[i]] + list(self.losses[:, i])
-            + list(self.smoothed_losses[:, i]) for i in range(self.lrs.size)]
-    return header, rows
+    return [("step", range(self.lrs.size)), ("lr", self.lrs)] + [
+        (f"{name}[{x}]", values) for name, curves in (
+            ("loss", self.losses), ("smoothed_loss", self.smoothed_losses))
+        for x, values in zip(labels, curves)]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -220,22 +187,18 @@ class MultiSeedRangeTestResult(RampSet, Result):
     config: JSON-able arguments of the run.
   """
 
-  seeds: np.ndarray
-  lrs: np.ndarray
-  losses: np.ndarray
-  smoothed_losses: np.ndarray
-  num_recorded: np.ndarray
+  seeds: np.ndarray = column("s", dtype=np.int64)
+  lrs: np.ndarray = column("n")
+  losses: np.ndarray = column("s", "n")
+  smoothed_losses: np.ndarray = column("s", "n")
+  num_recorded: np.ndarray = column("s", dtype=np.int64)
   stop_reasons: tuple[str, ...]
-  eval_steps: np.ndarray = ()
-  eval_lrs: np.ndarray = ()
-  eval_metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  eval_steps: np.ndarray = column("m", dtype=np.int64, default=())
+  eval_lrs: np.ndarray = column("m", default=())
+  eval_metrics: dict[str, np.ndarray] = metrics("s", "m")
   config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-  COLUMNS: ClassVar = (Column("seeds", np.int64, ("s",)),) + _RAMP_COLUMNS
-  METRICS: ClassVar = {"eval_metrics": ("s", "m")}
-
-  def _check(self) -> None:
-    self._check_ramps()
+  PLOT: ClassVar = "plot_multi_seed"
 
   @property
   def num_seeds(self) -> int:
@@ -247,7 +210,7 @@ class MultiSeedRangeTestResult(RampSet, Result):
             f"stop_reasons={list(self.stop_reasons)})")
 
   def _run_config(self, i: int) -> dict[str, Any]:
-    return {**self.config, "seed": int(self.seeds[i])}
+    return {"seed": int(self.seeds[i])}
 
   def _labels(self) -> list[str]:
     return [str(int(s)) for s in self.seeds]
@@ -255,13 +218,6 @@ class MultiSeedRangeTestResult(RampSet, Result):
   def suggest(self, **kwargs: Any) -> _sg.SeedSuggestions:
     """Each seed's suggestions, and their medians and spreads."""
     return _sg.aggregate([r.suggest(**kwargs) for r in self.runs])
-
-  def _derived(self, suggestions: bool) -> dict[str, Any]:
-    return {"suggestions": self.suggest().to_dict()} if suggestions else {}
-
-  def _plot(self, ax: Any, **kwargs: Any) -> Any:
-    from optax_clr import plotting
-    return plotting.plot_multi_seed(self, ax, **kwargs)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -277,24 +233,19 @@ class WeightDecayRangeTestResult(RampSet, Result):
       :class:`MultiSeedRangeTestResult`, one row per ramp.
   """
 
-  weight_decays: np.ndarray
-  momenta: np.ndarray
-  lrs: np.ndarray
-  losses: np.ndarray
-  smoothed_losses: np.ndarray
-  num_recorded: np.ndarray
+  weight_decays: np.ndarray = column("s")
+  momenta: np.ndarray = column("s")
+  lrs: np.ndarray = column("n")
+  losses: np.ndarray = column("s", "n")
+  smoothed_losses: np.ndarray = column("s", "n")
+  num_recorded: np.ndarray = column("s", dtype=np.int64)
   stop_reasons: tuple[str, ...]
-  eval_steps: np.ndarray = ()
-  eval_lrs: np.ndarray = ()
-  eval_metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  eval_steps: np.ndarray = column("m", dtype=np.int64, default=())
+  eval_lrs: np.ndarray = column("m", default=())
+  eval_metrics: dict[str, np.ndarray] = metrics("s", "m")
   config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-  COLUMNS: ClassVar = (Column("weight_decays", np.float64, ("s",)),
-                       Column("momenta", np.float64, ("s",))) + _RAMP_COLUMNS
-  METRICS: ClassVar = {"eval_metrics": ("s", "m")}
-
-  def _check(self) -> None:
-    self._check_ramps()
+  PLOT: ClassVar = "plot_weight_decay"
 
   def __repr__(self) -> str:
     return (f"WeightDecayRangeTestResult(ramps={self.num_ramps}, "
@@ -302,7 +253,7 @@ class WeightDecayRangeTestResult(RampSet, Result):
             f"momenta={sorted(set(self.momenta.tolist()))})")
 
   def _run_config(self, i: int) -> dict[str, Any]:
-    return {**self.config, "weight_decay": float(self.weight_decays[i]),
+    return {"weight_decay": float(self.weight_decays[i]),
             "momentum": float(self.momenta[i])}
 
   def _labels(self) -> list[str]:
@@ -314,10 +265,3 @@ class WeightDecayRangeTestResult(RampSet, Result):
     return _sg.disciplined(self.weight_decays, self.momenta,
                            [r.suggest(**kwargs) for r in self.runs],
                            [r.smoothed_losses for r in self.runs])
-
-  def _derived(self, suggestions: bool) -> dict[str, Any]:
-    return {"suggestions": self.suggest().to_dict()} if suggestions else {}
-
-  def _plot(self, ax: Any, **kwargs: Any) -> Any:
-    from optax_clr import plotting
-    return plotting.plot_weight_decay(self, ax, **kwargs)

@@ -8,9 +8,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from optax_clr import suggestions as _sg
-from optax_clr.results._base import Column
+from optax_clr.results._base import choice
+from optax_clr.results._base import column
+from optax_clr.results._base import metrics
 from optax_clr.results._base import Result
 from optax_clr.results._base import summary
+
+SWEEP_STOPS = ("completed", "data_exhausted", "interrupted")
 
 
 class Statuses:
@@ -39,6 +43,16 @@ class Statuses:
     return self.status == "trained"
 
 
+def score_of(sweep: Any) -> tuple[np.ndarray, str, bool]:
+  """``(score, name, higher_is_better)`` of a sweep's runs: final validation
+  accuracy, else validation loss, else the final windowed training loss."""
+  if "accuracy" in sweep.eval_metrics:
+    return sweep.eval_metrics["accuracy"], "val_accuracy", True
+  if "loss" in sweep.eval_metrics:
+    return sweep.eval_metrics["loss"], "val_loss", False
+  return sweep.mean_loss, "train_loss", False
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class ParallelSweepResult(Statuses, Result):
   """K training runs at fixed LRs, trained side by side.
@@ -63,29 +77,19 @@ class ParallelSweepResult(Statuses, Result):
   :attr:`stable` and enter :meth:`suggest` and :attr:`best_lr`.
   """
 
-  lrs: np.ndarray
-  losses: np.ndarray
-  final_loss: np.ndarray
-  mean_loss: np.ndarray
-  diverged: np.ndarray
-  diverged_at: np.ndarray
-  eval_metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-  initial_metrics: dict[str, np.ndarray] = dataclasses.field(
-      default_factory=dict)
-  stop_reason: str = "completed"
+  lrs: np.ndarray = column("k")
+  losses: np.ndarray = column("k", "n")
+  final_loss: np.ndarray = column("k")
+  mean_loss: np.ndarray = column("k")
+  diverged: np.ndarray = column("k", dtype=np.bool_)
+  diverged_at: np.ndarray = column("k", dtype=np.int64)
+  eval_metrics: dict[str, np.ndarray] = metrics("k")
+  initial_metrics: dict[str, np.ndarray] = metrics("k")
+  stop_reason: str = choice(*SWEEP_STOPS, default="completed")
   config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-  COLUMNS: ClassVar = (
-      Column("lrs", np.float64, ("k",)),
-      Column("losses", np.float64, ("k", "n")),
-      Column("final_loss", np.float64, ("k",)),
-      Column("mean_loss", np.float64, ("k",)),
-      Column("diverged", np.bool_, ("k",)),
-      Column("diverged_at", np.int64, ("k",)),
-  )
-  METRICS: ClassVar = {"eval_metrics": ("k",), "initial_metrics": ("k",)}
-  CHOICES: ClassVar = {"stop_reason": ("completed", "data_exhausted",
-                                       "interrupted")}
+  DERIVED: ClassVar = ("status",)
+  PLOT: ClassVar = "plot_sweep"
 
   def _check(self) -> None:
     _sg.validate_curve(self.lrs, self.lrs, "lrs")
@@ -135,28 +139,10 @@ class ParallelSweepResult(Statuses, Result):
     """The sweep's best LR (``suggest().best.lr``), None if none trained."""
     return self.suggest().best.lr
 
-  def _derived(self, suggestions: bool) -> dict[str, Any]:
-    data = {"status": list(self.status)}
-    if suggestions:
-      data["suggestions"] = self.suggest().to_dict()
-    return data
-
   def _csv(self):
-    """One row per LR: ``lr, status, final_loss, mean_loss, diverged,
-    diverged_at, eval_<metric>..., initial_<metric>...``."""
-    names = list(self.eval_metrics)
-    initial = list(self.initial_metrics)
-    header = (["lr", "status", "final_loss", "mean_loss", "diverged",
-               "diverged_at"] + [f"eval_{k}" for k in names]
-              + [f"initial_{k}" for k in initial])
-    status = self.status
-    rows = [[self.lrs[i], str(status[i]), self.final_loss[i],
-             self.mean_loss[i], self.diverged[i], self.diverged_at[i]]
-            + [self.eval_metrics[k][i] for k in names]
-            + [self.initial_metrics[k][i] for k in initial]
-            for i in range(self.num_lrs)]
-    return header, rows
-
-  def _plot(self, ax: Any, **kwargs: Any) -> Any:
-    from optax_clr import plotting
-    return plotting.plot_sweep(self, ax, **kwargs)
+    return [("lr", self.lrs), ("status", self.status),
+            ("final_loss", self.final_loss), ("mean_loss", self.mean_loss),
+            ("diverged", self.diverged), ("diverged_at", self.diverged_at)
+            ] + [(f"{prefix}_{k}", v) for prefix, named in (
+                ("eval", self.eval_metrics), ("initial", self.initial_metrics))
+                 for k, v in named.items()]

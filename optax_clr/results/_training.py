@@ -9,7 +9,10 @@ import numpy as np
 
 from optax_clr import _checks
 from optax_clr import suggestions as _sg
-from optax_clr.results._base import Column
+from optax_clr.results._base import choice
+from optax_clr.results._base import column
+from optax_clr.results._base import metrics
+from optax_clr.results._base import pick
 from optax_clr.results._base import Result
 
 STOP_REASONS = ("completed", "nonfinite", "data_exhausted", "interrupted")
@@ -42,28 +45,18 @@ class TrainHistory(Result):
   test uses (:mod:`optax_clr.suggestions._status`).
   """
 
-  steps: np.ndarray
-  losses: np.ndarray
-  lrs: np.ndarray
-  momenta: np.ndarray
-  eval_steps: np.ndarray
-  eval_metrics: dict[str, np.ndarray]
-  wall_times: np.ndarray
-  initial_metrics: dict[str, np.ndarray] = dataclasses.field(
-      default_factory=dict)
-  stop_reason: str = "completed"
+  steps: np.ndarray = column("n", dtype=np.int64)
+  losses: np.ndarray = column("n")
+  lrs: np.ndarray = column("n")
+  momenta: np.ndarray = column("n")
+  eval_steps: np.ndarray = column("e", dtype=np.int64)
+  eval_metrics: dict[str, np.ndarray] = metrics("e", required=True)
+  wall_times: np.ndarray = column("e")
+  initial_metrics: dict[str, np.ndarray] = metrics("one")
+  stop_reason: str = choice(*STOP_REASONS, default="completed")
   config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-  COLUMNS: ClassVar = (
-      Column("steps", np.int64, ("n",)),
-      Column("losses", np.float64, ("n",)),
-      Column("lrs", np.float64, ("n",)),
-      Column("momenta", np.float64, ("n",)),
-      Column("eval_steps", np.int64, ("e",)),
-      Column("wall_times", np.float64, ("e",)),
-  )
-  METRICS: ClassVar = {"eval_metrics": ("e",), "initial_metrics": ("one",)}
-  CHOICES: ClassVar = {"stop_reason": STOP_REASONS}
+  DERIVED: ClassVar = ("status", "final_metrics", "best_metrics")
 
   @classmethod
   def _upgrade(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
@@ -148,32 +141,21 @@ class TrainHistory(Result):
     index = np.flatnonzero(hit)  # NaN compares False: never "reached".
     return int(self.eval_steps[index[0]]) if index.size else None
 
-  def _derived(self, suggestions: bool) -> dict[str, Any]:
-    return {"status": self.status, "final_metrics": self.final_metrics(),
-            "best_metrics": self.best_metrics()}
-
   def _csv(self):
-    """One row per step; evaluation columns filled on each epoch's last
-    step: ``step, loss, lr, momentum, wall_time, eval_<metric>...`` (the
-    evaluation after ``eval_steps[i]`` steps is on the row of step
-    ``eval_steps[i] - 1``)."""
-    names = sorted(self.eval_metrics)
-    row_of_eval = {int(s) - 1: i for i, s in enumerate(self.eval_steps)}
-    rows = []
-    for k in range(len(self)):
-      step = int(self.steps[k])
-      row = [step, self.losses[k], self.lrs[k], self.momenta[k]]
-      i = row_of_eval.get(step)
-      if i is None:
-        row += [None] * (1 + len(names))
-      else:
-        row += [self.wall_times[i]] + [self.eval_metrics[m][i] for m in names]
-      rows.append(row)
-    header = (["step", "loss", "lr", "momentum", "wall_time"]
-              + [f"eval_{k}" for k in names])
-    return header, rows
+    # The evaluation after eval_steps[i] steps (with its wall time) sits on
+    # the row of step eval_steps[i] - 1.
+    at = {int(s) - 1: i for i, s in enumerate(self.eval_steps)}
+    evals = [at.get(int(step)) for step in self.steps]
+    return [("step", self.steps), ("loss", self.losses), ("lr", self.lrs),
+            ("momentum", self.momenta),
+            ("wall_time", pick(self.wall_times, evals))] + [
+                (f"eval_{k}", pick(self.eval_metrics[k], evals))
+                for k in sorted(self.eval_metrics)]
 
-  def _plot(self, ax: Any, **kwargs: Any) -> Any:
+  def plot(self, ax: Any = None, *, path: Any = None, **kwargs: Any) -> Any:
+    """The run's curves by :func:`optax_clr.plotting.plot_training` (``ax``
+    is not used: the figure has one panel per quantity); ``label`` names
+    the run."""
     from optax_clr import plotting
     return plotting.plot_training({kwargs.pop("label", "run"): self},
-                                  **kwargs)
+                                  path=path, **kwargs)
