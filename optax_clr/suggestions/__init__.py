@@ -1,17 +1,9 @@
-"""Learning-rate suggestions: rules for a ramp, for a sweep, over seeds.
-
-* :mod:`._points` -- points on a classic range test's curve: ``steepest``,
-  ``minimum``, ``valley`` (fastai), Smith's ``accuracy_bounds``.
-* :mod:`._rules` -- the rule book: the CLR pair of a ramp by the loss or
-  the accuracy rule (``suggest``, ``clr_bounds``, ``rise_point``), the
-  resolution check and ``suggest_ramp``, the noise-aware default.
-* :mod:`._status` -- the one rule for a run's status (``classify``).
-* :mod:`._sweep` -- finished runs at fixed LRs: best LR, stable range and
-  CLR bounds (``suggest_sweep``).
-* :mod:`._seeds` -- the same over S seeds: medians and spreads
-  (``aggregate``).
-* :mod:`._disciplined` -- Smith's 2018 choice of a weight decay (and
-  momentum) from ramps at several of them (``disciplined``).
+"""Learning-rate suggestions, pure NumPy on recorded curves: points on a
+ramp (``steepest``, ``minimum``, ``valley``, ``accuracy_bounds``), the rule
+book that reads its CLR bounds (``suggest``, ``clr_bounds``,
+``suggest_ramp``), a run's status (``classify``), a sweep's answer
+(``suggest_sweep``), the medians over seeds (``aggregate``) and Smith's
+weight-decay choice (``disciplined``).
 """
 
 from optax_clr.suggestions._disciplined import disciplined
@@ -45,11 +37,11 @@ from optax_clr.suggestions._types import Suggestions
 from optax_clr.suggestions._types import SweepSuggestions
 
 __all__ = [
-    "DEFAULT_WINDOW", "DIVERGE_THRESHOLD", "RULES", "DisciplinedSuggestions", "MIN_POINTS", "STATUSES",
-    "TOLERANCE", "SeedSuggestions", "Spread", "Suggestion", "Suggestions",
-    "SweepSuggestions", "accuracy_bounds", "aggregate", "classify",
-    "clr_bounds", "disciplined", "resolution", "minimum", "rise_point", "signal_threshold",
-    "steepest", "suggest", "suggest_ramp", "suggest_sweep", "summarize",
-    "valley",
+    "DEFAULT_WINDOW", "DIVERGE_THRESHOLD", "DisciplinedSuggestions",
+    "MIN_POINTS", "RULES", "STATUSES", "SeedSuggestions", "Spread",
+    "Suggestion", "Suggestions", "SweepSuggestions", "TOLERANCE",
+    "accuracy_bounds", "aggregate", "classify", "clr_bounds", "disciplined",
+    "minimum", "resolution", "rise_point", "signal_threshold", "steepest",
+    "suggest", "suggest_ramp", "suggest_sweep", "summarize", "valley",
     "validate_curve", "windowed_mean",
 ]

@@ -1,7 +1,5 @@
-"""Every answer becomes an optimizer in one call: a range test's
-suggestions, a sweep's, the medians over seeds are each an :class:`Answer`,
-which gives the schedules and a ready optax optimizer for a budget.
-"""
+"""Every answer (a ramp's suggestions, a sweep's, the seeds' medians) is an
+:class:`Answer`: schedules and a ready optax optimizer for a budget."""
 
 from __future__ import annotations
 
@@ -33,12 +31,10 @@ class Answer:
                 num_epochs: int | None = None,
                 steps_per_epoch: int | None = None,
                 policy: str = "triangular", cycles: int = 4) -> Any:
-    """The LR and momentum schedules of ``policy`` for the budget
-    (:func:`~optax_clr.policy_schedules`).
-
-    A cyclical schedule is laid out so the budget ends at a cycle end:
-    ``cycles`` cycles of ``2 * (N // (2 * cycles))`` steps, the few steps
-    left over held at ``base_lr``.
+    """The :class:`~optax_clr.schedules.PolicySchedules` of ``policy`` for
+    the budget (:func:`~optax_clr.policy_schedules`). A cyclical schedule
+    ends at a cycle end: ``cycles`` cycles of ``2 * (N // (2 * cycles))``
+    steps, the few steps left over held at ``base_lr``.
 
     Args:
       num_steps: the budget in steps; or ``num_epochs`` x
@@ -48,10 +44,6 @@ class Answer:
         ``"one-cycle"`` (peaking at ``max_lr``, from ``base_lr``) or
         ``"fixed"`` (a sweep's best LR).
       cycles: cycles of a cyclical policy over the budget (>= 1).
-
-    Returns:
-      A :class:`~optax_clr.schedules.PolicySchedules` (``learning_rate``,
-      ``momentum``, ``resolved``).
     """
     if num_steps is not None:
       if num_epochs is not None:

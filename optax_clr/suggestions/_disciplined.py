@@ -1,23 +1,5 @@
-"""Smith's (2018) rule for choosing a weight decay from LR range tests.
-
-"A disciplined approach to neural network hyper-parameters" (Smith 2018,
-sec. 4.3): run the LR range test at a few weight decays and use the one
-that lets the largest learning rate train while reaching (about) the lowest
-loss; use cyclical momentum, high (0.95) when the LR is low and low (0.85)
-when it peaks. Made precise here:
-
-* each ramp's CLR bounds come from its own curve (the ramp rule of
-  :func:`optax_clr.suggestions.suggest_ramp`), its ``min_loss`` is the
-  lowest smoothed loss it reached;
-* a ramp is *eligible* when it gave bounds and its ``min_loss`` is within
-  ``tolerance`` (a fraction of the best ramp's fall from its start) of the
-  lowest ``min_loss``;
-* the choice is the eligible ramp with the largest ``max_lr``; ramps within
-  10 % of it count as tied, and the tie goes to the larger weight decay (it
-  regularises more), then the larger momentum;
-* momentum: with one momentum tested, Smith's 0.95 -> 0.85; with several,
-  the chosen one as the maximum and 0.1 below it as the minimum.
-"""
+"""Smith's (2018) rule for choosing a weight decay from LR range tests
+(:func:`disciplined`)."""
 
 from __future__ import annotations
 
@@ -39,14 +21,28 @@ def disciplined(weight_decays: Any, momenta: Any,
                 tolerance: float = TOLERANCE) -> DisciplinedSuggestions:
   """The weight decay, LR bounds and momentum of Smith's recipe.
 
+  "A disciplined approach to neural network hyper-parameters" (Smith 2018,
+  sec. 4.3): run the LR range test at a few weight decays and use the one
+  that lets the largest learning rate train while reaching (about) the
+  lowest loss; use cyclical momentum, high (0.95) when the LR is low and low
+  (0.85) when it peaks. Made precise here:
+
+  * each ramp's CLR bounds come from its own curve (:func:`suggest_ramp`),
+    its ``min_loss`` is the lowest smoothed loss it reached;
+  * a ramp is *eligible* when it gave bounds and its ``min_loss`` is within
+    ``tolerance`` (a fraction of the best ramp's fall from its start) of the
+    lowest ``min_loss``;
+  * the choice is the eligible ramp with the largest ``max_lr``; ramps
+    within 10 % of it count as tied, and the tie goes to the larger weight
+    decay (it regularises more), then the larger momentum;
+  * momentum: with one momentum tested, Smith's 0.95 -> 0.85; with several,
+    the chosen one as the maximum and 0.1 below it as the minimum.
+
   Args:
     weight_decays, momenta: [S] each ramp's weight decay and momentum.
     suggestions: each ramp's :class:`Suggestions`.
     smoothed: each ramp's smoothed loss curve (its recorded steps).
-    tolerance: see the module docstring.
-
-  Returns:
-    A :class:`DisciplinedSuggestions`.
+    tolerance: see above.
   """
   wds = np.asarray(weight_decays, np.float64)
   moms = np.asarray(momenta, np.float64)

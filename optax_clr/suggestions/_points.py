@@ -1,21 +1,16 @@
 """Points on a range test's curve: steepest, minimum, valley (loss) and
-Smith's accuracy bounds, pure NumPy on the recorded curve.
+Smith's accuracy bounds. Each :class:`Suggestion` names the derivative it
+uses, where the known implementations differ: fastai's ``steep`` takes it
+w.r.t. log LR, torch-lr-finder w.r.t. the point index, Lightning the raw LR.
 
-Each returns a :class:`Suggestion` that names the derivative it uses,
-because the well-known implementations differ there: fastai's ``steep``
-differentiates w.r.t. log LR, torch-lr-finder w.r.t. the point index and
-Lightning w.r.t. the raw LR. Rules shared by every suggester:
-
-* ``lrs`` must be 1-D, finite, > 0 and strictly increasing (a ramp increases
-  by construction; sort a sweep's grid together with its losses); anything
-  else raises ``ValueError``.
-* Loss suggesters first drop ``skip_start`` points at the start (default
-  ``n // 10``) and ``skip_end`` at the end (default 5), as fastai's
-  ``lr_find`` does, then everything from the first non-finite value on.
-  Accuracy bounds skip nothing but drop the non-finite tail the same way.
-* With fewer than :data:`MIN_POINTS` points left, or a curve that never
-  decreases (never rises, for accuracy), ``lr`` is None and ``reason`` says
-  why. ``index`` always points into the arrays as passed in.
+Shared rules: ``lrs`` must be 1-D, finite, > 0 and strictly increasing
+(sort a sweep's grid together with its losses), else ``ValueError``. Loss
+points first drop ``skip_start`` points at the start (default ``n // 10``)
+and ``skip_end`` at the end (default 5), as fastai's ``lr_find`` does, then
+everything from the first non-finite value on (accuracy bounds only the
+latter). With fewer than :data:`MIN_POINTS` points left, or a curve that
+never falls (rises, for accuracy), ``lr`` is None and ``reason`` says why.
+``index`` always points into the arrays as passed in.
 """
 
 from __future__ import annotations
@@ -27,8 +22,8 @@ import numpy as np
 from optax_clr import _checks
 from optax_clr.suggestions._types import Suggestion
 
-# Two points give a single slope and hence no choice; three is the fewest with
-# which "steepest" or "longest descent" can mean anything.
+# Two points give one slope and no choice: three is the fewest with which
+# "steepest" or "longest descent" means anything.
 MIN_POINTS = 3
 
 
@@ -65,15 +60,11 @@ def validate_curve(lrs: Any, values: Any, values_name: str,
 
 def _usable(lrs: Any, values: Any, skip_start: int | None, skip_end: int,
             min_drop: float | None, name: str = "losses"):
-  """The usable part of a curve (module docstring) and its descent.
-
-  Returns ``(lrs, y, start, i_min, onset, why)``: the usable points from
-  index ``start`` of the input; ``i_min`` the minimum of ``y`` (first on
-  ties) and ``onset`` the last point before it still within a tenth of the
-  total fall ``y[0] - y[i_min]`` of the starting level, where the descent
-  begins. ``why`` is set when too few points are usable or (unless
-  ``min_drop`` is None) the fall is not more than ``min_drop``.
-  """
+  """``(lrs, y, start, i_min, onset, why)``: the usable points (module
+  docstring) from index ``start``, their minimum (first on ties) and the
+  onset of the descent (:func:`steepest`); ``why`` is set when too few
+  points are usable or the fall is not more than ``min_drop`` (not checked
+  when None)."""
   lrs, values = validate_curve(lrs, values, name)
   n = values.size
   skip_start = n // 10 if skip_start is None else _checks.check_int(
@@ -111,15 +102,14 @@ def steepest(lrs: Any, losses: Any, *, skip_start: int | None = None,
              skip_end: int = 5, min_drop: float = 0.0) -> Suggestion:
   """LR at the steepest descent of the loss w.r.t. log10(LR).
 
-  ``i* = argmin_i g_i`` with ``g = np.gradient(loss, log10(lr))`` (central
-  differences inside, one-sided at the ends) over the usable points from the
-  onset of the descent -- the last point before the minimum within a tenth
-  of the total fall of the starting level -- to the minimum; the suggestion
-  is ``lrs[i*]``. Noise on the flat start of a ramp, where the loss has not
-  moved yet, is never the answer (Lightning #1767). fastai's ``steep`` takes
-  forward differences w.r.t. ln(LR) and returns the left point of the
-  steepest segment; the base of the logarithm does not move the argmin, and
-  central differences centre it on a point instead of a segment.
+  ``lrs[i*]`` with ``i* = argmin_i g_i``, ``g = np.gradient(loss,
+  log10(lr))`` (central differences), over the usable points from the onset
+  of the descent -- the last point before the minimum within a tenth of the
+  total fall ``y[0] - y[i_min]`` of the starting level -- to the minimum:
+  noise on the flat start of a ramp is never the answer (Lightning #1767).
+  fastai's ``steep`` takes forward differences w.r.t. ln(LR), the left point
+  of the steepest segment; the log's base does not move the argmin, and
+  central differences centre it on a point.
 
   Args:
     lrs: [n] strictly increasing learning rates.
@@ -130,9 +120,9 @@ def steepest(lrs: Any, losses: Any, *, skip_start: int | None = None,
       (e.g. a few times its noise), else there is no signal.
 
   Returns:
-    A Suggestion with ``derivative="log_lr"``; ``lr`` is None when fewer than
-    MIN_POINTS points are usable, or when the loss does not fall (by more
-    than ``min_drop``).
+    A Suggestion (``derivative="log_lr"``); ``lr`` None when fewer than
+    MIN_POINTS points are usable or the loss does not fall by more than
+    ``min_drop``.
   """
   lrs, y, start, i_min, onset, why = _usable(lrs, losses, skip_start,
                                              skip_end, min_drop)
@@ -165,8 +155,7 @@ def minimum(lrs: Any, losses: Any, *, factor: float = 10.0,
     factor: divisor, >= 1 (fastai: 10).
 
   Returns:
-    A Suggestion with ``derivative="none"``; ``lr`` is None as for
-    :func:`steepest`.
+    A Suggestion (``derivative="none"``); ``lr`` None as for :func:`steepest`.
   """
   factor = _checks.check_number("factor", factor, low=1.0)
   lrs, y, start, i, _, why = _usable(lrs, losses, skip_start, skip_end,
@@ -193,24 +182,23 @@ def _longest_decreasing(y: np.ndarray) -> np.ndarray:
 
 def valley(lrs: Any, losses: Any, *, skip_start: int | None = None,
            skip_end: int = 5, min_drop: float = 0.0) -> Suggestion:
-  """fastai's ``valley``: a point about halfway down the longest descent.
+  """fastai's ``valley`` (``fastai/callback/schedule.py``): a point about
+  halfway down the longest descent.
 
-  As in fastai's ``fastai/callback/schedule.py``: ``lds`` is the length of
-  the longest strictly decreasing subsequence of the loss ending at each
-  point, ``max_end`` the first point where it is longest, ``max_start =
-  max_end - lds[max_end]``, ``sections = (max_end - max_start) / 3``, and
-  the suggestion is the point ``max_start + int(sections) + int(sections /
-  2)`` -- about halfway (1/3 + 1/6), not 2/3. Where fastai returns index -1
-  (a descent made of the first two points: Python wraps around to the last,
-  most divergent point) this uses index 0, and where it returns the first
-  point of a curve with no descent, ``lr`` is None.
+  ``lds`` is the length of the longest strictly decreasing subsequence of
+  the loss ending at each point, ``max_end`` the first point where it is
+  longest, ``max_start = max_end - lds[max_end]``, ``sections = (max_end -
+  max_start) / 3``; the point is ``max_start + int(sections) +
+  int(sections / 2)`` (1/3 + 1/6 of the way). Where fastai returns index -1
+  (a descent of the first two points: Python wraps to the last, most
+  divergent point) this uses 0, and where it returns the first point of a
+  curve with no descent, ``lr`` is None.
 
   Args:
     lrs, losses, skip_start, skip_end, min_drop: as in :func:`steepest`.
 
   Returns:
-    A Suggestion with ``derivative="index"`` (positions, not LR values, set
-    the point).
+    A Suggestion (``derivative="index"``: positions set the point).
   """
   lrs, y, start, _, _, why = _usable(lrs, losses, skip_start, skip_end,
                                      min_drop if min_drop > 0 else None)
@@ -236,23 +224,18 @@ def accuracy_bounds(lrs: Any, accuracies: Any, *, margin: float = 0.1,
   """Smith's bounds: where the accuracy starts to rise, and where that stops.
 
   Smith (2017, "Cyclical Learning Rates for Training Neural Networks",
-  sec. 3.3) raises the LR while recording accuracy and sets base_lr where the
-  accuracy starts to increase and max_lr where it slows, turns ragged or falls.
-  Made precise here, on ``a`` = the accuracy smoothed by a centred running
-  mean of ``window`` points (non-finite tail dropped first):
+  sec. 3.3) sets base_lr where the accuracy of a ramp starts to increase and
+  max_lr where it slows, turns ragged or falls. Made precise on ``a``, the
+  accuracy smoothed by a centred running mean of ``window`` points:
 
-  * ``a0 = a[0]``, ``peak = max(a)``, ``rise = peak - a0``; if ``rise <= 0``
-    there are no bounds (the accuracy never rises).
+  * ``a0 = a[0]``, ``peak = max(a)``, ``rise = peak - a0``; no bounds if
+    ``rise <= 0``.
   * base: the first point with ``a >= a0 + margin * rise``.
-  * max: the earlier of (i) the first point with ``a >= peak - margin * rise``
-    (the rise has slowed to a plateau) and (ii) when, after base, ``a`` first
-    falls more than ``margin * rise`` below its running maximum (ragged or
-    falling), the point of that running maximum.
-  * if base and max are the same point (the whole rise happened between two
-    evaluations), base moves one point back, to the last one before the rise.
-
-  Hence ``base.index < max.index`` and ``base.lr < max.lr`` whenever both
-  are set.
+  * max: the earlier of the first point with ``a >= peak - margin * rise``
+    (a plateau) and, when after base ``a`` first falls more than ``margin *
+    rise`` below its running maximum (ragged or falling), that maximum.
+  * if base and max are one point (the whole rise between two evaluations),
+    base moves back to the point before, so ``base.lr < max.lr``.
 
   Args:
     lrs: [m] strictly increasing LRs at which the accuracy was measured.
@@ -261,8 +244,7 @@ def accuracy_bounds(lrs: Any, accuracies: Any, *, margin: float = 0.1,
     window: odd number of points of the running mean (1 = no smoothing).
 
   Returns:
-    ``(base, max)`` Suggestions named ``"accuracy_base"`` and
-    ``"accuracy_max"`` with ``derivative="none"``; indices point into ``lrs``.
+    ``(base, max)`` Suggestions ``"accuracy_base"`` and ``"accuracy_max"``.
   """
   margin = _checks.check_number("margin", margin, low=0.0, high=0.5,
                                 low_inclusive=False, high_inclusive=False)

@@ -27,15 +27,11 @@ MIN_DECREASE, NOISE_FACTOR = 0.05, 3.0  # signal_threshold()'s
 
 def rise_point(lrs: Any, losses: Any, index_min: int, start: int = 0
                ) -> tuple[int | None, str]:
-  """Where the loss, past its minimum at ``index_min``, has climbed back
-  half of its fall (finite points only; nothing skipped at the end: the
-  blow-up is the end of a ramp). The fall is measured from the median of
-  the first quarter of the points from ``start`` to the minimum (one noisy
-  point does not set it).
-
-  Returns:
-    ``(index, note)``; index None when the loss never climbs that far.
-  """
+  """``(index, note)``: where the loss, past its minimum at ``index_min``,
+  has climbed back half of its fall (None if never; finite points only,
+  nothing skipped at the end: the blow-up is the end of a ramp). The fall is
+  from the median of the first quarter of the points from ``start`` to the
+  minimum (one noisy point does not set it)."""
   lrs = np.asarray(lrs, np.float64)
   y = np.asarray(losses, np.float64)
   head = y[start:start + max(1, (index_min - start) // 4)]
@@ -73,13 +69,11 @@ def _loss_pair(lrs: np.ndarray, losses: np.ndarray, mini: Suggestion,
 
 
 def resolution(lrs: Any, smoothing: float | None) -> str | None:
-  """Why a ramp is too coarse for its smoothing, or None when it is fine.
-
-  The EMA of the loss lags ``1 / smoothing`` steps behind the ramp; where
-  that lag spans more than :data:`MAX_LAG_DECADES` of LR at the ramp's top
+  """Why a ramp is too coarse for its smoothing, or None when it is fine:
+  the EMA of the loss lags ``1 / smoothing`` steps behind the ramp, and
+  where that spans more than :data:`MAX_LAG_DECADES` of LR at the ramp's top
   (80 steps over seven decades at smoothing 0.05: 1.75 decades), the
   blow-up is read a decade or more too late -- bounds that kill the model.
-  Such a ramp gets no bounds, and "not enough resolution: run N steps".
   """
   lrs = np.asarray(lrs, np.float64)
   if smoothing is None or lrs.size < 3 or not (lrs > 0).all():
@@ -106,8 +100,7 @@ def suggest(lrs: Any, losses: Any, accuracies: Any = None, *,
             skip_end: int = 5, factor: float = 10.0, margin: float = 0.1,
             window: int = 3, min_drop: float = 0.0, rule: str = "loss",
             smoothing: float | None = None) -> Suggestions:
-  """Every suggestion for one range test, plus the (base_lr, max_lr) pair
-  of :func:`clr_bounds`.
+  """Every suggestion for one range test, and :func:`clr_bounds`' pair.
 
   Args:
     lrs: [n] strictly increasing learning rates.
@@ -122,10 +115,7 @@ def suggest(lrs: Any, losses: Any, accuracies: Any = None, *,
     rule: which rule answers (:data:`RULES`); every available rule's
       reading is in ``readings``.
     smoothing: the EMA factor of ``losses``, for :func:`resolution` (None:
-      not checked).
-
-  Returns:
-    A Suggestions; its accuracy fields are None without ``accuracies``.
+      not checked; a ramp too coarse gets no loss-rule bounds).
   """
   _checks.check_choice("rule", rule, RULES)
   lrs_arr, _ = _points.validate_curve(lrs, losses, "losses")
@@ -142,11 +132,13 @@ def suggest(lrs: Any, losses: Any, accuracies: Any = None, *,
         lrs if accuracy_lrs is None else accuracy_lrs, accuracies,
         margin=margin, window=window)
     readings["accuracy"] = (
-        acc_base.lr, acc_max.lr, "accuracy rule (Smith 2017, sec. 3.3): "
-        f"base_lr = {acc_base.lr:.4g}, where the accuracy starts to rise "
-        f"({acc_base.reason}); max_lr = {acc_max.lr:.4g}, where the rise "
-        f"stops ({acc_max.reason})") if acc_base.lr is not None else (
-            None, None, f"accuracy rule: no bounds ({acc_base.reason})")
+        None, None, f"accuracy rule: no bounds ({acc_base.reason})")
+    if acc_base.lr is not None:
+      readings["accuracy"] = (acc_base.lr, acc_max.lr, (
+          f"accuracy rule (Smith 2017, sec. 3.3): base_lr = "
+          f"{acc_base.lr:.4g}, where the accuracy starts to rise "
+          f"({acc_base.reason}); max_lr = {acc_max.lr:.4g}, where the rise "
+          f"stops ({acc_max.reason})"))
   base_lr, max_lr, text = readings.get(rule) or (
       None, None, "accuracy rule: no validation accuracy was evaluated "
       "(pass val_data)")
@@ -177,35 +169,28 @@ def clr_bounds(lrs: Any, losses: Any, accuracies: Any = None, *,
   * ``rule="loss"`` (the default, always): ``max_lr = lr_up / 4`` with
     ``lr_up`` the LR where the smoothed loss, past its minimum, has climbed
     back half of its fall (:func:`rise_point`: the blow-up, seen through the
-    EMA's lag; Smith 2017: max_lr where the loss turns up or ragged); when
-    the loss never turns up within the ramp, ``max_lr = lr_min / 4`` with
-    ``lr_min`` the LR at the minimum. ``base_lr = max_lr / 4`` (Smith 2017:
-    base = max/3 to max/4). Measured on four tasks of different kinds
-    (benchmarks/bench_suggestions.py: a CNN with SGD and with Adam, a
+    EMA's lag; Smith 2017: max_lr where the loss turns up or ragged), else
+    (no blow-up in the ramp) the LR at the minimum; ``base_lr = max_lr / 4``
+    (Smith 2017: base = max/3 to max/4). Measured on four tasks of different
+    kinds (benchmarks/bench_suggestions.py: a CNN with SGD and with Adam, a
     regression MLP, a character transformer), CLR between these bounds
     trained for a fixed budget reaches >= 0.99 of the best of a dense
     fixed-LR grid; the older "LR at the minimum / 3" fell to 0.72 (the
     regression MLP) and 0.87 (the CNN with SGD), whose minima sit far below
-    their blow-up. The steepest point is reported but not used: on a short
-    ramp it sits right below the minimum and makes a "cycle" of almost
-    constant LR.
+    their blow-up. The steepest point is not used: on a short ramp it sits
+    right below the minimum, a "cycle" of almost constant LR.
   * ``rule="accuracy"``: Smith's (2017) accuracy rule, when validation
-    accuracy was evaluated: ``base_lr = accuracy_base.lr`` (where it starts
-    to rise) and ``max_lr = accuracy_max.lr`` (where the rise stops); None
-    when the accuracy never rises.
-  * Without a minimum (curve too short or never decreasing): ``(None, None)``.
+    accuracy was evaluated: ``accuracy_base.lr`` to ``accuracy_max.lr``.
+  * No bounds without a minimum, or a rise of the accuracy.
 
   Both readings are shown whenever both exist (``Suggestions.readings``);
   ``rule`` chooses which one answers, so adding validation data never
   changes the answer by itself. ``base_lr < max_lr`` whenever both are set;
-  the text states the rule and the numbers, and why a fallback was taken.
+  the text (``rule``) states the rule and the numbers, and any fallback.
 
   Args:
     lrs, losses, accuracies, accuracy_lrs: as in :func:`suggest`.
     skip_start, skip_end, margin, window, rule: as in :func:`suggest`.
-
-  Returns:
-    ``(base_lr, max_lr, rule)``.
   """
   s = suggest(lrs, losses, accuracies, accuracy_lrs=accuracy_lrs,
               skip_start=skip_start, skip_end=skip_end, margin=margin,
@@ -217,7 +202,8 @@ def signal_threshold(losses: Any, smoothed: Any, smoothing: float, *,
                      min_decrease: float = MIN_DECREASE,
                      noise_factor: float = NOISE_FACTOR,
                      skip_start: int | None = None) -> float:
-  """The fall of the smoothed loss that counts as a signal.
+  """The fall of the smoothed loss that counts as a signal (0 when the
+  curve is too short to tell).
 
   ``max(min_decrease * |level|, noise_factor * sigma_s)``: ``level`` is the
   smoothed loss at the first usable point, ``sigma_s`` the noise left in the
@@ -226,14 +212,10 @@ def signal_threshold(losses: Any, smoothed: Any, smoothing: float, *,
   step-to-step differences of the raw loss (insensitive to the trend).
 
   Args:
-    losses: [n] raw losses of the ramp.
-    smoothed: [n] their bias-corrected EMA.
+    losses, smoothed: [n] raw losses of the ramp, their bias-corrected EMA.
     smoothing: the EMA factor ``a`` in (0, 1].
     min_decrease, noise_factor: see above.
     skip_start: points skipped at the start (default ``n // 10``).
-
-  Returns:
-    The threshold (0 when the curve is too short to estimate it).
   """
   raw = np.asarray(losses, np.float64)
   smooth = np.asarray(smoothed, np.float64)
@@ -256,13 +238,11 @@ def suggest_ramp(lrs: Any, losses: Any, smoothed: Any, *,
                  min_decrease: float = MIN_DECREASE,
                  noise_factor: float = NOISE_FACTOR,
                  **kwargs: Any) -> Suggestions:
-  """The default suggestions of a recorded ramp (what ``suggest()`` of a
-  range-test result gives).
-
+  """A recorded ramp's suggestions (a range-test result's ``suggest()``):
   :func:`suggest` on the smoothed loss (NaN where the raw loss is not
-  finite, so a divergent tail is dropped), with ``min_drop`` from
-  :func:`signal_threshold`. Without a signal every loss suggestion is None
-  and its reason says how much longer a ramp would give one.
+  finite: a divergent tail is dropped) with ``min_drop`` from
+  :func:`signal_threshold`; without a signal, the reasons say how much
+  longer a ramp would give one.
 
   Args:
     lrs, losses, smoothed: the ramp's LRs, raw and smoothed losses.

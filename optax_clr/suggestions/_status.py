@@ -1,10 +1,6 @@
 """The status of a run: the one rule every test and ``train`` use
-(:func:`classify`).
-
-A ramp's stop (``"diverged"`` when its smoothed loss passes a multiple of
-its best) is a different question -- where a deliberately rising LR broke
-training -- and is the ramp's ``stop_reason``, not a status.
-"""
+(:func:`classify`). A ramp's stop (where a deliberately rising LR broke
+training) is a different question: its ``stop_reason``, not a status."""
 
 from __future__ import annotations
 
@@ -47,8 +43,8 @@ def classify(losses: Any, mean_loss: Any, *,
              diverge_threshold: float | None = DIVERGE_THRESHOLD,
              spike_threshold: float | None = SPIKE_THRESHOLD,
              min_improvement: float = MIN_IMPROVEMENT) -> np.ndarray:
-  """The status of each run, from its per-step training losses and, when it
-  was evaluated, its validation metrics before training and at their best:
+  """Each run's status (one of :data:`STATUSES`), from its per-step training
+  losses and, when evaluated, its validation metrics before and at best:
 
   * ``"nonfinite"``: a loss was NaN or inf;
   * ``"diverged"``: its final windowed loss exceeds ``diverge_threshold``
@@ -74,9 +70,6 @@ def classify(losses: Any, mean_loss: Any, *,
       disables the check).
     min_improvement: the least relative fall of the loss (and absolute rise
       of an accuracy) that counts as training.
-
-  Returns:
-    [K] array of status strings, one of :data:`STATUSES`.
   """
   x = np.asarray(losses, np.float64)
   final = np.asarray(mean_loss, np.float64)

@@ -71,38 +71,32 @@ def suggest_sweep(lrs: Any, status: Any, mean_loss: Any, initial_loss: Any,
                   *, final_metrics: Mapping[str, Any] | None = None,
                   initial_metrics: Mapping[str, Any] | None = None,
                   tolerance: float = TOLERANCE) -> SweepSuggestions:
-  """Best LR, stable range and CLR bounds of a sweep.
+  """Best LR, stable range and CLR bounds of a sweep (None, with the
+  reason, when no run trained).
 
   * **Best LR**: the stable run with the best score -- the highest final
     validation accuracy, else the lowest final validation loss, else the
-    lowest final windowed training loss -- after averaging each run's score
-    with its neighbours on the LR grid (from 5 runs on; unstable neighbours
-    count as no improvement), so that the answer never hinges on a single
-    run at the edge of stability; where several neighbouring LRs come
-    within ``PLATEAU`` (1 %) of the best improvement, the middle one of
-    them (a flat optimum's argmax is decided by float rounding: measured on
-    digits, the best of 12 LRs moved 0.043 <-> 0.081 between library
-    versions, both within one validation example of each other).
-  * **CLR bounds** from the stable range around the best LR: with ``q_i``
-    the fraction of the best run's improvement (over the initial score)
-    that run ``i`` achieved, ``max_lr`` is the largest stable LR with ``q
-    >= 1 - tolerance`` (never below the best LR), and ``base_lr`` the
-    smallest stable LR with ``q >= 0.5``, kept within ``[max_lr / 10,
-    max_lr / 3]`` (Smith 2017: base = max/3 to max/4 when only max is
-    known).
+    lowest final windowed training loss -- averaged with its neighbours on
+    the LR grid (from 5 runs on; unstable neighbours count as no
+    improvement), so that no single run at the edge of stability decides;
+    where neighbouring LRs come within ``PLATEAU`` (1 %) of the best
+    improvement, the middle one (a flat optimum's argmax is decided by float
+    rounding: measured on digits, the best of 12 LRs moved 0.043 <-> 0.081
+    between library versions, both within one validation example).
+  * **CLR bounds** from the stable range around it: with ``q_i`` the
+    fraction of the best run's improvement (over the initial score) that run
+    ``i`` achieved, ``max_lr`` is the largest stable LR with ``q >= 1 -
+    tolerance`` (never below the best LR), ``base_lr`` the smallest with
+    ``q >= 0.5``, kept within ``[max_lr / 10, max_lr / 3]`` (Smith 2017:
+    base = max/3 to max/4 when only max is known).
 
   Args:
     lrs: [K] strictly increasing LRs.
     status: [K] run statuses (:func:`classify`).
-    mean_loss: [K] final windowed training loss.
-    initial_loss: [K] each run's first loss (before any update).
+    mean_loss, initial_loss: [K] final windowed and first training loss.
     final_metrics, initial_metrics: validation metrics after and before
       training (name -> [K]), if evaluated.
-    tolerance: ``max_lr`` keeps ``q >= 1 - tolerance``, in (0, 1).
-
-  Returns:
-    A :class:`SweepSuggestions`; everything None (with the reason) when no
-    run trained.
+    tolerance: in (0, 1), see above.
   """
   lrs = _checks.check_real_array("lrs", lrs, ndim=1, positive=True)
   tolerance = _checks.check_number("tolerance", tolerance, low=0.0, high=1.0,

@@ -43,14 +43,12 @@ class Suggestion:
   """One suggested learning rate.
 
   Attributes:
-    method: name of the rule, e.g. ``"steepest"``, ``"minimum"``,
-      ``"valley"``, ``"accuracy_base"``, ``"accuracy_max"``, ``"best"``.
-    lr: the suggested learning rate, or None when no suggestion can be made.
-    index: index of the point the suggestion is read from, into the arrays
-      as passed in (before skipping and dropping); None when ``lr`` is None.
-    derivative: what the rule differentiates against: ``"log_lr"``,
-      ``"index"``, ``"raw_lr"`` or ``"none"``.
-    reason: why ``lr`` is None, or a note on how it was obtained.
+    method: the rule, e.g. ``"steepest"``, ``"minimum"``, ``"valley"``,
+      ``"accuracy_base"``, ``"accuracy_max"``, ``"best"``.
+    lr: the suggested learning rate, or None when none can be made.
+    index: the point it is read from, into the arrays as passed in.
+    derivative: what the rule differentiates against (:data:`DERIVATIVES`).
+    reason: why ``lr`` is None, or how it was obtained.
   """
 
   method: str
@@ -130,11 +128,11 @@ class Suggestions(_Bounds):
 
   Attributes:
     steepest, minimum, valley: loss-based suggestions.
-    accuracy_base, accuracy_max: Smith's accuracy-based bounds, or None when
-      no accuracies were given.
+    accuracy_base, accuracy_max: Smith's accuracy bounds (None without
+      accuracies).
     base_lr, max_lr: the pair for a cyclic schedule (None when none can be
-      made); ``base_lr < max_lr`` whenever both are set.
-    rule: how ``base_lr`` and ``max_lr`` were chosen, with the numbers.
+      made); ``base_lr < max_lr``.
+    rule: how they were chosen, with the numbers.
     readings: every rule's reading, ``{"loss": {"base_lr", "max_lr",
       "rule"}, "accuracy": {...}}`` (accuracy only when evaluated).
     chosen: the rule that answered (``"loss"`` unless asked otherwise).
@@ -180,12 +178,11 @@ class Suggestions(_Bounds):
 
 @dataclasses.dataclass(frozen=True)
 class SweepSuggestions(_Bounds):
-  """What a sweep of fixed LRs suggests (rules native to finished runs).
+  """What a sweep of fixed LRs suggests (:func:`suggest_sweep`).
 
   Attributes:
     best: the best stable run (``best.lr`` is the sweep's best LR).
-    stable_low, stable_high: the contiguous range of stable LRs around the
-      best one (runs that trained: not diverged, spiked or stalled).
+    stable_low, stable_high: the contiguous range of stable LRs around it.
     base_lr, max_lr: CLR bounds read from the sweep; ``max_lr >= best.lr``.
     rule: how they were chosen, with the numbers.
   """
@@ -213,13 +210,9 @@ class SweepSuggestions(_Bounds):
 
 @dataclasses.dataclass(frozen=True)
 class Spread:
-  """One suggested value over seeds: the median and how far seeds differ.
-
-  Attributes:
-    median: geometric median-like centre (the median of the seeds' values).
-    low, high: the smallest and largest seed's value.
-    values: each seed's value (None where that seed gave none).
-  """
+  """One suggested value over seeds: the median of the seeds' values, the
+  smallest and largest (``low``, ``high``) and each seed's (``values``, None
+  where a seed gave none)."""
 
   median: float | None
   low: float | None
@@ -256,10 +249,9 @@ class SeedSuggestions(_Bounds):
 
   Attributes:
     per_seed: each seed's :class:`Suggestions`.
-    spreads: method name (``steepest``, ``minimum``, ``valley``,
-      ``base_lr``, ``max_lr``) -> :class:`Spread` over the seeds.
-    base_lr, max_lr: the medians over seeds (None when fewer than half of
-      the seeds give bounds); ``base_lr < max_lr``.
+    spreads: ``steepest``, ``minimum``, ``valley``, ``base_lr``, ``max_lr``
+      -> :class:`Spread` over the seeds.
+    base_lr, max_lr: the medians over seeds; ``base_lr < max_lr``.
     rule: how they were chosen.
   """
 
@@ -279,15 +271,16 @@ class SeedSuggestions(_Bounds):
 
 @dataclasses.dataclass(frozen=True)
 class DisciplinedSuggestions(_Record):
-  """Smith's (2018) choice from LR range tests at several weight decays.
+  """Smith's (2018) choice from LR range tests at several weight decays
+  (:func:`disciplined`).
 
   Attributes:
-    weight_decay, momentum: the chosen ramp's.
-    base_lr, max_lr: its CLR bounds (None when no ramp gave bounds).
+    weight_decay, momentum, base_lr, max_lr: the chosen ramp's (None when
+      no ramp gave bounds).
     base_momentum, max_momentum: the cyclical momentum to use with them.
     rule: how the choice was made, with the numbers.
-    table: one row per ramp: weight_decay, momentum, min_loss, max_lr,
-      eligible, chosen.
+    table: per ramp: weight_decay, momentum, min_loss, max_lr, eligible,
+      chosen.
   """
 
   weight_decay: float | None
