@@ -33,24 +33,48 @@ def new_figure(figsize: tuple[float, float]) -> Any:
 
 
 def get_axes(ax: Any, figsize: tuple[float, float] = (8.5, 4.5)
-          ) -> tuple[Any, Any]:
+             ) -> tuple[Any, Any]:
   if ax is None:
-    fig = new_figure(figsize)
-    ax = fig.add_subplot()
+    ax = new_figure(figsize).add_subplot()
   return ax.figure, ax
 
 
-def save_png(fig: Any, path: PathLike) -> None:
+def stacked(rows: int, height: float) -> tuple[Any, Any]:
+  """A new figure of ``rows`` panels, one above the other, sharing x."""
+  fig = new_figure((8.5, height * rows + 0.6))
+  return fig, fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
+
+
+def finish(fig: Any, ax: Any, title: str, path: PathLike, *twins: Any,
+           legend: bool = True) -> Any:
+  """Legend outside the data, title, PNG at ``path``; returns ``fig``."""
+  if legend:
+    outside_legend(ax, *twins)
+  ax.set_title(title)
+  return save(fig, path)
+
+
+def save(fig: Any, path: PathLike) -> Any:
+  """Writes ``fig`` to ``path`` (if given) as PNG, atomically; returns it."""
   if path is not None:
     from optax_clr import _serialize
     with _serialize.atomic_open(path, "wb") as f:
       fig.savefig(f, dpi=100, format="png")
+  return fig
 
 
 def finite_or_nan(x: Any) -> np.ndarray:
   x = np.array(x, dtype=np.float64)
   x[~np.isfinite(x)] = np.nan
   return x
+
+
+def trusted_smoothed(result: Any) -> np.ndarray:
+  """The smoothed losses, NaN where the raw loss is not finite (the EMA
+  there is not to be trusted)."""
+  curves = finite_or_nan(result.smoothed_losses)
+  curves[~np.isfinite(np.asarray(result.losses, dtype=np.float64))] = np.nan
+  return curves
 
 
 def log_wanted(values: np.ndarray, log_loss: bool | None) -> bool:
@@ -60,6 +84,19 @@ def log_wanted(values: np.ndarray, log_loss: bool | None) -> bool:
     return bool(log_loss)
   v = values[np.isfinite(values)]
   return bool(v.size and v.min() > 0 and v.max() / v.min() > 10.0)
+
+
+def loss_axes(ax: Any, curve: np.ndarray, log_loss: bool | None,
+              ylabel: str = "training loss") -> bool:
+  """Log LR axis, loss axis (log when :func:`log_wanted`), labels; returns
+  whether the loss axis is logarithmic."""
+  ax.set_xscale("log")
+  log = log_wanted(curve, log_loss)
+  if log:
+    ax.set_yscale("log")
+  ax.set_xlabel("learning rate")
+  ax.set_ylabel(ylabel)
+  return log
 
 
 def outside_legend(ax: Any, *extra_axes: Any) -> None:
@@ -93,65 +130,57 @@ def limit_y(ax: Any, curve: np.ndarray, log: bool) -> None:
     ax.set_ylim(lo - 0.05 * span, hi + 0.05 * span)
 
 
-def point_label(name: str, s: Any, lrs: np.ndarray) -> str:
-  if name == "minimum" and s.index is not None:
-    at = float(lrs[s.index])
-    return f"minimum {at:.2g} -> minimum/10 = {s.lr:.2g}"
-  return f"{name} {s.lr:.2g}"
-
-
 def mark_points(ax: Any, lrs: np.ndarray, curve: np.ndarray,
-                 sugg: Any) -> None:
+                sugg: Any) -> None:
   """Markers on the curve at the loss suggestions, where they were read."""
   keep = np.isfinite(curve)
   if not keep.any():
     return
   log_lrs, ys = np.log10(lrs[keep]), curve[keep]
-  points = []
+  points = []  # (name, LR where it was read, label, style)
   for name, style in POINTS:
     s = getattr(sugg, name, None)
     if s is None or s.lr is None or s.index is None:
       continue
     at = float(lrs[s.index])  # minimum: its marker sits at the minimum
-    points.append((name, s, at, style))
+    points.append((name, at, f"minimum {at:.2g} -> minimum/10 = {s.lr:.2g}"
+                   if name == "minimum" else f"{name} {s.lr:.2g}", style))
   done: set[str] = set()
-  for name, s, at, style in points:
-    same = [p for p in points if abs(np.log10(p[2]) - np.log10(at))
+  for name, at, _, style in points:
+    same = [p for p in points if abs(np.log10(p[1]) - np.log10(at))
             < SAME_POINT]
-    label = " = ".join(point_label(p[0], p[1], lrs) for p in same)
     gid = "+".join(p[0] for p in same)
     y = float(np.interp(np.log10(at), log_lrs, ys))
     ax.plot([at], [y], linestyle="none", zorder=5, markeredgecolor="k",
-            label=None if gid in done else label,
+            label=None if gid in done else " = ".join(p[2] for p in same),
             gid=f"suggestion:{name}", **style)
     done.add(gid)
 
 
-def mark_bounds(ax: Any, base: float | None, top: float | None,
-                 used: bool) -> None:
-  what = "used" if used else "suggested"
+def mark_bounds(ax: Any, bounds: tuple[float, float] | None,
+                sugg: Any) -> None:
+  """The CLR bounds as vertical lines: ``bounds`` (those a run used), else
+  the suggested ones."""
+  if bounds is None and sugg is None:
+    return
+  base, top = bounds if bounds is not None else (sugg.base_lr, sugg.max_lr)
+  what = "used" if bounds is not None else "suggested"
   for name, lr, style in (("base_lr", base, ":"), ("max_lr", top, "--")):
     if lr is not None:
       ax.axvline(lr, color="0.3", linestyle=style, linewidth=1.3,
                  label=f"CLR {name} ({what}) {lr:.2g}", gid=f"bound:{name}")
 
 
-def accuracy_twin(ax: Any, lrs: np.ndarray, acc: Any, label: str) -> Any:
+def accuracy_twin(ax: Any, lrs: np.ndarray, acc: Any) -> Any:
+  """The validation accuracy on a twin axis (None when not evaluated)."""
+  if acc is None or not len(acc):
+    return None
   twin = ax.twinx()
   twin.plot(lrs, finite_or_nan(acc), color="tab:orange", marker=".",
-            label=label, gid="accuracy")
+            label="val accuracy", gid="accuracy")
   twin.set_ylabel("validation accuracy", color="tab:orange")
   # A twin is drawn over its host; lifting the host (with a transparent
   # background) keeps the loss curves above the accuracy.
   ax.set_zorder(twin.get_zorder() + 1)
   ax.patch.set_visible(False)
   return twin
-
-
-def resolve_suggestions(result: Any, suggestions: Any) -> Any:
-  """``True`` -> ``result.suggest()``; a suggestion set is used as is."""
-  if suggestions is True:
-    return result.suggest()
-  return suggestions or None
-
-

@@ -9,8 +9,8 @@ directory's ``results.json``).
 from optax_clr.results._base import as_array
 from optax_clr.results._base import FORMAT_VERSION
 from optax_clr.results._base import Result
-from optax_clr.results._grid import BatchSizeSweepResult
-from optax_clr.results._grid import GridSweepResult
+from optax_clr.results._sweep import BatchSizeSweepResult
+from optax_clr.results._sweep import GridSweepResult
 from optax_clr.results._load import Bounds
 from optax_clr.results._load import bounds_of
 from optax_clr.results._load import load_results

@@ -1,23 +1,5 @@
-"""The one base of every result: typed read-only arrays, JSON, CSV, plot.
-
-A result is a frozen dataclass whose fields say what they hold:
-:func:`column` (an array of one dtype with named dimensions such as
-``("k", "n")``), :func:`metrics` (name -> float array) or :func:`choice`
-(one of some strings). The base converts and checks them (dtype, number of
-dimensions, every use of a dimension name the same length), checks the
-config, and gives every result the same interface:
-
-* ``to_dict()`` / ``from_dict()``: strict-JSON-able dicts with ``type`` and
-  ``format_version`` (NaN and inf become ``null`` and come back as NaN);
-* ``to_json(path)`` / ``from_json(text_or_path)`` (written atomically);
-* ``to_csv(path)``: one row per step, LR or configuration;
-* ``plot(ax=None, path=None)``: a matplotlib ``Figure`` (saved to ``path``);
-* ``==`` compares every field (NaN equal to NaN).
-
-Readers refuse malformed input with one ``ValueError`` that names the field
-and what is wrong: a wrong type, a missing field, ragged or non-numeric
-arrays, inconsistent lengths, an unknown format version.
-"""
+"""The one base of every result (:class:`Result`): fields that declare
+their dtype and dimensions, strict JSON, CSV, plot."""
 
 from __future__ import annotations
 
@@ -171,11 +153,29 @@ class JsonFile:
 
 
 class Result(JsonFile):
-  """Base class of the result dataclasses (see the module docstring).
+  """Base class of the result dataclasses.
 
-  Subclasses declare their fields with :func:`column`, :func:`metrics` and
-  :func:`choice`, the entries ``to_dict`` adds (``DERIVED``: properties or
-  methods; ``suggestions`` when the class can ``suggest``), the plotting
+  A result is a frozen dataclass whose fields say what they hold:
+  :func:`column` (an array of one dtype with named dimensions such as
+  ``("k", "n")``), :func:`metrics` (name -> float array) or :func:`choice`
+  (one of some strings). The base converts and checks them (dtype, number
+  of dimensions, every use of a dimension name the same length) and gives
+  every result the same interface:
+
+  * ``to_dict()`` / ``from_dict()``: strict-JSON-able dicts with ``type``
+    and ``format_version`` (NaN and inf become ``null``, read back as NaN);
+  * ``to_json(path)`` / ``from_json(text_or_path)`` (written atomically);
+  * ``to_csv(path)``: one row per step, LR or configuration;
+  * ``plot(ax=None, path=None)``: a matplotlib ``Figure`` (saved to
+    ``path``);
+  * ``==`` compares every field (NaN equal to NaN).
+
+  Readers refuse malformed input with one ``ValueError`` that names the
+  field and what is wrong: a wrong type, a missing field, ragged or
+  non-numeric arrays, inconsistent lengths, an unknown format version.
+
+  Subclasses also name what ``to_dict`` adds (``DERIVED``: properties or
+  methods; ``suggestions`` when they can ``suggest``) and their plotting
   function (``PLOT``), and implement ``_check`` (rules across fields) and
   ``_csv`` (the CSV's named columns).
   """

@@ -20,8 +20,8 @@ from optax_clr.results._base import FORMAT_VERSION
 from optax_clr.results._base import naming
 from optax_clr.results._base import one_line
 from optax_clr.results._base import Result
-from optax_clr.results._grid import BatchSizeSweepResult
-from optax_clr.results._grid import GridSweepResult
+from optax_clr.results._sweep import BatchSizeSweepResult
+from optax_clr.results._sweep import GridSweepResult
 from optax_clr.results._range_test import MultiSeedRangeTestResult
 from optax_clr.results._range_test import RangeTestResult
 from optax_clr.results._range_test import WeightDecayRangeTestResult
