@@ -22,19 +22,17 @@ TOLERANCE = 0.1
 PLATEAU = 0.01
 
 
-def _score(mean_loss: np.ndarray, final_metrics: Mapping[str, Any],
-           initial_metrics: Mapping[str, Any], initial_loss: np.ndarray
-           ) -> tuple[np.ndarray, np.ndarray, str, bool]:
+def _score(mean_loss: np.ndarray, final: Mapping[str, Any],
+           initial: Mapping[str, Any], initial_loss: np.ndarray
+           ) -> tuple[Any, Any, str, bool]:
   """``(score, initial score, what, higher_is_better)``."""
-  if "accuracy" in final_metrics:
-    init = initial_metrics.get("accuracy")
-    init = np.full(mean_loss.shape, np.nan) if init is None else init
-    return (np.asarray(final_metrics["accuracy"], np.float64),
-            np.asarray(init, np.float64), "final validation accuracy", True)
-  if "loss" in final_metrics:
-    init = initial_metrics.get("loss", initial_loss)
-    return (np.asarray(final_metrics["loss"], np.float64),
-            np.asarray(init, np.float64), "final validation loss", False)
+  if "accuracy" in final:
+    init = initial.get("accuracy")
+    return (final["accuracy"], np.full(mean_loss.shape, np.nan)
+            if init is None else init, "final validation accuracy", True)
+  if "loss" in final:
+    return (final["loss"], initial.get("loss", initial_loss),
+            "final validation loss", False)
   return mean_loss, initial_loss, "final windowed training loss", False
 
 
@@ -114,6 +112,7 @@ def suggest_sweep(lrs: Any, status: Any, mean_loss: Any, initial_loss: Any,
   score, init, what, higher = _score(
       np.asarray(mean_loss, np.float64), dict(final_metrics or {}),
       dict(initial_metrics or {}), np.asarray(initial_loss, np.float64))
+  score, init = np.asarray(score, np.float64), np.asarray(init, np.float64)
   sign = 1.0 if higher else -1.0
   best = _best(score, init, stable, sign)
   lo, hi = _run(stable, best)
