@@ -339,14 +339,14 @@ def test_a_range_test_too_short_to_answer_names_steps_and_exits_1(capsys,
 
 def test_ctrl_c_exits_130_after_writing_what_was_computed(capsys, tmp_path,
                                                           monkeypatch):
-  from optax_clr.cli import train
-  report = train.EpochReporter.__call__
+  from optax_clr import _progress
+  report = _progress.Bar.__call__
 
-  def pressed_after_epoch_one(self, epoch, *args):
-    report(self, epoch, *args)
-    if epoch == 1:
+  def pressed_after_epoch_one(self, done, *args):
+    report(self, done, *args)
+    if done == 1:  # the epochs bar (library bars stay off: --no-progress)
       signal.raise_signal(signal.SIGINT)  # the first Ctrl-C: stop at a chunk
-  monkeypatch.setattr(train.EpochReporter, "__call__", pressed_after_epoch_one)
+  monkeypatch.setattr(_progress.Bar, "__call__", pressed_after_epoch_one)
   out = tmp_path / "t"
   code, _, err = run_cli(capsys, "train", *TINY, "--base-lr", "0.01",
                          "--max-lr", "0.1", "--step-size", "1", "--epochs",

@@ -1,22 +1,12 @@
 """The ``optax-clr`` command line: thin commands over the library.
 
-One module per command (``fit`` lives with ``train``: the same run), each
-parsing its flags, calling the library and printing; what they share
-(option types, errors and exit codes, data, models and optimizers from
-flags) is in :mod:`._common`, the run directory in :mod:`._run`.
-
-* ``range-test``    the classic LR range test (``--seeds S`` ramps), or
-                    ``--parallel K`` fixed LRs trained side by side.
-* ``train``         CLR, one-cycle or a fixed LR with momentum cycling; the
-                    bounds given, or read from a run.
-* ``fit``           candidate schedules side by side for the budget, the
-                    worse stopped at cycle ends (``train --auto-bounds``).
-* ``plot-schedule`` draws one or several LR (and momentum) schedules.
-* ``disciplined``   Smith's 2018 recipe: range tests over weight decay.
-* ``demo``          range test -> sweep -> CLR against the best fixed LR.
-
-The modules import only click at the top; jax and the library are imported
-inside the commands, so ``--help`` and usage errors answer at once.
+One module per command, each parsing its flags, calling the library and
+printing: ``range-test`` (classic, ``--seeds S``, ``--parallel K``),
+``train`` (one schedule; with ``fit``, which ``train --auto-bounds`` runs),
+``plot-schedule``, ``disciplined`` and ``demo``. What they share (option
+types, errors and exit codes, data, models and optimizers from flags) is in
+:mod:`._common`, the run directory in :mod:`._run`. The modules import only
+click at the top; jax and the library load inside the commands.
 """
 
 from __future__ import annotations

@@ -1,15 +1,12 @@
 """What every command shares: option types and flags, errors and exit
-codes, and what the flags name (data, model, optimizer; built by the
-library). The run directory is in :mod:`._run`.
-
-Only click and the standard library are imported here: ``--help`` and
-usage errors answer before jax loads. An error prints one line,
-``optax-clr: error: <what>``, naming flags, never library parameters
-(``OPTAX_CLR_DEBUG=1``: the traceback instead). Exit codes: 0 done; 2 a
-bad flag, file or value, found before anything is written; 1 a failed run
-(diverged or stalled unless ``--allow-failure``, a test that gave no
-answer, a checkpoint of another run, a bug); 130 interrupted (what was
-computed is written first).
+codes, and what the flags name (data, model, optimizer: built by the
+library). Only click and the standard library load here, so ``--help`` and
+usage errors answer before jax does. An error is one line naming flags,
+never library parameters (``OPTAX_CLR_DEBUG=1``: the traceback). Exit
+codes: 0 done; 2 a bad flag, file or value, found before anything is
+written; 1 a failed run (diverged or stalled, a test that gave no answer, a
+checkpoint of another run, a bug); 130 interrupted, what was computed
+written first.
 """
 
 from __future__ import annotations
@@ -30,21 +27,14 @@ CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=100,
                show_default=True)
 usage = click.UsageError
 # Library parameter -> the flag that sets it, for error messages.
-FLAG_OF = dict(
-    num_steps="--steps", start_lr="--start-lr", end_lr="--end-lr",
-    min_lr="--min-lr", max_lr="--max-lr", base_lr="--base-lr",
-    base_value="--base-lr", max_value="--max-lr", lr="--lr",
-    learning_rate="--lr", step_size_up="--step-size",
-    step_size_down="--step-size-down", batch_size="--batch-size",
-    num_lrs="--parallel", num_seeds="--seeds", num_epochs="--epochs",
-    total_steps="--epochs", smoothing="--smoothing",
-    diverge_threshold="--diverge-threshold", eval_every="--eval-every",
-    gamma="--gamma", pct_start="--pct-start", div_factor="--div-factor",
-    final_div_factor="--final-div-factor", base_momentum="--base-momentum",
-    max_momentum="--max-momentum", momentum="--momentum",
-    weight_decay="--weight-decay", val_fraction="--val-fraction",
-    width="--width", seed="--seed", cycles="--cycles",
-    weight_decays="--weight-decays", momenta="--momenta")
+FLAG_OF = dict({n: "--" + n.replace("_", "-") for n in (
+    "start_lr end_lr min_lr max_lr base_lr lr batch_size smoothing gamma "
+    "diverge_threshold eval_every pct_start div_factor final_div_factor "
+    "base_momentum max_momentum momentum weight_decay val_fraction width "
+    "seed cycles weight_decays momenta step_size_down").split()},
+    num_steps="--steps", base_value="--base-lr", max_value="--max-lr",
+    learning_rate="--lr", step_size_up="--step-size", num_lrs="--parallel",
+    num_seeds="--seeds", num_epochs="--epochs", total_steps="--epochs")
 _LIBRARY_NAME = re.compile(r"(?<![\w\-\.'\[])(" + "|".join(
     sorted(FLAG_OF, key=len, reverse=True)) + r")(?![\w'])")
 
@@ -73,24 +63,24 @@ class Number(click.ParamType):
     except (TypeError, ValueError, OverflowError):
       self.fail(f"must be {'an' if self.kind is int else 'a'} {self.name}, "
                 f"got {text}", param, ctx)
-    why = None
-    if self.kind is float and not math.isfinite(x):
-      why = "must be a finite number"
-    elif self.kind is float and abs(x) > 3.4028234e38:
-      why = "must be a float32 (|x| <= 3.4e38)"
-    elif self.kind is float and self.low == 0 and self.low_open and x > 0 \
-        and struct.unpack("f", struct.pack("f", x))[0] == 0:
-      why = "must be > 0 in float32 (>= 1.4e-45)"
-    elif self.kind is int and abs(x) > 2**31 - 1:
-      why = "must be an int32 (|x| <= 2147483647)"
-    elif self.low is not None and (x <= self.low if self.low_open
-                                   else x < self.low):
-      why = f"must be {'>' if self.low_open else '>='} {self.low:g}"
-    elif self.high is not None and (x >= self.high if self.high_open
-                                    else x > self.high):
-      why = f"must be {'<' if self.high_open else '<='} {self.high:g}"
-    if why:
-      self.fail(f"{why}, got {text}", param, ctx)
+    try:
+      f32 = struct.unpack("f", struct.pack("f", x))[0]
+    except OverflowError:
+      f32 = math.inf
+    low, high = self.low, self.high
+    for bad, why in (
+        (self.kind is float and not math.isfinite(x), "a finite number"),
+        (self.kind is int and abs(x) > 2**31 - 1,
+         "an int32 (|x| <= 2147483647)"),
+        (self.kind is float and math.isinf(f32), "a float32 (|x| <= 3.4e38)"),
+        (low == 0 and self.low_open and x > 0 and f32 == 0,
+         "> 0 in float32 (>= 1.4e-45)"),
+        (low is not None and (x <= low if self.low_open else x < low),
+         f"{'>' if self.low_open else '>='} {low or 0:g}"),
+        (high is not None and (x >= high if self.high_open else x > high),
+         f"{'<' if self.high_open else '<='} {high or 0:g}")):
+      if bad:
+        self.fail(f"must be {why}, got {text}", param, ctx)
     return x
 
 
@@ -212,46 +202,44 @@ def options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
   return lambda f: functools.reduce(lambda g, d: d(g), decorators[::-1], f)
 
 
+def opt(flags: str, type_: Any = None, default: Any = None, help_: str = "",
+        **kwargs: Any) -> Callable[[Any], Any]:
+  """``click.option(*flags.split(), type=, default=, help=)``."""
+  if default is not None:  # else click's: None, or False for a flag
+    kwargs["default"] = default
+  return click.option(*flags.split(), type=type_, help=help_, **kwargs)
+
+
 data_options = options(
-    click.option("--data", default="digits", metavar="SPEC",
-                 help="Dataset: digits (embedded, no download), mnist:DIR, "
-                 "fashion-mnist:DIR, cifar10:DIR or npz:PATH (x, y)."),
-    click.option("--model", type=choice(("cnn", "resnet")), default="cnn",
-                 help="cnn: the small default CNN; resnet: a residual net "
-                 "for CIFAR-sized inputs."),
-    click.option("--width", type=POS_INT, default=None, show_default="16",
-                 help="Base width (channels) of the model."),
-    click.option("--batch-size", type=POS_INT, default=64,
-                 help="Examples per training batch."),
-    click.option("--val-fraction", type=FRACTION, default=0.2,
-                 help="Fraction of the data held out for validation."))
+    opt("--data", None, "digits", "Dataset: digits (embedded), mnist:DIR, "
+        "fashion-mnist:DIR, cifar10:DIR or npz:PATH (x, y).",
+        metavar="SPEC"),
+    opt("--model", choice(("cnn", "resnet")), "cnn", "cnn: the small CNN; "
+        "resnet: a residual net for CIFAR-sized inputs."),
+    opt("--width", POS_INT, None, "Base width (channels) of the model.",
+        show_default="16"),
+    opt("--batch-size", POS_INT, 64, "Examples per training batch."),
+    opt("--val-fraction", FRACTION, 0.2, "Fraction held out for "
+        "validation."))
 OUT = options(
-    click.option("--out", type=click.Path(file_okay=False), default=None,
-                 show_default="runs/<command>-<timestamp>",
-                 help="Output directory."),
-    click.option("--overwrite", is_flag=True,
-                 help="Reuse an --out directory that already holds a run "
-                 "(its results, plots and records are removed first; a "
-                 "checkpoint is kept)."))
-JSON = click.option("--json", "as_json", is_flag=True,
-                    help="Print one JSON object with the results on stdout "
-                    "(human-readable lines go to stderr).")
+    opt("--out", click.Path(file_okay=False), None, "Output directory.",
+        show_default="runs/<command>-<timestamp>"),
+    opt("--overwrite", None, None, "Reuse an --out that holds a run (its "
+        "results, plots and records are removed first).", is_flag=True))
+JSON = opt("--json as_json", None, None, "Print one JSON object of the "
+           "results on stdout (other lines go to stderr).", is_flag=True)
 run_options = options(
-    click.option("--seed", type=NONNEG_INT, default=0, help="Seed of the "
-                 "split, the initial weights and the shuffles."), OUT,
-    click.option("--no-progress", is_flag=True, help="Never show progress "
-                 "bars (they are shown only on a terminal anyway)."), JSON)
-OPTIMIZER = click.option("--optimizer", type=choice(("sgd", "adam",
-                                                     "adamw")),
-                         default="sgd", help="sgd (with momentum), adam or "
-                         "adamw.")
-WEIGHT_DECAY = click.option("--weight-decay", type=NONNEG, default=0.0,
-                            help="Weight decay (decoupled for adamw; added "
-                            "to the gradient for sgd and adam).")
+    opt("--seed", NONNEG_INT, 0, "Seed of the split, the initial weights and "
+        "the shuffles."), OUT,
+    opt("--no-progress", None, None, "No progress bars (shown only on a "
+        "terminal anyway).", is_flag=True), JSON)
+OPTIMIZER = opt("--optimizer", choice(("sgd", "adam", "adamw")), "sgd",
+                "sgd (with momentum), adam or adamw.")
+WEIGHT_DECAY = opt("--weight-decay", NONNEG, 0.0, "Weight decay (decoupled "
+                   "for adamw, added to the gradient for sgd and adam).")
 optimizer_options = options(
-    OPTIMIZER, click.option("--momentum", type=MOMENTUM, default=0.9,
-                            help="SGD momentum (0: plain SGD), or Adam's b1."),
-    WEIGHT_DECAY)
+    OPTIMIZER, opt("--momentum", MOMENTUM, 0.9, "SGD momentum (0: plain "
+                   "SGD), or Adam's b1."), WEIGHT_DECAY)
 
 
 # ----------------------------------------------------------------------------

@@ -1,14 +1,10 @@
-"""A command's run directory: the checks of ``--out``, the lock, the record
-of configuration and environment.
-
-A run directory (``--out``, default ``runs/<command>-<timestamp>``) holds
-``config.json``, ``environment.json``, the results and the plots, every file
-written atomically. It is locked while a command uses it. A directory that
-already holds a run is refused unless ``--overwrite``, which first removes
-that run's record, results and plots (none of them can pass for the new
-run's; a checkpoint is kept); an empty ``--out``, the current directory,
-the home directory, a filesystem root and a non-empty directory that is
-not a run are refused.
+"""A command's run directory (``--out``, default
+``runs/<command>-<timestamp>``): config.json, environment.json, results and
+plots, every file written atomically, locked while in use. ``--out`` may
+not be empty, the current or home directory, a filesystem root, or a
+non-empty directory that is no run; one that holds a run needs
+``--overwrite``, which first removes that run's record, results and plots
+(a checkpoint is kept).
 """
 
 from __future__ import annotations
@@ -108,16 +104,15 @@ def environment_info() -> dict[str, Any]:
   import jax
 
   from optax_clr import __version__
-  versions = {}
-  for dist in ("jaxlib", "optax", "flax", "numpy"):
-    try:
-      versions[dist] = md.version(dist)
-    except md.PackageNotFoundError:
-      versions[dist] = None
+
+  def version(dist):
+    with contextlib.suppress(md.PackageNotFoundError):
+      return md.version(dist)
   return {
       "optax_clr": __version__, "python": platform.python_version(),
-      "jax": jax.__version__, **versions, "backend": jax.default_backend(),
-      "device_count": jax.device_count(),
+      "jax": jax.__version__, **{d: version(d) for d in (
+          "jaxlib", "optax", "flax", "numpy")},
+      "backend": jax.default_backend(), "device_count": jax.device_count(),
       "local_device_count": jax.local_device_count(),
       "process_count": jax.process_count(),
       "device_kind": jax.devices()[0].device_kind,
@@ -143,11 +138,12 @@ def compilation_cache() -> str | None:
 
 
 class Run:
-  """One command's output directory: config, environment, results, and
-  where human-readable lines go (stderr under ``--json``)."""
+  """One command's run directory, used as ``with Run(ctx, flags) as run``:
+  config, environment, results, and where human-readable lines go (stderr
+  under ``--json``)."""
 
-  def __init__(self, ctx: click.Context, out: pathlib.Path | None,
-               as_json: bool = False):
+  def __init__(self, ctx: click.Context, f: Any):
+    out = check_out(f.out, f.overwrite)
     self.command = ctx.info_name or "run"
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     self.dir, n = out or pathlib.Path("runs", f"{self.command}-{stamp}"), 1
@@ -155,7 +151,7 @@ class Run:
       n += 1
       self.dir = pathlib.Path("runs", f"{self.command}-{stamp}-{n}")
     self.dir.mkdir(parents=True, exist_ok=True)
-    self.as_json, self.start = as_json, time.perf_counter()
+    self.as_json, self.start = f.as_json, time.perf_counter()
     self._lock = locked(self.dir)
     self._lock.__enter__()
     # check_out let through a new directory, one holding only what a killed
@@ -213,12 +209,8 @@ class Run:
       self._lock.__exit__(None, None, None)
       self._lock = None
 
+  def __enter__(self) -> Run:
+    return self
 
-@contextlib.contextmanager
-def run_dir(ctx: click.Context, f: Any) -> Iterator[Run]:
-  """The run of ``--out``/``--overwrite``/``--json`` (flags ``f``)."""
-  run = Run(ctx, check_out(f.out, f.overwrite), f.as_json)
-  try:
-    yield run
-  finally:
-    run.close()
+  def __exit__(self, *exc: Any) -> None:
+    self.close()

@@ -56,7 +56,7 @@ def disciplined_cmd(ctx, **flags):
     _ramp.RampSettings.check(f.start_lr, f.end_lr, f.steps, "exp", 0.05,
                              None, None, None)
   dataset, train, val = c.load_data(f)
-  with _run.run_dir(ctx, f) as run:
+  with _run.Run(ctx, f) as run:
     import optax_clr as clr
     run.say(c.describe_data(dataset, train, val, f.model) + f"; "
             f"{len(f.weight_decays)} weight decays x {len(f.momenta)} "

@@ -54,7 +54,7 @@ def plot_schedule_cmd(ctx, policies, steps, base_lr, max_lr, step_size,
           total_steps=steps, **dict(
               shape, div_factor=shape["div_factor"] or 25.0,
               decay_bounds=shape["decay_bounds"] and policy == "exp_range"))
-  with _run.run_dir(ctx, f) as run:
+  with _run.Run(ctx, f) as run:
     plotting.plot_schedules(lrs, steps, momentum=moms if draw_momentum else
                             None, path=run.path("schedule.png"),
                             title=f"{len(lrs)} schedules over {steps} steps")

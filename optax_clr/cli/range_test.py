@@ -91,7 +91,7 @@ def range_test_cmd(ctx, **flags):
   f = types.SimpleNamespace(**flags)
   _check(ctx, f)
   dataset, train, val = c.load_data(f)
-  with _run.run_dir(ctx, f) as run:
+  with _run.Run(ctx, f) as run:
     run.say(c.describe_data(dataset, train, val, f.model) + f"; optimizer: "
             f"{f.optimizer} (momentum {f.momentum:g}, weight decay "
             f"{f.weight_decay:g})")

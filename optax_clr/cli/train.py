@@ -40,78 +40,70 @@ FIT_FLAGS = ("data", "model", "width", "batch_size", "val_fraction",
 
 def schedule_options(unit: str, div_default: str, cycle_momentum=True):
   """The schedule's shape: flags of train and plot-schedule."""
+  o = c.opt
   return c.options(*[
-      click.option("--waveform", type=c.choice(("triangular", "cosine",
-                                                 "welch")),
-                   default="triangular", help="Shape of each half cycle "
-                   "(Smith 2017 found them equivalent)."),
-      click.option("--step-size-down", type=c.POSITIVE, default=None,
-                   show_default="= --step-size", help="Length of the "
-                   f"falling half ({unit}); asymmetric cycles."),
-      click.option("--gamma", type=c.Number(float, 0.0, 1.0, low_open=True),
-                   show_default="amplitude decays to 0.1 by the last step",
-                   help="exp_range: decay per iteration."),
-      click.option("--decay-bounds", is_flag=True, help="exp_range: decay "
-                   "both bounds (the paper's form) instead of the amplitude "
-                   "only (PyTorch, Keras)."),
-      click.option("--pct-start", type=c.FRACTION, default=0.3,
-                   help="one-cycle: fraction of the steps spent rising."),
-      click.option("--anneal-strategy", type=c.choice(("cos", "linear")),
-                   default="cos", help="one-cycle: annealing shape."),
-      click.option("--div-factor", type=c.POSITIVE, show_default=div_default,
-                   help="one-cycle: initial LR = max LR / div factor."),
-      click.option("--final-div-factor", type=c.POSITIVE, default=1e4,
-                   help="one-cycle: final LR = initial LR / this."),
-      click.option("--three-phase", is_flag=True, help="one-cycle: anneal "
-                   "back to the initial LR before the final annealing "
-                   "(fastai)."),
-      click.option("--base-momentum", type=c.MOMENTUM, help="Momentum at the "
-                   "LR peak.", show_default="0.8 CLR, 0.85 one-cycle"),
-      click.option("--max-momentum", type=c.MOMENTUM, help="Momentum at the "
-                   "LR minimum.", show_default="0.9 CLR, 0.95 one-cycle")]
-      + ([click.option("--cycle-momentum/--no-cycle-momentum", default=True,
-                       help="Cycle the momentum inversely to the LR (Smith "
-                       "& Topin 2017).")] if cycle_momentum else []))
+      o("--waveform", c.choice(("triangular", "cosine", "welch")),
+        "triangular", "Shape of each half cycle (Smith 2017: equivalent)."),
+      o("--step-size-down", c.POSITIVE, None, f"The falling half ({unit}): "
+        "asymmetric cycles.", show_default="= --step-size"),
+      o("--gamma", c.Number(float, 0.0, 1.0, low_open=True), None,
+        "exp_range: decay per iteration.",
+        show_default="amplitude decays to 0.1 by the last step"),
+      o("--decay-bounds", None, None, "exp_range: decay both bounds (the "
+        "paper's form), not only the amplitude (PyTorch).", is_flag=True),
+      o("--pct-start", c.FRACTION, 0.3, "one-cycle: fraction of the steps "
+        "spent rising."),
+      o("--anneal-strategy", c.choice(("cos", "linear")), "cos",
+        "one-cycle: annealing shape."),
+      o("--div-factor", c.POSITIVE, None, "one-cycle: initial LR = max LR / "
+        "div factor.", show_default=div_default),
+      o("--final-div-factor", c.POSITIVE, 1e4, "one-cycle: final LR = "
+        "initial LR / this."),
+      o("--three-phase", None, None, "one-cycle: anneal back to the initial "
+        "LR before the final annealing (fastai).", is_flag=True),
+      o("--base-momentum", c.MOMENTUM, None, "Momentum at the LR peak.",
+        show_default="0.8 CLR, 0.85 one-cycle"),
+      o("--max-momentum", c.MOMENTUM, None, "Momentum at the LR minimum.",
+        show_default="0.9 CLR, 0.95 one-cycle")] + [o(
+            "--cycle-momentum/--no-cycle-momentum", None, True, "Cycle the "
+            "momentum inversely to the LR (Smith & Topin 2017).")][
+                :cycle_momentum])
 
 
 training_options = c.options(
-    click.option("--save-model/--no-save-model", default=True,
-                 help="Save the final model as OUT/checkpoint.msgpack."),
-    click.option("--allow-failure", is_flag=True,
-                 help="Exit 0 even when training diverged or stalled."))
+    c.opt("--save-model/--no-save-model", None, True, "Save the final model "
+          "as OUT/checkpoint.msgpack."),
+    c.opt("--allow-failure", None, None, "Exit 0 even when training "
+          "diverged or stalled.", is_flag=True))
 
 
 @click.command("train", context_settings=c.CONTEXT)
 @c.data_options
-@click.option("--policy", type=c.choice(CYCLIC + ("one-cycle", "fixed")),
-              default="triangular", help="LR policy: cyclical (triangular, "
-              "triangular2, exp_range), one-cycle, or a fixed LR.")
-@click.option("--base-lr", type=c.POSITIVE, help="Lower LR bound (CLR); "
-              "one-cycle: initial LR (sets --div-factor).")
-@click.option("--max-lr", type=c.POSITIVE,
-              help="Upper LR bound (CLR), peak LR (one-cycle).")
-@click.option("--lr", type=c.POSITIVE, help="The LR of --policy fixed.")
-@click.option("--bounds-from", type=click.Path(), metavar="RUN",
-              help="Take the bounds from a run directory or its "
-              "results.json (a range test's suggested bounds, a sweep's "
-              "bounds or, for --policy fixed, its best LR; the demo's "
-              "chosen bounds).")
-@click.option("--auto-bounds", is_flag=True, help="Let `optax-clr fit` "
-              "choose the schedule (the same run as that command).")
-@click.option("--step-size", type=c.POSITIVE, default=4.0,
-              help="Half a cycle, in epochs (Smith: 2-10 epochs).")
-@click.option("--epochs", type=c.POS_INT, default=16,
-              help="Training epochs (Smith: stop after 3-5 cycles).")
+@c.opt("--policy", c.choice(CYCLIC + ("one-cycle", "fixed")), "triangular",
+       "LR policy: cyclical (triangular, triangular2, exp_range), one-cycle "
+       "or a fixed LR.")
+@c.opt("--base-lr", c.POSITIVE, None, "Lower LR bound (CLR); one-cycle: "
+       "initial LR (sets --div-factor).")
+@c.opt("--max-lr", c.POSITIVE, None, "Upper LR bound (CLR), peak LR "
+       "(one-cycle).")
+@c.opt("--lr", c.POSITIVE, None, "The LR of --policy fixed.")
+@c.opt("--bounds-from", click.Path(), None, "The bounds of a run (its "
+       "directory or results.json): a range test's, a sweep's (its best LR "
+       "for --policy fixed) or the demo's.", metavar="RUN")
+@c.opt("--auto-bounds", None, None, "Let `optax-clr fit` choose the "
+       "schedule (the same run as that command).", is_flag=True)
+@c.opt("--step-size", c.POSITIVE, 4.0, "Half a cycle, in epochs (Smith: "
+       "2-10 epochs).")
+@c.opt("--epochs", c.POS_INT, 16, "Training epochs (Smith: stop after 3-5 "
+       "cycles).")
 @schedule_options("epochs", "25, or --max-lr / --base-lr when given")
 @c.optimizer_options
-@click.option("--nesterov", is_flag=True, help="SGD: Nesterov momentum.")
-@click.option("--checkpoint-dir", type=click.Path(file_okay=False),
-              help="Save a checkpoint every --checkpoint-every epochs here "
-              "(and resume from it).")
-@click.option("--checkpoint-every", type=c.POS_INT, default=1,
-              help="Epochs between checkpoints.")
-@click.option("--resume/--no-resume", default=True,
-              help="Continue from the checkpoint in --checkpoint-dir.")
+@c.opt("--nesterov", None, None, "SGD: Nesterov momentum.", is_flag=True)
+@c.opt("--checkpoint-dir", click.Path(file_okay=False), None, "Save a "
+       "checkpoint here every --checkpoint-every epochs (and resume).")
+@c.opt("--checkpoint-every", c.POS_INT, 1, "Epochs between checkpoints.")
+@c.opt("--resume/--no-resume", None, True, "Continue from the checkpoint in "
+       "--checkpoint-dir.")
 @training_options
 @c.run_options
 @click.pass_context
@@ -142,7 +134,7 @@ def train_cmd(ctx, **flags):
   per_epoch = len(train) // f.batch_size
   with c.usage_errors():
     plan = _plan(f, per_epoch)
-  with _run.run_dir(ctx, f) as run:
+  with _run.Run(ctx, f) as run:
     run.say(c.describe_data(dataset, train, val, f.model) + f"; {per_epoch} "
             "iterations per epoch\nschedule: " + ", ".join(
                 f"{k}={c.fmt(v)}" for k, v in plan.resolved.items()))
@@ -240,41 +232,30 @@ def _cycle_warnings(run, f, resolved, per_epoch: int) -> None:
            f"{' or '.join(map(str, ends))} would end at a cycle end")
 
 
-class EpochReporter:
-  """Progress of :func:`optax_clr.train`: a bar over epochs and, with
-  ``echo``, one line per epoch (the metrics arrive once per epoch)."""
-
-  def __init__(self, run: _run.Run, desc: str, enabled: bool, epochs: int,
-               echo: bool = True):
-    from optax_clr import _progress
-    self.run, self.enabled, self.echo = run, enabled, echo
-    self.bar = _progress.Bar(desc, "epoch", epochs, enabled)
-
-  def __call__(self, epoch, total=None, metrics=None):
-    self.bar(epoch, total, metrics)
-    line = f"  epoch {epoch:>{len(str(total))}}/{total}" + "".join(
-        f"  {k} {c.fmt(v, '.3e' if k == 'lr' else '.4f')}"
-        for k, v in (metrics or {}).items())
-    if self.echo and self.enabled and not self.run.as_json:
-      self.bar.write(line)
-    elif self.echo:
-      self.run.say(line)
-
-
 def train_epochs(run, net, train, val, optimizer, f, *, desc, echo=True,
                  **kwargs):
   """:func:`optax_clr.train` of the flags' data and epochs with a progress
-  bar; ``(model, history)``. The verdict is the caller's, not a warning."""
+  bar over epochs and, with ``echo``, a line per epoch; ``(model,
+  history)``. The verdict is the caller's, not a warning."""
   import optax_clr as clr
-  reporter = EpochReporter(run, desc, c.progress_enabled(f.no_progress),
-                           f.epochs, echo)
+  from optax_clr import _progress
+  bar = _progress.Bar(desc, "epoch", f.epochs,
+                      c.progress_enabled(f.no_progress))
+
+  def report_epoch(epoch, total, metrics):
+    bar(epoch, total, metrics)
+    line = f"  epoch {epoch:>{len(str(total))}}/{total}" + "".join(
+        f"  {k} {c.fmt(v, '.3e' if k == 'lr' else '.4f')}"
+        for k, v in metrics.items())
+    if echo:
+      (bar.write if bar.enabled and not run.as_json else run.say)(line)
   try:
     return clr.train(net, clr.cross_entropy_loss, train, optimizer=optimizer,
                      num_epochs=f.epochs, val_data=val, seed=f.seed,
-                     batch_size=f.batch_size, progress=reporter, warn=False,
-                     **kwargs)
+                     batch_size=f.batch_size, progress=report_epoch,
+                     warn=False, **kwargs)
   finally:
-    reporter.bar.close()
+    bar.close()
 
 
 def report(run, history, name, lr, momentum, resolved, allow_failure) -> int:
@@ -311,11 +292,9 @@ def report(run, history, name, lr, momentum, resolved, allow_failure) -> int:
 
 @click.command("fit", context_settings=c.CONTEXT)
 @c.data_options
-@click.option("--epochs", type=c.POS_INT, default=12, help="The budget: "
-              "epochs of training, shared by the candidates.")
-@click.option("--cycles", type=c.POS_INT, show_default="6", help="Cycles "
-              "in the budget; the candidates are compared (the worse "
-              "stopped) at every cycle end but the last.")
+@c.opt("--epochs", c.POS_INT, 12, "The budget: epochs of training.")
+@c.opt("--cycles", c.POS_INT, None, "Cycles in the budget; the candidates "
+       "are compared at every cycle end but the last.", show_default="6")
 @c.OPTIMIZER
 @c.WEIGHT_DECAY
 @training_options
@@ -339,7 +318,7 @@ def fit_and_report(ctx, f, cycles) -> int:
   """``optax-clr fit`` and ``train --auto-bounds``: :func:`optax_clr.fit`,
   then the survivor written as a training run."""
   dataset, train, val = c.load_data(f)
-  with _run.run_dir(ctx, f) as run:
+  with _run.Run(ctx, f) as run:
     import optax_clr as clr
     from optax_clr import drivers
     run.say(c.describe_data(dataset, train, val, f.model) + f"; fit: "
