@@ -653,18 +653,20 @@ class UserLoop:
       return params if gdef is None else nnx.merge(gdef, params, rest,
                                                    copy=True)
 
-    def loss_of(params, rest, batch, t):
+    def loss_of(params, rest, batch, at):
       model = build(graphdef, params, rest)
-      key = None if t is None else jax.random.fold_in(base, t)
+      # ``at``: None, or (seed, step) of a random loss: a fresh key per step.
+      key = None if at is None else jax.random.fold_in(
+          jax.random.fold_in(base, at[0]), at[1])
       out = task.call(model, batch, key)
       loss = out[0] if isinstance(out, tuple) else out
       if graphdef is not None:
         rest = nnx.split(model, nnx.Param, ...)[2]
       return loss, rest
 
-    def step(params, rest, opt_state, batch, t):
+    def step(params, rest, opt_state, batch, at):
       (loss, rest), grads = jax.value_and_grad(loss_of, has_aux=True)(
-          params, rest, batch, t)
+          params, rest, batch, at)
       updates, opt_state = tx.update(grads, opt_state, params)
       return optax.apply_updates(params, updates), rest, opt_state, loss
 
@@ -691,10 +693,11 @@ class UserLoop:
     return params, rest, opt_state
 
   def train(self, carry, batches, first_step: int = 0,
-            schedule: dict[str, Any] | None = None):
+            schedule: dict[str, Any] | None = None, seed: int = 0):
     """Steps ``first_step ...`` over ``batches`` (``schedule``: name ->
-    per-step values, indexed by the global step); ``(carry, losses)``
-    with the losses still on the device."""
+    per-step values, indexed by the global step; ``seed``: of a random
+    loss's keys); ``(carry, losses)`` with the losses still on the
+    device."""
     import jax.numpy as jnp
     params, rest, opt_state = carry
     losses = []
@@ -704,22 +707,24 @@ class UserLoop:
       for name, values in (schedule or {}).items():
         opt_state.hyperparams[name] = jnp.float32(values[t])
       params, rest, opt_state, loss = self.step(
-          params, rest, opt_state, batch, t if random else None)
+          params, rest, opt_state, batch, (seed, t) if random else None)
       losses.append(loss)
     return (params, rest, opt_state), losses
 
   def run(self, batches, hyper: dict[str, Any] | None = None,
-          schedule: dict[str, Any] | None = None):
+          schedule: dict[str, Any] | None = None, seed: int = 0):
     """One run from the initial weights; its losses (NumPy, one read)."""
     import jax
     import numpy as np
-    _, losses = self.train(self.init(hyper), batches, schedule=schedule)
+    _, losses = self.train(self.init(hyper), batches, schedule=schedule,
+                           seed=seed)
     return np.asarray(jax.device_get(losses), np.float64)
 
   def step_args(self, batch):
     """Arguments of one step (for the FLOP count)."""
     params, rest, opt_state = self.init()
-    return (params, rest, opt_state, batch, 0 if self.task.random else None)
+    return (params, rest, opt_state, batch,
+            (0, 0) if self.task.random else None)
 
 
 # PyTorch versions of the models that exist there (NCHW images).
