@@ -24,6 +24,15 @@ For each K in ``--ks`` (default 8, 32, 128, 512, 1024; LRs log-spaced
   GPU; skipped when torch is not importable or has no CUDA there),
   extrapolated the same way.
 
+Then the user-style models (``_common.USER_MODELS``: an ``nnx.Conv`` CNN, a
+CNN with BatchNorm and Dropout, a character transformer, a tabular MLP, a
+Linen CNN as a params pytree, the bundled CNN), each at ``--user-ks``
+(default 128) for ``--user-steps`` (default 100): the sweep
+(``parallel_range_test`` on the user's own model and loss, fed the user's
+NumPy batches) against one run (K = 1) and K sequential runs of the user's
+own loop (``_common.UserLoop``: one jitted optax step, batches on the
+device; ``--seq-runs`` runs timed, times K).
+
 Then the classic range test (``--steps`` steps, 1e-5 .. 10) against the
 same ramp in the user's jitted loop (and PyTorch), the multi-seed range test
 (3 seeds) against 3 classic tests one after another, a K=128 sweep in
@@ -254,19 +263,9 @@ class Bench:
             "extrapolated": len(pick) < len(lrs), "timed_runs": len(pick)}
 
 
-def max_rel_diff(sweep_losses: np.ndarray, user: dict[int, np.ndarray]
-                 ) -> float | None:
-  """Largest relative difference of the sweep's losses from the user's
-  loop at the same LRs, over the steps where both are finite."""
-  worst = None
-  for i, theirs in user.items():
-    ours = sweep_losses[i, :theirs.size]
-    ok = np.isfinite(ours) & np.isfinite(theirs)
-    if ok.any():
-      d = float(np.max(np.abs(ours[ok] - theirs[ok]) /
-                       np.maximum(np.abs(theirs[ok]), 1e-6)))
-      worst = d if worst is None else max(worst, d)
-  return worst
+# The largest relative difference of the sweep's losses from the user's
+# loop's at the same LRs (shared with the CPU benchmark).
+max_rel_diff = _common.max_rel_diff
 
 
 def plan_of(result) -> dict[str, Any]:
@@ -377,6 +376,82 @@ def many_copies(bench: Bench, k: int, steps: int) -> dict[str, Any]:
           "plan": plan_of(result)}
 
 
+def user_model_rows(args, key: str, clock: Clock) -> list[dict[str, Any]]:
+  """One user-style model: the sweep at each of ``--user-ks`` vs one run vs
+  K sequential runs of the user's own loop (times K from ``--seq-runs``
+  timed runs)."""
+  import jax
+  import optax
+  import optax_clr as clr
+  task = _common.user_task(key, args.seed, small=args.smoke)
+  n = args.user_steps
+  host = task.batches(n, args.seed)
+  loop = _common.UserLoop(task, optax.inject_hyperparams(optax.sgd)(
+      learning_rate=0.1, momentum=0.9), args.seed)
+  on_device = [jax.device_put(b) for b in host]
+
+  def sweep(lrs):
+    return clr.parallel_range_test(
+        task.model, task.loss_fn, host, lrs=lrs, num_steps=n,
+        group_size=args.group_size, progress=False)
+  timed(lambda: sweep(np.array([1e-2])))  # compile
+  one_s, _ = timed(lambda: sweep(np.array([1e-2])), args.repeats)
+  loop.run(on_device, {"learning_rate": 1e-2})  # compile the user's step
+  rows = []
+  for k in args.user_ks:
+    if clock.spent():
+      rows.append({"model": key, "K": k, "skipped": "time budget spent"})
+      continue
+    lrs = np.geomspace(1e-4, 1.0, k)
+    first, result = timed(lambda: sweep(lrs))
+    warm, result = timed(lambda: sweep(lrs), args.repeats)
+    pick = np.unique(np.linspace(0, k - 1, args.seq_runs).round().astype(
+        int))
+    times, losses = [], {}
+    for i in pick:
+      t, losses[int(i)] = timed(lambda i=i: loop.run(
+          on_device, {"learning_rate": lrs[i]}))
+      times.append(t)
+    seq = statistics.median(times) * k
+    rows.append({
+        "model": key, "model_name": task.name, "K": k, "N": n,
+        "sweep_first_s": first, "sweep_warm_s": warm, "one_run_s": one_s,
+        "sequential_s": seq, "sequential_extrapolated": len(pick) < k,
+        "sequential_timed_runs": len(pick),
+        "sweep_vs_one_run": warm / one_s, "sweep_vs_sequential": warm / seq,
+        "speedup_vs_sequential": seq / warm,
+        "loss_max_rel_diff_vs_user_loop": None if task.random
+        else max_rel_diff(result.losses, losses), "plan": plan_of(result)})
+  return rows
+
+
+def user_models(args, clock: Clock, save=None) -> dict[str, Any]:
+  """Every model of ``--user-models`` (each its own error, the others
+  still run; ``save(part)`` after each); the issue's goals checked on each
+  at K = 128."""
+  rows = []
+
+  def part():
+    return {"rows": rows, "goals": {
+        key: goals([r for r in rows if r.get("model") == key])
+        for key in args.user_models}}
+  for key in args.user_models:
+    if clock.spent():
+      rows.append({"model": key, "skipped": "time budget spent"})
+      continue
+    try:
+      rows += user_model_rows(args, key, clock)
+    except Exception as e:  # noqa: BLE001 - recorded; the others still run
+      import traceback
+      traceback.print_exc()
+      rows.append({"model": key, "error": f"{type(e).__name__}: "
+                   f"{str(e)[:500]}"})
+    print("user model", rows[-1], flush=True)
+    if save is not None:
+      save(part())
+  return part()
+
+
 # ---------------------------------------------------------------------------
 # Report.
 
@@ -394,13 +469,21 @@ def goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
              for name, limit in GOALS.items()}}
 
 
-def table(rows, classic_row, seeds_row) -> None:
+def table(rows, classic_row, seeds_row, user_rows=None) -> None:
   cols = ["K", "sweep_first_s", "sweep_warm_s", "one_run_s", "sequential_s",
           "torch_s", "sweep_vs_one_run", "sweep_vs_sequential",
           "sweep_vs_torch", "loss_max_rel_diff_vs_user_loop"]
   print("\nSweep (ratios ours ÷ theirs; sequential and torch extrapolated "
         "from timed runs):")
   _common.print_table([r for r in rows if "sweep_warm_s" in r], cols)
+  users = [r for r in (user_rows or []) if "sweep_warm_s" in r]
+  if users:
+    print("\nUser-style models (ratios ours ÷ theirs; sequential "
+          "extrapolated from timed runs of the user's loop):")
+    _common.print_table(users, [
+        "model", "model_name", "K", "N", "sweep_first_s", "sweep_warm_s",
+        "one_run_s", "sequential_s", "sweep_vs_one_run",
+        "sweep_vs_sequential", "loss_max_rel_diff_vs_user_loop"])
   if classic_row and "skipped" not in classic_row:
     print("\nClassic range test:")
     _common.print_table([classic_row], [c for c in (
@@ -441,6 +524,14 @@ def parse(argv=None):
                   help="K of the out-of-memory check (default 4096)")
   ap.add_argument("--budget-s", type=float, default=None,
                   help="stop starting new parts after this (default 400)")
+  ap.add_argument("--user-models", default=None,
+                  help="user-style models to measure (default "
+                  f"{','.join(_common.USER_MODELS)}; 'none': skip)")
+  ap.add_argument("--user-ks", default=None,
+                  help="K of the user-style models (default 128; smoke 2)")
+  ap.add_argument("--user-steps", type=int, default=None,
+                  help="steps of the user-style models (default 100; "
+                  "smoke 3)")
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--no-torch", action="store_true")
   ap.add_argument("--out", default=None, help="default results/gpu_*.json")
@@ -455,6 +546,12 @@ def parse(argv=None):
   args.many = args.many or (2 if small else 4096)
   args.budget_s = args.budget_s or (300.0 if small else 400.0)
   args.width = args.width or (4 if small else 16)
+  models = args.user_models or ",".join(_common.USER_MODELS)
+  args.user_models = [] if models == "none" else [
+      m for m in models.split(",") if m]
+  args.user_ks = [int(k) for k in (args.user_ks or (
+      "2" if small else str(GOAL_K))).split(",")]
+  args.user_steps = args.user_steps or (3 if small else 100)
   group = args.group_size or ("1" if small else "auto")
   args.group_size = group if group == "auto" else int(group)
   return args
@@ -479,8 +576,9 @@ def attempt(fn) -> dict[str, Any]:
 
 
 def run_parts(bench: Bench, clock: Clock, one_s: float, save) -> tuple:
-  """Every part in turn (each saved as it finishes): the sweep rows, then
-  the classic, multi-seed, bfloat16 and many-copies checks."""
+  """Every part in turn (each saved as it finishes): the sweep rows, the
+  user-style models, then the classic, multi-seed, bfloat16 and
+  many-copies checks."""
   args = bench.args
   rows, parts = [], {}
   for k in args.ks:
@@ -489,6 +587,11 @@ def run_parts(bench: Bench, clock: Clock, one_s: float, save) -> tuple:
                                                               one_s))})
     print("row", rows[-1], flush=True)
     save(rows, parts)
+  if args.user_models:
+    def save_users(part):
+      parts["user_models"] = part
+      save(rows, parts)
+    user_models(args, clock, save_users)
   for name, fn in (("classic", classic), ("multi_seed", multi_seed),
                    ("bf16_sweep", lambda b: bf16_sweep(b, min(GOAL_K, max(
                        args.ks)))),
@@ -536,10 +639,12 @@ def main(argv=None) -> int:
     _serialize.dump_json(_serialize.jsonable(result, "gpu_check"), path, 1)
 
   rows, parts = run_parts(bench, clock, one_s, save)
-  table(rows, parts.get("classic"), parts.get("multi_seed"))
+  table(rows, parts.get("classic"), parts.get("multi_seed"),
+        parts.get("user_models", {}).get("rows"))
   print("\ngoals:", result["goals"])
   print(f"wrote {path} ({clock.elapsed():.1f} s)")
-  failed = any("error" in r for r in [*rows, *parts.values()])
+  failed = any("error" in r for r in [*rows, *parts.values(), *parts.get(
+      "user_models", {}).get("rows", [])])
   return 1 if failed else 0
 
 

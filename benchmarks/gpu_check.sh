@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # GPU check of issue 16: on one GPU (H100/H200 class), in under 8 minutes,
 # with no network, measures the parallel sweep at K = 8..1024 against one
-# run, K sequential jitted runs and PyTorch (when importable with CUDA), the
-# classic range test, the multi-seed test, a bfloat16 sweep and a K = 4096
-# sweep that must not run out of memory; writes
+# run, K sequential jitted runs and PyTorch (when importable with CUDA); the
+# same sweep on the user-style models (nnx.Conv CNN, BatchNorm + Dropout
+# CNN, char transformer, MLP, Linen CNN, bundled CNN) at K = 128 against one
+# run and K runs of the user's own jitted loop; the classic range test, the
+# multi-seed test, a bfloat16 sweep and a K = 4096 sweep that must not run
+# out of memory; writes
 # benchmarks/results/gpu_<device>.json and prints the ratios (ours ÷ theirs).
 #
 # Usage (from anywhere):   bash benchmarks/gpu_check.sh [bench_gpu.py flags]

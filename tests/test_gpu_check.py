@@ -51,7 +51,15 @@ def test_default_run_covers_k_8_to_1024_and_4096_copies():
   assert args.many == 4096 and args.budget_s < 470  # gpu_check.sh timeout
 
 
-@pytest.mark.slow  # ~30-50 s on 2 cores
+def test_default_run_measures_every_user_model_at_k128():
+  args = bench_gpu.parse([])
+  assert args.user_models == list("abcdef")
+  assert args.user_ks == [128] and args.user_steps == 100
+  assert bench_gpu.parse(["--user-models", "none"]).user_models == []
+  assert bench_gpu.parse(["--smoke"]).user_ks == [2]
+
+
+@pytest.mark.slow  # ~40-90 s on 2 cores
 def test_smoke_run_writes_every_part(tmp_path):
   out = tmp_path / "gpu_smoke.json"
   env = {**os.environ, "PYTHON": sys.executable, "JAX_PLATFORMS": "cpu",
@@ -69,5 +77,13 @@ def test_smoke_run_writes_every_part(tmp_path):
   assert row["loss_max_rel_diff_vs_user_loop"] < 1e-5  # same batches
   for part in ("classic", "multi_seed", "bf16_sweep", "many_copies"):
     assert "error" not in data[part] and "skipped" not in data[part], part
+  # Every user-style model: sweep vs one run vs the user's own loop.
+  users = data["user_models"]["rows"]
+  assert sorted(r["model"] for r in users) == list("abcdef")
+  for r in users:
+    assert "error" not in r and "skipped" not in r, r
+    assert r["K"] == 2 and r["sweep_warm_s"] > 0 and r["sequential_s"] > 0
+    if r["loss_max_rel_diff_vs_user_loop"] is not None:  # not dropout
+      assert r["loss_max_rel_diff_vs_user_loop"] < 1e-4, r
   assert data["multi_seed"]["seeds"] == 3
   assert data["classic"]["steps_recorded"] == data["classic"]["N"]
