@@ -79,7 +79,7 @@ cyclic_args = st.fixed_dictionaries({
     "top": log_uniform(1e-6, 10.0),
     "base_frac": st.floats(0.0, 1.0),
     "up": st.one_of(st.integers(1, 20), st.integers(1, 10**6),
-                    st.integers(1, 2**30)),
+                    st.integers(1, 2**30 - 1)),  # up + up <= 2**31 - 1
     "down": st.one_of(st.none(), st.integers(1, 20), st.integers(1, 10**6)),
     "waveform": st.sampled_from(S.schedules.WAVEFORMS),
 })
