@@ -17,7 +17,7 @@ import pathlib
 import platform
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -75,26 +75,21 @@ def _check_lock(path: pathlib.Path) -> None:
   raise usage(f"--out {path} is in use by another optax-clr run (pid {pid})")
 
 
-@contextlib.contextmanager
-def locked(path: pathlib.Path) -> Iterator[None]:
-  """Holds ``path/.optax-clr.lock`` (exclusive create) while in use; a lock
-  left by a process that no longer runs is taken over."""
+def _lock(path: pathlib.Path) -> pathlib.Path:
+  """Takes ``path/.optax-clr.lock`` (exclusive create, our pid inside); a
+  lock left by a process that no longer runs is taken over."""
   lock = path / LOCK_NAME
   for _ in range(2):
     try:
       fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-      break
     except FileExistsError:
       _check_lock(path)
       lock.unlink(missing_ok=True)
-  else:
-    raise usage(f"--out {path}: cannot take the lock {lock}")
-  try:
+      continue
     os.write(fd, str(os.getpid()).encode())
     os.close(fd)
-    yield
-  finally:
-    lock.unlink(missing_ok=True)
+    return lock
+  raise usage(f"--out {path}: cannot take the lock {lock}")
 
 
 def environment_info() -> dict[str, Any]:
@@ -152,8 +147,7 @@ class Run:
       self.dir = pathlib.Path("runs", f"{self.command}-{stamp}-{n}")
     self.dir.mkdir(parents=True, exist_ok=True)
     self.as_json, self.start = f.as_json, time.perf_counter()
-    self._lock = locked(self.dir)
-    self._lock.__enter__()
+    self._lock = _lock(self.dir)
     # check_out let through a new directory, one holding only what a killed
     # run left (temporary files), or one holding a run with --overwrite.
     for p in self.dir.iterdir():
@@ -206,7 +200,7 @@ class Run:
 
   def close(self) -> None:
     if self._lock is not None:
-      self._lock.__exit__(None, None, None)
+      self._lock.unlink(missing_ok=True)
       self._lock = None
 
   def __enter__(self) -> Run:
