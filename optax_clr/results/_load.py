@@ -1,10 +1,9 @@
 """Reading any results file, or the results of a run directory.
 
-Every command of the CLI writes ``results.json`` into its run directory:
-a typed result (``RangeTestResult``, ``MultiSeedRangeTestResult``,
-``ParallelSweepResult``, ``TrainHistory``) or, for commands that produce
-several (``demo``, ``train --auto-bounds``), a :class:`RunSummary` that names
-the files of its parts and the bounds the run chose.
+Every command of the CLI writes ``results.json`` into its run directory: a
+typed result or, for commands that produce several (``demo``, ``train
+--auto-bounds``), a :class:`RunSummary` that names the files of its parts
+and the bounds the run chose.
 """
 
 from __future__ import annotations
@@ -57,8 +56,7 @@ class RunSummary:
   def to_dict(self) -> dict[str, Any]:
     return _serialize.jsonable({
         "type": "RunSummary", "format_version": FORMAT_VERSION,
-        "command": self.command, "parts": self.parts, "bounds": self.bounds,
-        "summary": self.summary})
+        **dataclasses.asdict(self)})
 
   def to_json(self, path: str | os.PathLike[str] | None = None, *,
               indent: int | None = 2) -> str:
@@ -185,8 +183,7 @@ def bounds_of(result: Result | RunSummary | str | os.PathLike[str],
     b = result.bounds
     base, top, lr = b.get("base_lr"), b.get("max_lr"), b.get("lr")
     source = f"the bounds {result.command} chose ({b.get('source', '?')})"
-  elif isinstance(result, (TrainHistory, GridSweepResult,
-                           BatchSizeSweepResult)):
+  elif not hasattr(result, "suggest"):  # training, grids, batch sizes
     raise ValueError(f"a {type(result).__name__} holds no LR bounds; give "
                      "the results of a range test, an LR sweep or the demo")
   else:

@@ -19,7 +19,6 @@ from optax_clr.results._base import summary
 
 STOP_REASONS = ("completed", "diverged", "nonfinite", "data_exhausted",
                 "interrupted")
-DIVERGED = ("diverged", "nonfinite")
 
 
 def _check_eval_steps(steps: np.ndarray) -> None:
@@ -73,7 +72,7 @@ class RangeTestResult(Result):
   @property
   def diverged(self) -> bool:
     """True when the test stopped on divergence or a non-finite loss."""
-    return self.stop_reason in DIVERGED
+    return self.stop_reason in ("diverged", "nonfinite")
 
   def __repr__(self) -> str:
     return (f"RangeTestResult(num_steps={self.num_steps}, "
@@ -83,14 +82,10 @@ class RangeTestResult(Result):
   def suggest(self, rule: str = "loss", **kwargs: Any) -> _sg.Suggestions:
     """Suggestions read by the rule book (:mod:`optax_clr.suggestions.
     _rules`): the loss rule answers unless ``rule="accuracy"``; with
-    validation accuracy both readings are shown.
-
-    Args:
-      rule: ``"loss"`` or ``"accuracy"``.
-      **kwargs: forwarded to :func:`~optax_clr.suggestions.suggest_ramp`
-        (``skip_start``, ``skip_end``, ``factor``, ``margin``, ``window``,
-        ``min_decrease``, ``noise_factor``, ``min_drop``).
-    """
+    validation accuracy both readings are shown. ``kwargs`` go to
+    :func:`~optax_clr.suggestions.suggest_ramp` (``skip_start``,
+    ``skip_end``, ``factor``, ``margin``, ``window``, ``min_decrease``,
+    ``noise_factor``, ``min_drop``)."""
     acc = self.eval_metrics.get("accuracy")
     return _sg.suggest_ramp(
         self.lrs, self.losses, self.smoothed_losses,
@@ -115,10 +110,9 @@ class RangeTestResult(Result):
 
 
 class RampSet:
-  """What S ramps over one LR ramp share (a mixin of the multi-ramp
-  results): per-ramp stop reasons, the ramps as single results, CSV.
-  Subclasses name each ramp (``_labels``) and say what its config adds
-  (``_run_config``)."""
+  """What S ramps over one LR ramp share (a mixin): per-ramp stop reasons,
+  the ramps as single results, CSV. Subclasses name each ramp (``_labels``)
+  and say what its config adds (``_run_config``)."""
 
   def _check(self) -> None:
     if isinstance(self.stop_reasons, str) or not hasattr(
@@ -177,14 +171,12 @@ class MultiSeedRangeTestResult(RampSet, Result):
 
   Attributes:
     seeds: [s] the seeds.
-    lrs: [n] the ramp's LR at each step (shared by every seed).
-    losses: [s, n] raw loss of each seed's steps.
-    smoothed_losses: [s, n] their bias-corrected EMAs.
+    lrs, eval_steps, eval_lrs, config: as in :class:`RangeTestResult`
+      (``lrs`` shared by every seed).
+    losses, smoothed_losses: [s, n] each seed's raw and smoothed loss.
     num_recorded: [s] how many steps each seed recorded.
     stop_reasons: each seed's stop reason (see :class:`RangeTestResult`).
-    eval_steps: [m] evaluation steps; eval_lrs: [m] their LRs.
     eval_metrics: name -> [s, m] validation metrics (NaN after a stop).
-    config: JSON-able arguments of the run.
   """
 
   seeds: np.ndarray = column("s", dtype=np.int64)

@@ -27,9 +27,8 @@ class Statuses:
   ``eval_metrics`` and ``config``."""
 
   def classify(self, **kwargs: Any) -> np.ndarray:
-    """Each run's status; ``kwargs`` override the thresholds of
-    :func:`optax_clr.suggestions.classify` (default: this run's
-    ``diverge_threshold`` and the library's defaults)."""
+    """Each run's status; ``kwargs`` override the thresholds (default: this
+    run's ``diverge_threshold`` and the library's defaults)."""
     kwargs.setdefault("diverge_threshold", self.config.get(
         "diverge_threshold", _sg.DIVERGE_THRESHOLD))
     return _sg.classify(self.losses, self.mean_loss,

@@ -112,8 +112,7 @@ class TrainHistory(Result):
     for name, values in self.eval_metrics.items():
       if not np.isfinite(values).any():
         continue
-      pick = np.nanargmax if "acc" in name else np.nanargmin
-      i = int(pick(values))
+      i = int(np.nanargmax(values) if "acc" in name else np.nanargmin(values))
       out[name] = {"value": float(values[i]),
                    "step": int(self.eval_steps[i])}
     return out
