@@ -29,11 +29,11 @@ def enable_compilation_cache(path: str | os.PathLike[str] | None = None
     cannot be created (e.g. a read-only home).
   """
   if path is None:
-    from optax_clr.engine import _autotune
-    base = _autotune.cache_dir()
-    if base is None:
+    base = os.environ.get("OPTAX_CLR_CACHE_DIR")
+    if base == "":
       return None
-    path = base / "xla"
+    path = os.path.join(base or os.path.join(
+        os.path.expanduser("~"), ".cache", "optax-clr"), "xla")
   path = os.fspath(path)
   try:
     os.makedirs(path, exist_ok=True)

@@ -337,10 +337,11 @@ def _budget(num_epochs: Any, num_steps: Any, epochs: _feed.Epochs,
   if num_steps is None:
     num_steps = _checks.check_int("num_epochs", num_epochs, low=1) * (
         epochs.steps)
-  n = _checks.check_int("num_steps", num_steps, low=2)
+  n = _checks.check_int("num_steps", num_steps, low=4)
   c = DEFAULT_CYCLES if cycles is None else _checks.check_int(
       "cycles", cycles, low=1)
-  c = min(c, n // 2)
+  # A cycle of at least 4 steps: a one-cycle warms up for 30 % of it.
+  c = max(1, min(c, n // 4))
   return n, c, n // c
 
 
@@ -373,8 +374,9 @@ def fit(
     optimizer: a factory ``learning_rate -> GradientTransformation``
       (default SGD with momentum 0.9); its momentum (``momentum`` with a
       numeric default, or Adam's ``b1``) is cycled inversely to the LR.
-    cycles: cycles in the budget (default 6, at most ``N // 2``); the
-      candidates are ranked at the end of every cycle but the last.
+    cycles: cycles in the budget (default 6, at most ``N // 4``: a cycle
+      has at least 4 steps); the candidates are ranked at the end of every
+      cycle but the last.
     candidates: the schedules to try (default :func:`candidates_around`
       the range test's scale; none: no range test).
     eta: at each cycle end the best ``ceil(K / eta)`` candidates go on.
@@ -576,7 +578,8 @@ def _result(setup, pop, ev, cands, alive, budget, rt, scale_rule, factory,
         cyclic_optimizer(factory, learning_rate=lr_fn))
   ran = int(ev.steps[best])
   config = _setup.config(
-      setup, test="fit", num_steps=n, cycles=c, cycle_steps=cycle, eta=eta,
+      setup, **pop.blocks[-1].prog.plan.config(), test="fit", num_steps=n,
+      cycles=c, cycle_steps=cycle, eta=eta,
       candidates=[dataclasses.asdict(x) for x in cands])
   history = TrainHistory(
       steps=np.arange(ran), losses=ev.rec["loss"][best, :ran],
