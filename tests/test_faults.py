@@ -377,12 +377,12 @@ def test_sigkill_at_a_random_point_leaves_no_torn_file(tmp_path, capsys,
 
 def test_cli_auto_bounds_interrupted_in_its_range_test(capsys, monkeypatch,
                                                        tmp_path):
-  # Ctrl-C during the first of three stages (range test, confirmation,
-  # training): the later stages stop before their first step.
+  # Ctrl-C during the first of fit's two stages (range test, candidates):
+  # the candidates stop before their first step.
   interrupt_at_chunk(monkeypatch, 1)
   out = tmp_path / "auto"
   code, _, err = run_cli(capsys, "train", *TINY, "--auto-bounds", "--epochs",
-                         "2", "--step-size", "1", "--out", out)
+                         "2", "--out", out)
   assert code == 130, err
   assert "Traceback" not in err
   assert len([l for l in err.splitlines() if "error:" in l]) == 1, err

@@ -320,7 +320,7 @@ def test_a_ramp_too_coarse_for_its_smoothing_gives_no_bounds():
   assert s.base_lr is None and s.max_lr is None
   assert s.rule.startswith("not enough resolution: 11 steps per decade")
   assert "lags 1.77 decades" in s.rule
-  assert "run at least 140 steps over these 7.0 decades" in s.rule
+  assert "run at least 141 steps over these 7.0 decades" in s.rule
   fine = sg.suggest(np.geomspace(1e-6, 10.0, 280), 2.3 - 2 * np.geomspace(
       1e-6, 10.0, 280) / (np.geomspace(1e-6, 10.0, 280) + 0.01),
                     smoothing=0.05)

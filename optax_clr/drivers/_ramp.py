@@ -303,8 +303,9 @@ def _ramp_fields(run: Any, settings: RampSettings, names: tuple[str, ...],
   losses = np.full((k, n), np.nan)
   smoothed = np.full((k, n), np.nan)
   for i in range(k):
-    losses[i, :counts[i]] = run.records["loss"][i][rec[i]]
-    smoothed[i, :counts[i]] = run.records["smoothed"][i][rec[i]]
+    if counts[i]:  # none when interrupted before the first chunk
+      losses[i, :counts[i]] = run.records["loss"][i][rec[i]]
+      smoothed[i, :counts[i]] = run.records["smoothed"][i][rec[i]]
   eval_steps = np.zeros(0, np.int64)
   metrics: dict[str, np.ndarray] = {}
   if names and settings.eval_every:
@@ -315,7 +316,8 @@ def _ramp_fields(run: Any, settings: RampSettings, names: tuple[str, ...],
       out = np.full((k, eval_steps.size), np.nan)
       for i in range(k):
         at = np.flatnonzero(done[i])
-        out[i, np.searchsorted(eval_steps, at)] = vals[i][at]
+        if at.size:
+          out[i, np.searchsorted(eval_steps, at)] = vals[i][at]
       metrics[name] = out
   codes = run.after.get("code", np.zeros(k, np.int32))
   lrs = settings.lrs32().astype(np.float64)

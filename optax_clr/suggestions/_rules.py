@@ -87,7 +87,8 @@ def resolution(lrs: Any, smoothing: float | None) -> str | None:
   if lag <= MAX_LAG_DECADES:
     return None
   total = np.log10(lrs[-1] / lrs[0])
-  need = int(np.ceil(total / MAX_LAG_DECADES / float(smoothing)))
+  # steps - 1 intervals per ramp: one more step than decades * lag / a.
+  need = int(np.ceil(total / MAX_LAG_DECADES / float(smoothing))) + 1
   return (f"not enough resolution: {per_decade:.0f} steps per decade of LR, "
           f"so the smoothed loss (smoothing {smoothing:g}) lags "
           f"{lag:.2f} decades behind the ramp and would put max_lr too "
