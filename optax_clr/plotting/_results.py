@@ -81,7 +81,7 @@ def plot_weight_decay(result: Any, ax: Any = None, *, suggestions: Any = True,
   chosen ramp's bounds marked, and each ramp's suggested max_lr as a dot.
   """
   import matplotlib.colors as mcolors
-  fig, ax = _style.get_axes(ax, (9.0, 4.5))
+  fig, ax = _style.get_axes(ax, 9.0)
   lrs = np.asarray(result.lrs, np.float64)
   curves = _style.trusted_smoothed(result)
   finite = curves[np.isfinite(curves)]

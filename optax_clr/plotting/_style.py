@@ -27,22 +27,19 @@ STATUS_STYLE = {
 SAME_POINT = 0.02
 
 
-def new_figure(figsize: tuple[float, float]) -> Any:
-  from matplotlib.figure import Figure
-  return Figure(figsize=figsize, layout="constrained")
-
-
-def get_axes(ax: Any, figsize: tuple[float, float] = (8.5, 4.5)
-             ) -> tuple[Any, Any]:
-  if ax is None:
-    ax = new_figure(figsize).add_subplot()
-  return ax.figure, ax
-
-
-def stacked(rows: int, height: float) -> tuple[Any, Any]:
+def stacked(rows: int, height: float, width: float = 8.5
+            ) -> tuple[Any, Any]:
   """A new figure of ``rows`` panels, one above the other, sharing x."""
-  fig = new_figure((8.5, height * rows + 0.6))
+  from matplotlib.figure import Figure
+  fig = Figure(figsize=(width, height * rows + 0.6), layout="constrained")
   return fig, fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
+
+
+def get_axes(ax: Any, width: float = 8.5) -> tuple[Any, Any]:
+  """``ax`` and its figure, or a new figure's one panel."""
+  if ax is None:
+    ax = stacked(1, 3.9, width)[1][0]
+  return ax.figure, ax
 
 
 def finish(fig: Any, ax: Any, title: str, path: PathLike, *twins: Any,

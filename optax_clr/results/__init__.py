@@ -1,8 +1,8 @@
-"""Results of the range tests, the sweep and training, and their files.
+"""Results of the range tests, the sweeps and training, and their files.
 
-Every result shares one base (:mod:`._base`): typed read-only arrays, strict
-JSON with ``type`` and ``format_version``, CSV, ``plot()`` returning a
-matplotlib Figure. :func:`load_results` reads any of them (or a run
+Every result shares one base (:class:`Result`): typed read-only arrays,
+strict JSON with ``type`` and ``format_version``, CSV, ``plot()`` returning
+a matplotlib Figure. :func:`load_results` reads any of them (or a run
 directory's ``results.json``).
 """
 
@@ -24,8 +24,9 @@ from optax_clr.results._sweep import ParallelSweepResult
 from optax_clr.results._sweep import Statuses
 from optax_clr.results._training import TrainHistory
 
-__all__ = ["BatchSizeSweepResult", "Bounds", "FORMAT_VERSION", "GridSweepResult",
-           "MultiSeedRangeTestResult",
-           "ParallelSweepResult", "RESULT_TYPES", "RangeTestResult",
-           "Result", "RunSummary", "STOP_REASONS", "Statuses", "TrainHistory",
-           "as_array", "WeightDecayRangeTestResult", "bounds_of", "load_results"]
+__all__ = ["BatchSizeSweepResult", "Bounds", "FORMAT_VERSION",
+           "GridSweepResult", "MultiSeedRangeTestResult",
+           "ParallelSweepResult", "RESULT_TYPES", "RangeTestResult", "Result",
+           "RunSummary", "STOP_REASONS", "Statuses", "TrainHistory",
+           "WeightDecayRangeTestResult", "as_array", "bounds_of",
+           "load_results"]
