@@ -141,17 +141,15 @@ def plot_sweep(result: Any, ax: Any = None, *, suggestions: Any = True,
              else np.inf)
   for name, style in _style.STATUS_STYLE.items():
     hit = status == name
-    y = mean[hit]
+    y, label = mean[hit], f"{name} ({int(hit.sum())})"
     top = ~np.isfinite(y) | (y > ceiling)
-    label = f"{name} ({int(hit.sum())})"
-    if (~top).any():
-      ax.plot(lrs[hit][~top], y[~top], linestyle="none", markersize=9,
-              label=label, gid=f"status:{name}", **style)
-    if top.any():  # data x, axes y: the marks sit at the top
-      ax.plot(lrs[hit][top], np.full(int(top.sum()), 0.95),
-              transform=ax.get_xaxis_transform(), linestyle="none",
-              markersize=9, label=None if (~top).any() else label,
-              gid=f"status:{name}", **style)
+    # Marks above the ceiling: data x, axes y (at the top); one label.
+    for part, ys, where in ((~top, y, ax.transData), (top, np.full(
+        y.shape, 0.95), ax.get_xaxis_transform())):
+      if part.any():
+        ax.plot(lrs[hit][part], ys[part], transform=where, linestyle="none",
+                markersize=9, label=label, gid=f"status:{name}", **style)
+        label = None
   log_y = _style.loss_axes(ax, mean[stable], log_loss,
                            "training loss (last steps' mean)")
   if shown.size and np.isfinite(ceiling) and shown.max() > shown.min():

@@ -17,7 +17,7 @@ FORMAT_VERSION = 2
 # Files written by the first release (format 1) are still read.
 READABLE_VERSIONS = (1, 2)
 _DIM_WORDS = {"n": "step", "m": "evaluation", "k": "LR", "s": "seed",
-              "e": "evaluation", "c": "configuration"}
+              "e": "evaluation"}
 _MISSING = dataclasses.MISSING
 
 
@@ -258,12 +258,12 @@ class Result(JsonFile):
           f"{cls.__name__} has format_version {version!r}; this version "
           f"reads {list(READABLE_VERSIONS)}")
     data = cls._upgrade(dict(data), version)
+    kwargs = {}
     for f in dataclasses.fields(cls):
-      if f.name not in data and f.default is _MISSING and (
-          f.default_factory is _MISSING):
+      if f.name in data:
+        kwargs[f.name] = data[f.name]
+      elif f.default is _MISSING and f.default_factory is _MISSING:
         raise ValueError(f"{cls.__name__} is missing the field {f.name!r}")
-    kwargs = {f.name: data[f.name] for f in dataclasses.fields(cls)
-              if f.name in data}
     for name in [f.name for f in _fields(cls, "metrics")] + ["config"]:
       if name in kwargs and not isinstance(kwargs[name], Mapping):
         what = "an object" if name == "config" else (
@@ -279,9 +279,6 @@ class Result(JsonFile):
   def _upgrade(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
     """Renames the fields of an older format; subclasses override."""
     return data
-
-  def _csv(self) -> list[tuple[str, Any]]:
-    raise NotImplementedError
 
   def to_csv(self, path: str | os.PathLike[str] | None = None) -> str:
     """The CSV text (full float precision, blank for missing); also written

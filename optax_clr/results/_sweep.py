@@ -161,10 +161,7 @@ class GridSweepResult(Statuses, Result):
       optimizer's injected hyperparameters.
     losses, final_loss, mean_loss, diverged, diverged_at, eval_metrics,
       initial_metrics, stop_reason, config: as in
-      :class:`~optax_clr.ParallelSweepResult`.
-
-  :attr:`status` (trained, stalled, spiked, diverged, nonfinite) is judged
-  as in the LR sweep; :meth:`best` is the stable run with the best score.
+      :class:`~optax_clr.ParallelSweepResult` (:attr:`status` judged alike).
   """
 
   configs: dict[str, np.ndarray] = metrics("k", required=True)

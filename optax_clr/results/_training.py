@@ -40,9 +40,6 @@ class TrainHistory(Result):
     stop_reason: ``"completed"``, ``"nonfinite"`` (a loss turned NaN/inf:
       training stopped there), ``"data_exhausted"`` or ``"interrupted"``.
     config: the JSON-able configuration of the run.
-
-  :attr:`status` says whether the run trained, by the one rule every
-  test uses (:mod:`optax_clr.suggestions._status`).
   """
 
   steps: np.ndarray = column("n", dtype=np.int64)
