@@ -36,8 +36,10 @@ def _range_result(accuracy=True, **overrides):
   raw[-1] = np.inf
   smooth = SMOOTH.copy()
   smooth[-1] = np.nan
+  # 10 steps per decade: resolved for an EMA of factor 0.3 (a lag of 3
+  # steps), as the rule book requires.
   kw = dict(lrs=LRS, losses=raw, smoothed_losses=smooth,
-            stop_reason="diverged")
+            stop_reason="diverged", config={"smoothing": 0.3})
   if accuracy:
     kw.update(eval_steps=[0, 10, 20, 30, 40, 50],
               eval_lrs=LRS[[0, 10, 20, 30, 40, 50]],
