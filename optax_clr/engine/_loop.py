@@ -93,8 +93,31 @@ def _sharded(prog: Program, local: Callable[..., Any], in_specs: tuple,
   plan = prog.plan
   if plan.mesh is None or not plan.bind:
     return local
-  return jax.shard_map(local, mesh=plan.mesh, in_specs=in_specs,
+  axes = tuple(plan.mesh.shape.items())
+  return jax.shard_map(lambda *args: _traced_plain(local, axes, args),
+                       mesh=plan.mesh, in_specs=in_specs,
                        out_specs=out_specs, check_vma=False)
+
+
+def _traced_plain(local: Callable[..., Any], axes: tuple, args: tuple) -> Any:
+  """``local(*args)`` inside ``shard_map``, traced as a plain program.
+
+  Under ``shard_map`` every value derived from an input has a type on the
+  manual mesh, while a constant the user's code creates (``jnp.array(
+  False)``) has none, so code that compares types -- Equinox's
+  ``State.set`` (``eval_shape`` of the old and the new value) -- fails on
+  state it carries. The step is traced on the local shapes outside any mesh,
+  with the mesh's axis names bound, as the user's code is traced without
+  optax-clr, and the traced program is evaluated on the shards.
+  """
+  plain = jax.tree.map(lambda x: jax.ShapeDtypeStruct(
+      x.shape, x.dtype, weak_type=x.aval.weak_type), args)
+  with jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((), ())):
+    closed, shape = jax.make_jaxpr(local, axis_env=axes, return_shape=True)(
+        *plain)
+  out = jax.core.eval_jaxpr(closed.jaxpr, closed.consts,
+                            *jax.tree.leaves(args))
+  return jax.tree.unflatten(jax.tree.structure(shape), out)
 
 
 def _step_of(prog: Program, val: Any) -> Callable[..., Any]:
