@@ -4,6 +4,7 @@ models whose graphdefs differ, NNX modes, hyperparameters wherever they are.
 """
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -418,3 +419,117 @@ def test_the_sweep_and_train_run_explicit_sharding_on_the_users_mesh():
   np.testing.assert_allclose(sweep.losses[0], history.losses[:4], rtol=1e-5)
   assert sweep.losses[1, -1] < sweep.losses[0, -1]
   assert jax.typeof(trained.out.kernel[...]).sharding.spec == P(None, "model")
+
+
+# --- declared state: what a loss may return, and what errors say -------------
+
+
+def counting_loss(params, state, batch):
+  """A regression loss whose state counts its calls and keeps a running
+  mean of the targets (both evolve every step)."""
+  loss, _ = regression_loss(params, batch)
+  new = {"count": state["count"] + 1,
+         "mean": 0.9 * state["mean"] + 0.1 * batch["y"].mean()}
+  return loss, new
+
+
+def test_state_holding_python_numbers_is_carried_as_arrays():
+  model = clr.with_state(make_params(), {"count": 0, "mean": jnp.zeros(())})
+  assert model.state["count"].dtype == jnp.int32
+  trained, history = clr.train(model, counting_loss, batch_list(3),
+                               optimizer=optax.sgd(0.01), num_epochs=1,
+                               warn=False, **QUIET)
+  assert int(trained.state["count"]) == 3 and len(history) == 3
+
+
+def test_a_loss_may_return_a_dict_replacing_some_entries_of_the_state():
+  """Linen's apply(..., mutable=["batch_stats"]) returns only the mutated
+  collections; the other entries (and a TrainState's other fields) stay."""
+  import flax.struct  # pylint: disable=import-outside-toplevel
+
+  def partial_loss(params, state, batch):
+    loss, new = counting_loss(params, {"count": state["count"],
+                                       "mean": state["mean"]}, batch)
+    return loss, ({"mean": new["mean"]}, {"seen": new["count"]})
+
+  start = {"count": jnp.int32(5), "mean": jnp.zeros(())}
+  trained, _ = clr.train(clr.with_state(make_params(), start), partial_loss,
+                         batch_list(2), optimizer=optax.sgd(0.01),
+                         num_epochs=1, warn=False, **QUIET)
+  assert int(trained.state["count"]) == 5  # kept
+  assert float(trained.state["mean"]) != 0.0  # replaced, step after step
+
+  @flax.struct.dataclass
+  class Holder:
+    apply_fn: object = flax.struct.field(pytree_node=False)
+    step: jax.Array
+    mean: jax.Array
+
+  def holder_loss(params, state, batch):
+    assert state.apply_fn is len  # static fields stay static
+    loss, _ = regression_loss(params, batch)
+    return loss, {"mean": 0.9 * state.mean + 0.1 * batch["y"].mean()}
+
+  trained, _ = clr.train(
+      clr.with_state(make_params(), Holder(len, 0, jnp.zeros(()))),
+      holder_loss, batch_list(2), optimizer=optax.sgd(0.01), num_epochs=1,
+      warn=False, **QUIET)
+  assert isinstance(trained.state, Holder) and int(trained.state.step) == 0
+  assert float(trained.state.mean) != 0.0
+
+
+@pytest.mark.parametrize("new_state, match", [
+    (lambda s: {**s, "mean": jnp.zeros(3)},
+     r"\['mean'\] is float32\[3\], expected float32\[\] \(its shape "
+     r"differs\)"),
+    (lambda s: {**s, "mean": jnp.zeros((), jnp.int32)},
+     r"\['mean'\] is int32\[\], expected float32\[\] \(its dtype differs\)"),
+    (lambda s: {**s, "extra": jnp.zeros(())},
+     r"unexpected \[\"\['extra'\]\"\]"),
+    (lambda s: [s["count"], s["mean"]],
+     r"must return \(loss, new_state\).*missing \[\"\['count'\]\", "
+     r"\"\['mean'\]\"\], unexpected \['\[0\]', '\[1\]'\]"),
+])
+def test_a_new_state_unlike_the_declared_one_names_the_leaf_and_the_change(
+    new_state, match):
+  def loss(params, state, batch):
+    return regression_loss(params, batch)[0], new_state(state)
+  model = clr.with_state(make_params(), {"count": jnp.int32(0),
+                                         "mean": jnp.zeros(())})
+  with pytest.raises(ValueError, match=match):
+    clr.range_test(model, loss, batch_list(4), num_steps=3, **QUIET)
+
+
+def test_a_new_state_in_other_containers_says_the_containers_differ():
+  def loss(params, state, batch):
+    return regression_loss(params, batch)[0], list(state)
+  model = clr.with_state(make_params(), (jnp.int32(0), jnp.zeros(())))
+  with pytest.raises(ValueError, match=r"containers differ \(same leaves\): "
+                     r"got PyTreeDef\(\[\*, \*\]\), expected "
+                     r"PyTreeDef\(\(\*, \*\)\)"):
+    clr.range_test(model, loss, batch_list(4), num_steps=3, **QUIET)
+
+
+def test_a_new_state_sharded_unlike_the_declared_one_names_the_sharding():
+  from optax_clr.engine import _model  # pylint: disable=import-outside-toplevel
+  mesh = jax.make_mesh((1,), ("model",),
+                       axis_types=(jax.sharding.AxisType.Explicit,))
+  with jax.set_mesh(mesh):
+    laid_out = jax.device_put(jnp.zeros((4,)), P("model"))
+    plain = jax.device_put(jnp.zeros((4,)), P())
+    detail = _model.difference({"w": plain}, {"w": laid_out})
+  assert re.fullmatch(r"\['w'\] is sharded as P(artitionSpec)?\(None,?\), "
+                      r"expected P(artitionSpec)?\('model',?\) \(its "
+                      r"sharding differs\)", detail), detail
+  assert _model.difference({"w": jnp.zeros(4)}, {"w": jnp.zeros(4)}) is None
+
+
+def test_a_parameter_named_like_linens_rngs_gets_a_key():
+  """Linen code names a key by its use (dropout_rng, the VAE's z_rng)."""
+  def loss(params, batch, z_rng):
+    return regression_loss(params, batch)[0] + 0.0 * jax.random.uniform(
+        z_rng)
+  fn = _loss.resolve(loss, "loss_fn", False, batch_list(1)[0])
+  assert (fn.random, fn.random_name) == ("key", "z_rng")
+  assert _loss.is_key_name("noise_rng") and not _loss.is_key_name("_rng")
+  assert not _loss.is_key_name("rngs_total")

@@ -14,8 +14,9 @@ Calls: read from the signature, never guessed
   batches are refused with the rule);
 * randomness, by name only: a parameter named ``rngs`` receives
   ``nnx.Rngs(key)`` (Flax NNX's idiom, ``loss_fn(model, batch, rngs)``); one
-  named ``key``, ``rng``, ``rng_key``, ``prng_key`` or ``dropout_rng`` a
-  typed PRNG key (Equinox and Linen code pass it on). The key is fresh for
+  named ``key``, ``rng``, ``rng_key``, ``prng_key`` or ``*_rng``
+  (``dropout_rng``, the VAE's ``z_rng``) a typed PRNG key (Equinox and
+  Linen code pass it on). The key is fresh for
   every step, micro-batch and copy, derived from the run's ``seed``.
 
 Returns
@@ -24,7 +25,10 @@ Returns
   ``aux`` are metrics, recorded next to the loss (a metric named ``"loss"``
   is recorded as ``"aux_loss"``); an array ``aux`` (logits) is not used;
 * with declared state: ``(loss, new_state)`` or ``(loss, (new_state,
-  aux))``; ``new_state`` must match the state's paths, shapes and dtypes.
+  aux))``; ``new_state`` must match the state's paths, shapes, dtypes (and,
+  under explicit sharding, shardings), or be a dict replacing some of its
+  entries -- what Linen's ``apply(..., mutable=["batch_stats"])`` returns
+  for a state ``{"batch_stats": ...}`` or a Flax ``TrainState``.
 
 State is never dropped in silence: without declared state, an ``aux``
 that looks like state -- an ``eqx.nn.State``, or a dict holding arrays that
@@ -52,6 +56,13 @@ from optax_clr import _checks
 from optax_clr.engine import _model
 
 KEY_NAMES = ("key", "rng", "rng_key", "prng_key", "dropout_rng")
+KEY_SUFFIX = "_rng"  # Linen's names for the key of one use: z_rng, noise_rng
+
+
+def is_key_name(name: str) -> bool:
+  """A parameter that receives a PRNG key, by its name."""
+  return name in KEY_NAMES or (name.endswith(KEY_SUFFIX)
+                               and len(name) > len(KEY_SUFFIX))
 RENAMED_LOSS = "aux_loss"
 RULE = ("loss_fn(model, [state,] batch | *batch_elements, [rngs= | key=])")
 
@@ -112,7 +123,7 @@ def resolve(fn: Any, name: str, stateful: bool, batch: Any) -> LossFn:
     return LossFn(fn, name, None, None, 1, stateful)
   random = random_name = None
   for p in params:
-    if p.name == "rngs" or p.name in KEY_NAMES:
+    if p.name == "rngs" or is_key_name(p.name):
       random, random_name = ("rngs" if p.name == "rngs" else "key"), p.name
       break
   positional = [p for p in params
@@ -221,21 +232,48 @@ def split_output(out: Any, fn: LossFn, state: Any = None
   return loss, metrics_of(aux), None
 
 
+def _replaced(state: Any, update: Any) -> Any:
+  """``state`` with some of its entries replaced by the mapping ``update``
+  (Linen's ``apply(..., mutable=[...])`` returns the collections it
+  mutated, ``{"batch_stats": ...}``), or None when ``update`` is not such a
+  mapping: ``state`` a dict holding every key of ``update``, or a dataclass
+  (a Flax ``TrainState``) with a field of each name."""
+  if not isinstance(update, Mapping) or not update:
+    return None
+  if isinstance(state, Mapping):
+    if not set(update) <= set(state):
+      return None
+    merged = {**state, **update}
+    return merged if type(state) is dict else type(state)(merged)
+  if dataclasses.is_dataclass(state) and not isinstance(state, type):
+    names = {f.name for f in dataclasses.fields(state)}
+    if all(isinstance(k, str) for k in update) and set(update) <= names:
+      replace = getattr(state, "replace", None)
+      return (replace(**update) if callable(replace)
+              else dataclasses.replace(state, **update))
+  return None
+
+
 def _split_state(rest: Any, state: Any, where: str) -> tuple[dict, Any]:
   """``(metrics, new_state)`` of what follows the loss: ``new_state`` or
-  ``(new_state, aux)``."""
+  ``(new_state, aux)``; ``new_state`` may also be a mapping that replaces
+  some entries of the state (:func:`_replaced`)."""
   want = jax.tree.structure(state)
+  pair = isinstance(rest, tuple) and len(rest) == 2
   if jax.tree.structure(rest) == want:
     new_state, aux = rest, None
-  elif (isinstance(rest, tuple) and len(rest) == 2
-        and jax.tree.structure(rest[0]) == want):
+  elif pair and jax.tree.structure(rest[0]) == want:
     new_state, aux = rest
+  elif _replaced(state, rest) is not None:
+    new_state, aux = _replaced(state, rest), None
+  elif pair and _replaced(state, rest[0]) is not None:
+    new_state, aux = _replaced(state, rest[0]), rest[1]
   else:
-    got = rest[0] if isinstance(rest, tuple) and len(rest) == 2 else rest
+    got = rest[0] if pair else rest
     raise ValueError(
         f"{where} must return (loss, new_state) or (loss, (new_state, aux)) "
-        "with new_state shaped like the declared state: "
-        f"{_model.difference(got, state) or 'its tree structure differs'}")
+        "with new_state shaped like the declared state (or a dict replacing "
+        f"some of its entries): {_model.difference(got, state)}")
   detail = _model.difference(new_state, state)
   if detail is not None:
     raise ValueError(f"{where} returned a new_state unlike the declared "

@@ -71,9 +71,12 @@ def with_state(model: Any, state: Any) -> WithState:
 
   Args:
     model: the model (an NNX module, an Equinox module, Linen params...).
-    state: the initial state, a pytree of arrays, e.g. the ``state`` of
-      ``eqx.nn.make_with_state(Model)(key)`` or Linen's
-      ``{"batch_stats": variables["batch_stats"]}``.
+    state: the initial state, a pytree of arrays (Python numbers become
+      arrays), e.g. the ``state`` of ``eqx.nn.make_with_state(Model)(key)``,
+      Linen's ``{"batch_stats": variables["batch_stats"]}`` or a Flax
+      ``TrainState`` holding them (the loss may then return the dict
+      ``apply(..., mutable=["batch_stats"])`` returns: it replaces those
+      entries).
 
   Returns:
     What the drivers take as ``model``.
@@ -87,6 +90,10 @@ def with_state(model: Any, state: Any) -> WithState:
   if isinstance(model, WithState):
     raise TypeError("with_state: model already has state (with_state was "
                     "applied twice)")
+  # Python numbers (a Flax TrainState's step=0) become arrays.
+  state = jax.tree.map(
+      lambda x: jnp.asarray(x) if isinstance(x, (bool, int, float)) else x,
+      state)
   leaves = jax.tree.leaves(state)
   if not leaves:
     raise ValueError("with_state: state is empty (no arrays); pass the model "
@@ -257,24 +264,55 @@ def signature(tree: PyTree) -> list[tuple[str, tuple[int, ...], str]]:
           for path, x in flat]
 
 
-def difference(got: PyTree, want: PyTree) -> str | None:
-  """The first difference between two trees (path, shape, dtype), in words;
-  None when they match."""
-  a, b = signature(got), signature(want)
-  if a == b:
+def _sharding_spec(x: Any) -> Any:
+  """The partition spec of an array laid out on a mesh the user set
+  (explicit sharding), else None (unsharded, or a mesh of optax-clr's)."""
+  try:
+    sharding = jax.typeof(x).sharding
+  except Exception:  # pylint: disable=broad-except
     return None
-  paths_a = {p: (s, d) for p, s, d in a}
-  paths_b = {p: (s, d) for p, s, d in b}
-  missing = sorted(set(paths_b) - set(paths_a))
-  extra = sorted(set(paths_a) - set(paths_b))
-  if missing or extra:
-    return ", ".join(
-        ([f"missing {missing[:3]}"] if missing else [])
-        + ([f"unexpected {extra[:3]}"] if extra else []))
-  path = next(p for p in paths_b if paths_a[p] != paths_b[p])
-  (sa, da), (sb, db) = paths_a[path], paths_b[path]
-  return (f"{path or 'the root'} is {da}{list(sa)}, expected {db}"
-          f"{list(sb)}")
+  mesh = getattr(sharding, "mesh", None)
+  if mesh is None or mesh.empty or not mesh.are_all_axes_explicit:
+    return None
+  return sharding.spec
+
+
+def difference(got: PyTree, want: PyTree) -> str | None:
+  """The first difference between two trees, in words, naming the leaf path
+  and what differs: the leaves present, a leaf's shape or dtype, the
+  containers, or (under explicit sharding) a leaf's sharding; None when
+  they match."""
+  a, b = signature(got), signature(want)
+  if a != b:
+    paths_a = {p: (s, d) for p, s, d in a}
+    paths_b = {p: (s, d) for p, s, d in b}
+    missing = sorted(set(paths_b) - set(paths_a))
+    extra = sorted(set(paths_a) - set(paths_b))
+    if missing or extra:
+      return ", ".join(
+          ([f"missing {missing[:3]}"] if missing else [])
+          + ([f"unexpected {extra[:3]}"] if extra else []))
+    path = next(p for p in paths_b if paths_a[p] != paths_b[p])
+    (sa, da), (sb, db) = paths_a[path], paths_b[path]
+    what = "dtype" if list(sa) == list(sb) else "shape"
+    return (f"{path or 'the root'} is {da}{list(sa)}, expected {db}"
+            f"{list(sb)} (its {what} differs)")
+  tree_a, tree_b = jax.tree.structure(got), jax.tree.structure(want)
+  if tree_a != tree_b:
+    return (f"the containers differ (same leaves): got {_short(tree_a)}, "
+            f"expected {_short(tree_b)}")
+  flat_a = jax.tree_util.tree_leaves_with_path(got)
+  for (path, x), y in zip(flat_a, jax.tree.leaves(want)):
+    sa, sb = _sharding_spec(x), _sharding_spec(y)
+    if sa != sb:
+      return (f"{jax.tree_util.keystr(path) or 'the root'} is sharded as "
+              f"{sa}, expected {sb} (its sharding differs)")
+  return None
+
+
+def _short(treedef: Any, limit: int = 160) -> str:
+  text = str(treedef)
+  return text if len(text) <= limit else text[:limit] + "..."
 
 
 def check_same_model(name: str, got: Parts, want: Parts) -> None:
