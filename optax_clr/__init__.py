@@ -41,6 +41,8 @@ from optax_clr.optimizers import cyclic_sgd
 from optax_clr.optimizers import find_hyperparams
 from optax_clr.optimizers import get_hyperparams
 from optax_clr.optimizers import get_step
+from optax_clr.optimizers import lookahead
+from optax_clr.optimizers import lookahead_slow
 from optax_clr.optimizers import set_hyperparams
 from optax_clr.results import BatchSizeSweepResult
 from optax_clr.results import bounds_of
@@ -76,7 +78,8 @@ __all__ = [
     "cyclic_momentum_schedule", "cyclic_optimizer", "cyclic_schedule",
     "cyclic_sgd", "enable_compilation_cache", "exp_range_schedule", "find_bounds", "find_hyperparams", "fit",
     "get_hyperparams", "get_step", "load_cifar10", "load_dataset",
-    "load_digits", "load_mnist", "load_npz", "load_results", "make_model", "Options",
+    "load_digits", "load_mnist", "load_npz", "load_results", "lookahead",
+    "lookahead_slow", "make_model", "Options",
     "multi_seed_range_test", "one_cycle_momentum_schedule",
     "one_cycle_schedule", "parallel_range_test", "policy_schedules",
     "range_test", "set_hyperparams", "suggest", "sweep", "train",

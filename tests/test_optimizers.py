@@ -607,7 +607,8 @@ def test_module_exports():
   assert set(opt_lib.__all__) == {
       "cyclic_optimizer", "cyclic_sgd", "cyclic_adam", "cyclic_adamw",
       "get_hyperparams", "get_step", "set_hyperparams", "find_hyperparams",
-      "MOMENTUM_NAMES", "check_hyperparam_value", "sgd", "adam", "adamw"}
+      "MOMENTUM_NAMES", "check_hyperparam_value", "sgd", "adam", "adamw",
+      "lookahead", "lookahead_slow", "LookaheadAdapterState"}
 
 
 def test_set_hyperparams_refuses_a_value_of_the_wrong_shape_by_name():
@@ -615,3 +616,100 @@ def test_set_hyperparams_refuses_a_value_of_the_wrong_shape_by_name():
   with pytest.raises(ValueError, match=r"learning_rate must be a scalar "
                      r"\(the shape stored in the state\), got shape \(3,\)"):
     opt_lib.set_hyperparams(state, learning_rate=jnp.ones(3))
+
+
+# --- lookahead over plain parameters -----------------------------------------
+
+
+def test_lookahead_updates_exactly_as_optax_on_lookahead_params():
+  fast = optax.adam(0.1)
+  la = optax.lookahead(fast, sync_period=3, slow_step_size=0.5)
+  adapter = opt_lib.lookahead(la)
+  built = opt_lib.lookahead(fast, 3, 0.5)
+  grads = [{"w": jnp.array([0.3, -1.0]) * (k + 1)} for k in range(7)]
+  pair = optax.LookaheadParams.init_synced({"w": jnp.ones(2)})
+  state = la.init(pair)
+  params, s1, s2 = {"w": jnp.ones(2)}, adapter.init({"w": jnp.ones(2)}), (
+      built.init({"w": jnp.ones(2)}))
+  params2 = params
+  for g in grads:
+    updates, state = la.update(g, state, pair)
+    pair = optax.apply_updates(pair, updates)
+    u1, s1 = adapter.update(g, s1, params)
+    params = optax.apply_updates(params, u1)
+    u2, s2 = built.update(g, s2, params2)
+    params2 = optax.apply_updates(params2, u2)
+    np.testing.assert_array_equal(params["w"], pair.fast["w"])
+    np.testing.assert_array_equal(params2["w"], pair.fast["w"])
+    np.testing.assert_array_equal(opt_lib.lookahead_slow(s1)["w"],
+                                  pair.slow["w"])
+  # After a synchronising update (the 6th) the fast weights are the slow.
+  assert not np.array_equal(pair.slow["w"], jnp.ones(2))
+
+
+def test_lookahead_inside_inject_hyperparams_is_driven_and_slow_is_found():
+  tx = optax.inject_hyperparams(
+      lambda learning_rate: opt_lib.lookahead(optax.sgd(learning_rate), 2,
+                                              0.5))(learning_rate=0.1)
+  params = {"w": jnp.ones(2)}
+  state = tx.init(params)
+  state = set_hyperparams(state, learning_rate=0.2)
+  for _ in range(2):
+    updates, state = tx.update({"w": jnp.ones(2)}, state, params)
+    params = optax.apply_updates(params, updates)
+  # Two SGD steps of 0.2 (to 0.6), then halfway back: 0.8.
+  np.testing.assert_allclose(params["w"], 0.8, rtol=1e-6)
+  np.testing.assert_allclose(opt_lib.lookahead_slow(state)["w"], 0.8,
+                             rtol=1e-6)
+
+
+@pytest.mark.parametrize("build, error, match", [
+    (lambda: opt_lib.lookahead(optax.sgd(0.1), 5), TypeError,
+     "both sync_period and slow_step_size"),
+    (lambda: opt_lib.lookahead("adam"), TypeError,
+     "GradientTransformation, got str"),
+])
+def test_lookahead_refuses_half_its_arguments(build, error, match):
+  with pytest.raises(error, match=match):
+    build()
+
+
+def test_lookahead_of_a_plain_optimizer_says_to_build_one():
+  tx = opt_lib.lookahead(optax.sgd(0.1))
+  params = {"w": jnp.ones(2)}
+  with pytest.raises(TypeError, match="not an optax.lookahead "
+                     "transformation.*pass sync_period and slow_step_size"):
+    tx.update({"w": jnp.ones(2)}, tx.init(params), params)
+  with pytest.raises(ValueError, match="holds no optax_clr.lookahead"):
+    opt_lib.lookahead_slow(optax.sgd(0.1).init(params))
+
+
+# --- the LR applied: a reduce_on_plateau's scale included --------------------
+
+
+def test_get_hyperparams_reports_the_lr_times_the_plateaus_scale():
+  plateau = optax.contrib.reduce_on_plateau(factor=0.5, patience=0,
+                                            accumulation_size=1)
+  tx = optax.chain(cyclic_sgd(lr_schedule, momentum_schedule), plateau)
+  params = {"w": jnp.ones(2)}
+  state = tx.init(params)
+  values_seen = []
+  for value in (1.0, 2.0, 3.0):  # no improvement after the first
+    _, state = tx.update({"w": jnp.ones(2)}, state, params,
+                         value=jnp.float32(value))
+    values_seen.append(float(get_hyperparams(state)["learning_rate"]))
+  scale = float(state[1].scale)
+  assert scale == 0.5  # cut once
+  lr = float(get_hyperparams(state[:1])["learning_rate"])  # no plateau
+  assert lr == pytest.approx(float(lr_schedule(2)))
+  assert values_seen[-1] == pytest.approx(lr * scale)
+  assert get_hyperparams(state)["momentum"] == pytest.approx(
+      float(momentum_schedule(2)))  # only the LR is scaled
+  # A built optimizer, read through its schedule: the same rule.
+  built = optax.chain(optax.sgd(optax.constant_schedule(0.1)), plateau)
+  state = built.init(params)
+  for value in (1.0, 2.0):
+    _, state = built.update({"w": jnp.ones(2)}, state, params,
+                            value=jnp.float32(value))
+  hp = get_hyperparams(state, schedules={"learning_rate": lambda c: 0.1})
+  assert float(hp["learning_rate"]) == pytest.approx(0.05)

@@ -351,6 +351,29 @@ def test_the_lr_applied_is_logged_without_injected_hyperparams(digits):
   assert np.all(np.isfinite(plain.losses))
 
 
+def test_multisteps_and_reduce_on_plateau_log_the_lr_applied(digits):
+  # MultiSteps: the inner optimizer's LR, which its accumulated updates
+  # apply (its schedule advancing once per accumulated update).
+  _, accumulated = run_linear(digits, optax.MultiSteps(
+      optax.sgd(LR), every_k_schedule=2))
+  np.testing.assert_allclose(accumulated.lrs,
+                             schedule_values(LR, STEPS)[np.arange(STEPS) // 2],
+                             rtol=1e-6)
+  # reduce_on_plateau: Adam's LR times the scale after each update (the
+  # plateau replayed on the losses the steps passed it).
+  plateau = optax.contrib.reduce_on_plateau(factor=0.5, patience=0,
+                                            accumulation_size=1)
+  _, reduced = run_linear(digits, optax.chain(optax.adam(0.5), plateau),
+                          warn=False)
+  state, scales = plateau.init({}), []
+  for loss in reduced.losses:
+    _, state = plateau.update({}, state, value=jnp.float32(loss))
+    scales.append(float(state.scale))
+  assert min(scales) < 1.0
+  np.testing.assert_allclose(reduced.lrs, 0.5 * np.asarray(scales),
+                             rtol=1e-6)
+
+
 def test_scalar_loss_and_no_validation(digits):
   _, history = run_linear(digits, optax.sgd(0.1), num_epochs=2)
   assert history.eval_metrics == {}

@@ -247,7 +247,10 @@ def find_lr_schedule(tx: Any) -> Callable[..., Any] | None:
   ``optax.adamw(schedule)`` or ``optax.sgd(0.1)``, as a schedule: found in
   the closures of its update function (``scale_by_learning_rate`` keeps a
   schedule as ``learning_rate`` and a constant as ``scale``'s negative
-  ``step_size``); None when it cannot be found."""
+  ``step_size``), or, for an object's method such as ``optax.MultiSteps``,
+  in the transformations it holds (its inner optimizer: the LR its
+  accumulated updates apply, logged on every micro-step); None when it
+  cannot be found."""
   seen: set[int] = set()
 
   def visit(fn: Any, depth: int) -> Any:
@@ -255,6 +258,14 @@ def find_lr_schedule(tx: Any) -> Callable[..., Any] | None:
     if code is None or depth > 12 or id(fn) in seen:
       return None
     seen.add(id(fn))
+    owner = getattr(fn, "__self__", None)
+    if owner is not None:  # a method, e.g. optax.MultiSteps.update: the
+      # transformations the object holds (MultiSteps' inner optimizer)
+      for item in vars(owner).values() if hasattr(owner, "__dict__") else ():
+        found = visit(getattr(item, "update", None), depth + 1)
+        if found is not None:
+          return found
+      return None
     cells = dict(zip(code.co_freevars, fn.__closure__ or ()))
     if "learning_rate" in cells and "m" in cells:  # scale_by_learning_rate
       value = cells["learning_rate"].cell_contents
@@ -295,19 +306,6 @@ def _schedule_count(opt_state: Any) -> Any:
   return None
 
 
-def _plateau_scale(opt_state: Any) -> jax.Array:
-  """The product of the LR scales of ``reduce_on_plateau`` states (1: none)."""
-  kind = getattr(getattr(optax, "contrib", None), "ReduceLROnPlateauState",
-                 None)
-  scale = jnp.float32(1.0)
-  if kind is None:
-    return scale
-  for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, kind)):
-    if isinstance(x, kind):
-      scale = scale * jnp.asarray(_hyperparams.unwrap(x.scale), jnp.float32)
-  return scale
-
-
 def applied_hyperparams(opt: Optimizer, before: Any, after: Any
                         ) -> dict[str, jax.Array]:
   """The LR and momentum an update applied (float32; NaN where unknown).
@@ -332,5 +330,7 @@ def applied_hyperparams(opt: Optimizer, before: Any, after: Any
     if opt.lr_schedule is not None:
       out["learning_rate"] = jnp.asarray(
           opt.lr_schedule(0 if count is None else count), jnp.float32)
-  out["learning_rate"] = out["learning_rate"] * _plateau_scale(after)
+  scale = _hyperparams.plateau_scale(after)
+  if scale is not None:
+    out["learning_rate"] = out["learning_rate"] * scale
   return out

@@ -23,6 +23,12 @@ An optimizer built without ``inject_hyperparams``, e.g.
 ``count >= 1`` updates. :func:`get_hyperparams` computes it when given the
 schedule (``schedules={"learning_rate": schedule}``) and otherwise explains
 this.
+
+``optax.contrib.reduce_on_plateau`` scales every update by its ``scale``
+(in its ``ReduceLROnPlateauState``), so the LR an update applies is the
+injected (or scheduled) LR times that scale: :func:`get_hyperparams`
+reports the ``learning_rate`` applied, the scale included
+(:func:`plateau_scale`).
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from optax_clr import _checks
 
 __all__ = ["find_hyperparams", "get_hyperparams", "get_step",
            "set_hyperparams"]
+
+LEARNING_RATE = "learning_rate"
 
 INJECT_STATES = (
     optax.schedules.InjectStatefulHyperparamsState,
@@ -117,6 +125,34 @@ def _schedule_count(opt_state: Any) -> Any | None:
   return None
 
 
+def plateau_scale(opt_state: Any) -> jax.Array | None:
+  """The product of the LR scales of the ``reduce_on_plateau`` states in
+  ``opt_state`` (float32; on a stack of states, per copy), or None when it
+  holds none."""
+  kind = getattr(getattr(optax, "contrib", None), "ReduceLROnPlateauState",
+                 None)
+  if kind is None:
+    return None
+  found = [x for x in jax.tree.leaves(_state_of(opt_state),
+                                      is_leaf=lambda x: isinstance(x, kind))
+           if isinstance(x, kind)]
+  if not found:
+    return None
+  scale = jnp.float32(1.0)
+  for x in found:
+    scale = scale * jnp.asarray(unwrap(x.scale), jnp.float32)
+  return scale
+
+
+def _applied(values: dict[str, Any], opt_state: Any) -> dict[str, Any]:
+  """``values`` with the learning rate times any plateau scale."""
+  scale = plateau_scale(opt_state)
+  if scale is None or LEARNING_RATE not in values:
+    return values
+  lr = jnp.asarray(values[LEARNING_RATE])
+  return {**values, LEARNING_RATE: (lr * scale).astype(lr.dtype)}
+
+
 def _select(opt_state: Any, path: str | None) -> tuple[str, Any]:
   found = find_hyperparams(opt_state)
   if path is not None:
@@ -177,7 +213,10 @@ def get_hyperparams(opt_state: Any, path: str | None = None, *,
 
   Returns:
     A new dict from hyperparameter name (e.g. ``"learning_rate"``,
-    ``"momentum"``, ``"b1"``) to its current value.
+    ``"momentum"``, ``"b1"``) to its current value. With an
+    ``optax.contrib.reduce_on_plateau`` in the state, ``"learning_rate"``
+    is the LR applied: the injected (or scheduled) value times the
+    plateau's ``scale``.
   """
   if schedules is not None and not find_hyperparams(opt_state):
     count = _schedule_count(opt_state)
@@ -186,10 +225,12 @@ def get_hyperparams(opt_state: Any, path: str | None = None, *,
           "schedules= needs a state with a ScaleByScheduleState count (e.g. "
           "optax.adamw(learning_rate=schedule)); this state has none")
     step = jnp.maximum(jnp.asarray(count) - 1, 0)
-    return {name: jnp.asarray(_checks.check_callable(
-        f"schedules[{name!r}]", fn)(step)) for name, fn in schedules.items()}
+    return _applied({name: jnp.asarray(_checks.check_callable(
+        f"schedules[{name!r}]", fn)(step)) for name, fn in schedules.items()},
+                    opt_state)
   _, state = _select(opt_state, path)
-  return {name: unwrap(value) for name, value in state.hyperparams.items()}
+  return _applied({name: unwrap(value)
+                   for name, value in state.hyperparams.items()}, opt_state)
 
 
 def get_step(opt_state: Any, path: str | None = None) -> jax.Array:
