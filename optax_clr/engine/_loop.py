@@ -498,8 +498,9 @@ def measured_dispatch(local: int, total_chunks: int) -> Callable[..., Any]:
       group = state.pop("settle")
       pop.regroup(lambda: floor.with_group(group))
     if index == 0:
-      record.compile_seconds.setdefault(1, compile_seconds(
-          pop.blocks[0], pop.val, xs_of(pop.blocks[0])))
+      if 1 not in record.compile_seconds:
+        record.compile_seconds[1] = compile_seconds(
+            pop.blocks[0], pop.val, xs_of(pop.blocks[0]))
       first, t = _timed(lambda: pop.dispatch(xs_of, chunk.num_valid, [0]))
       record.per_copy_step[1] = t / (floor.plan.block * chunk.num_valid)
       state["try"] = _layout.try_group(

@@ -35,6 +35,7 @@ again for the same model definition, functions and optimizer.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -253,21 +254,35 @@ def evaluate_stack(spec: Spec, ts: TrainState, val: PyTree, key: jax.Array
   return {k: v.mean(0) for k, v in per_batch.items()}
 
 
+def _probe(spec: Spec, params: PyTree, rest: PyTree, state: PyTree,
+           batch: PyTree) -> tuple[Any, dict]:
+  """The loss and metrics of one batch (traced, never run)."""
+  out, _ = apply(spec, spec.loss, params, rest, state, batch,
+                 jax.random.key(0), spec.step_mode)
+  loss, metrics, _ = _loss.split_output(out, spec.loss, state)
+  if not isinstance(loss, (jax.Array, np.ndarray, np.generic, int, float)):
+    # Refused here, by name: jax would reject e.g. a str output without
+    # saying it came from the loss.
+    _loss.check_loss(loss, spec.loss.name)
+  return loss, metrics
+
+
+# Traced through jit so that JAX's trace cache serves a repeated call with
+# the same model, loss and shapes (a warm sweep traces nothing).
+_cached_probe = jax.jit(_probe, static_argnums=0)
+
+
 def check_loss(spec: Spec, parts: _model.Parts, batch: PyTree
                ) -> tuple[list[str], bool]:
   """Checks the loss on one batch by tracing it (nothing is compiled);
   returns the names of its metrics and whether it holds a convolution."""
-  key = jax.random.key(0)
-
-  def probe(p, r, s, b):
-    out, _ = apply(spec, spec.loss, p, r, s, b, key, spec.step_mode)
-    loss, metrics, _ = _loss.split_output(out, spec.loss, s)
-    if not isinstance(loss, (jax.Array, np.ndarray, np.generic, int,
-                             float)):
-      _loss.check_loss(loss, spec.loss.name)
-    return loss, metrics
-  jaxpr, (loss, metrics) = jax.make_jaxpr(probe, return_shape=True)(
-      parts.params, parts.rest, parts.state, batch)
+  args = (parts.params, parts.rest, parts.state, batch)
+  if spec.data_axis is None:
+    traced = _cached_probe.trace(spec, *args)
+    jaxpr, (loss, metrics) = traced.jaxpr, traced.out_info
+  else:  # inside the caller's binding of the axis name (not cacheable)
+    jaxpr, (loss, metrics) = jax.make_jaxpr(
+        functools.partial(_probe, spec), return_shape=True)(*args)
   _loss.check_loss(loss, spec.loss.name)
   return sorted(metrics), _layout.has_convolution(jaxpr)
 
