@@ -6,67 +6,77 @@ the range tests, the sweep and training run on one compiled engine, the
 sweep as K vmapped model copies sharded over every device.
 
 The public API is flat (``optax_clr.range_test``, ``optax_clr.cyclic_sgd``,
-...); the subpackages hold the implementation, one idea per module.
+...); the subpackages hold the implementation, one idea per module. Names
+are imported on first use (PEP 562), so ``import optax_clr`` -- and the
+CLI"s ``--help`` -- loads neither jax nor the library until it is needed.
 """
 
-from optax_clr._cache import enable_compilation_cache
-from optax_clr.data import Dataset
-from optax_clr.data import load_cifar10
-from optax_clr.data import load_dataset
-from optax_clr.data import load_digits
-from optax_clr.data import load_mnist
-from optax_clr.data import load_npz
-from optax_clr._options import Options
-from optax_clr.drivers import batch_size_sweep
-from optax_clr.drivers import Candidate
-from optax_clr.drivers import find_bounds
-from optax_clr.drivers import fit
-from optax_clr.drivers import FitResult
-from optax_clr.drivers import multi_seed_range_test
-from optax_clr.drivers import parallel_range_test
-from optax_clr.drivers import sweep
-from optax_clr.drivers import range_test
-from optax_clr.drivers import train
-from optax_clr.drivers import weight_decay_range_test
-from optax_clr.engine._model import with_state
-from optax_clr.models import CNN
-from optax_clr.models import cross_entropy_loss
-from optax_clr.models import Im2ColConv
-from optax_clr.models import make_model
-from optax_clr.models import ResNet
-from optax_clr.optimizers import cyclic_adam
-from optax_clr.optimizers import cyclic_adamw
-from optax_clr.optimizers import cyclic_optimizer
-from optax_clr.optimizers import cyclic_sgd
-from optax_clr.optimizers import find_hyperparams
-from optax_clr.optimizers import get_hyperparams
-from optax_clr.optimizers import get_step
-from optax_clr.optimizers import lookahead
-from optax_clr.optimizers import lookahead_slow
-from optax_clr.optimizers import set_hyperparams
-from optax_clr.results import BatchSizeSweepResult
-from optax_clr.results import bounds_of
-from optax_clr.results import GridSweepResult
-from optax_clr.results import load_results
-from optax_clr.results import MultiSeedRangeTestResult
-from optax_clr.results import ParallelSweepResult
-from optax_clr.results import RangeTestResult
-from optax_clr.results import RunSummary
-from optax_clr.results import TrainHistory
-from optax_clr.results import WeightDecayRangeTestResult
-from optax_clr.schedules import cyclic_momentum_schedule
-from optax_clr.schedules import cyclic_schedule
-from optax_clr.schedules import exp_range_schedule
-from optax_clr.schedules import one_cycle_momentum_schedule
-from optax_clr.schedules import one_cycle_schedule
-from optax_clr.schedules import policy_schedules
-from optax_clr.schedules import triangular2_schedule
-from optax_clr.schedules import triangular_schedule
-from optax_clr.suggestions import SeedSuggestions
-from optax_clr.suggestions import Suggestion
-from optax_clr.suggestions import Suggestions
-from optax_clr.suggestions import suggest
-from optax_clr.suggestions import SweepSuggestions
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> the module that defines it.
+_WHERE = {
+    "enable_compilation_cache": "optax_clr._cache",
+    "Dataset": "optax_clr.data",
+    "load_cifar10": "optax_clr.data",
+    "load_dataset": "optax_clr.data",
+    "load_digits": "optax_clr.data",
+    "load_mnist": "optax_clr.data",
+    "load_npz": "optax_clr.data",
+    "Options": "optax_clr._options",
+    "batch_size_sweep": "optax_clr.drivers",
+    "Candidate": "optax_clr.drivers",
+    "find_bounds": "optax_clr.drivers",
+    "fit": "optax_clr.drivers",
+    "FitResult": "optax_clr.drivers",
+    "multi_seed_range_test": "optax_clr.drivers",
+    "parallel_range_test": "optax_clr.drivers",
+    "sweep": "optax_clr.drivers",
+    "range_test": "optax_clr.drivers",
+    "train": "optax_clr.drivers",
+    "weight_decay_range_test": "optax_clr.drivers",
+    "with_state": "optax_clr.engine._model",
+    "CNN": "optax_clr.models",
+    "cross_entropy_loss": "optax_clr.models",
+    "Im2ColConv": "optax_clr.models",
+    "make_model": "optax_clr.models",
+    "ResNet": "optax_clr.models",
+    "cyclic_adam": "optax_clr.optimizers",
+    "cyclic_adamw": "optax_clr.optimizers",
+    "cyclic_optimizer": "optax_clr.optimizers",
+    "cyclic_sgd": "optax_clr.optimizers",
+    "find_hyperparams": "optax_clr.optimizers",
+    "get_hyperparams": "optax_clr.optimizers",
+    "get_step": "optax_clr.optimizers",
+    "lookahead": "optax_clr.optimizers",
+    "lookahead_slow": "optax_clr.optimizers",
+    "set_hyperparams": "optax_clr.optimizers",
+    "BatchSizeSweepResult": "optax_clr.results",
+    "bounds_of": "optax_clr.results",
+    "GridSweepResult": "optax_clr.results",
+    "load_results": "optax_clr.results",
+    "MultiSeedRangeTestResult": "optax_clr.results",
+    "ParallelSweepResult": "optax_clr.results",
+    "RangeTestResult": "optax_clr.results",
+    "RunSummary": "optax_clr.results",
+    "TrainHistory": "optax_clr.results",
+    "WeightDecayRangeTestResult": "optax_clr.results",
+    "cyclic_momentum_schedule": "optax_clr.schedules",
+    "cyclic_schedule": "optax_clr.schedules",
+    "exp_range_schedule": "optax_clr.schedules",
+    "one_cycle_momentum_schedule": "optax_clr.schedules",
+    "one_cycle_schedule": "optax_clr.schedules",
+    "policy_schedules": "optax_clr.schedules",
+    "triangular2_schedule": "optax_clr.schedules",
+    "triangular_schedule": "optax_clr.schedules",
+    "SeedSuggestions": "optax_clr.suggestions",
+    "Suggestion": "optax_clr.suggestions",
+    "Suggestions": "optax_clr.suggestions",
+    "suggest": "optax_clr.suggestions",
+    "SweepSuggestions": "optax_clr.suggestions",
+}
 
 __version__ = "0.2.0"
 
@@ -86,3 +96,15 @@ __all__ = [
     "triangular2_schedule", "triangular_schedule",
     "WeightDecayRangeTestResult", "weight_decay_range_test", "with_state",
 ]
+
+
+def __getattr__(name: str) -> Any:
+  if name not in _WHERE:
+    raise AttributeError(f"module 'optax_clr' has no attribute {name!r}")
+  value = getattr(importlib.import_module(_WHERE[name]), name)
+  globals()[name] = value  # later lookups skip this function
+  return value
+
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(_WHERE))

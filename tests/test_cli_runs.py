@@ -453,9 +453,6 @@ def test_help_and_usage_errors_import_nothing_beyond_the_package():
   assert added == ""  # the CLI itself: click and the standard library
 
 
-@pytest.mark.xfail(strict=True, reason="optax_clr/__init__.py imports jax "
-                   "and the whole library eagerly; the CLI's own modules do "
-                   "not (the test above). Needs a lazy package __init__.")
 def test_help_does_not_import_jax():
   _, heavy = _imports_of_help()
   assert heavy == ""
