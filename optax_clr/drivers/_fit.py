@@ -27,12 +27,11 @@ units of the budget ``N`` as :attr:`FitResult.cost`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -143,25 +142,14 @@ def candidate_schedules(c: Candidate, cycle_steps: int, cycles: int,
   return wrap(lr), wrap(mom) if momentum else None
 
 
-class FitCarry(NamedTuple):
-  state: _step.TrainState
-  dead: jax.Array
-
-
 @dataclasses.dataclass(frozen=True)
-class Candidates:
+class Candidates(_step.Frozen):
   """The candidates as a solver: copy ``k`` follows its schedule (kind,
   base and max in its constants), computed in the step with the same
   functions as :func:`candidate_schedules`."""
   cycle_steps: int
   cycles: int
   momentum_name: str | None
-
-  def init(self, ts: _step.TrainState) -> FitCarry:
-    return FitCarry(ts, jnp.bool_(False))
-
-  def train_state(self, carry: FitCarry) -> tuple[_step.TrainState, Any]:
-    return carry.state, carry.dead
 
   def hyper(self, consts: PyTree, t: jax.Array) -> dict[str, jax.Array]:
     kind, base, top = consts["kind"], consts["base"], consts["max"]
@@ -180,21 +168,18 @@ class Candidates:
       out[self.momentum_name] = pick(moms)
     return out
 
-  def step(self, spec: _step.Spec, carry: FitCarry, consts: PyTree,
-           val: PyTree, x: PyTree) -> tuple[FitCarry, dict]:
+  def step(self, spec: _step.Spec, carry: _step.Carry, consts: PyTree,
+           val: PyTree, x: PyTree) -> tuple[_step.Carry, dict]:
     del val
     micro, ok, t = x
-    key = _loss.step_key(consts["seed"], consts["copy"], t)
     hyper = self.hyper(consts, t)
-    new, metrics = _step.step(spec, carry.state, micro, key, hyper)
-    loss = metrics["loss"]
-    active = ok & ~carry.dead
-    finite = jnp.isfinite(loss)
-    state = _step.select_tree(active & finite, new, carry.state)
-    out = {"loss": jnp.where(active, loss, jnp.nan), "recorded": active,
-           "lr": hyper["learning_rate"],
-           "momentum": hyper.get(self.momentum_name, jnp.float32(jnp.nan))}
-    return FitCarry(state, carry.dead | (active & ~finite)), out
+    carry, _, loss, active = _step.guarded_step(
+        spec, carry, micro, ok,
+        _loss.step_key(consts["seed"], consts["copy"], t), hyper)
+    return carry, {
+        "loss": jnp.where(active, loss, jnp.nan), "recorded": active,
+        "lr": hyper["learning_rate"],
+        "momentum": hyper.get(self.momentum_name, jnp.float32(jnp.nan))}
 
 
 def momentum_name_of(factory: Any) -> str | None:

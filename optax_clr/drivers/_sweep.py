@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -48,12 +48,6 @@ from optax_clr.results import GridSweepResult
 from optax_clr.results import ParallelSweepResult
 
 PyTree = Any
-
-
-class SweepCarry(NamedTuple):
-  """One copy's carry: the model, and whether a NaN/inf loss froze it."""
-  state: _step.TrainState
-  dead: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,33 +71,24 @@ class ConfigSchedule:
 
 
 @dataclasses.dataclass(frozen=True)
-class Fixed:
+class Fixed(_step.Frozen):
   """A sweep as a solver: each copy at its own hyperparameters
   (``consts["hyper"]``, through ``schedule(hyper, step)`` when given),
   frozen at its first NaN/inf loss."""
   schedule: Any = None
 
-  def init(self, ts: _step.TrainState) -> SweepCarry:
-    return SweepCarry(ts, jnp.bool_(False))
-
-  def train_state(self, carry: SweepCarry) -> tuple[_step.TrainState, Any]:
-    return carry.state, carry.dead
-
-  def step(self, spec: _step.Spec, carry: SweepCarry, consts: PyTree,
-           val: PyTree, x: PyTree) -> tuple[SweepCarry, dict]:
+  def step(self, spec: _step.Spec, carry: _step.Carry, consts: PyTree,
+           val: PyTree, x: PyTree) -> tuple[_step.Carry, dict]:
     del val
     micro, ok, t = x
     hyper = dict(consts["hyper"])
     if self.schedule is not None:
       hyper = self.schedule(hyper, t)
-    key = _loss.step_key(consts["seed"], consts["copy"], t)
-    new, metrics = _step.step(spec, carry.state, micro, key, hyper)
-    loss = metrics["loss"]
-    active = ok & ~carry.dead
-    finite = jnp.isfinite(loss)
-    state = _step.select_tree(active & finite, new, carry.state)
-    return (SweepCarry(state, carry.dead | (active & ~finite)),
-            {"loss": jnp.where(active, loss, jnp.nan), "recorded": active})
+    carry, _, loss, active = _step.guarded_step(
+        spec, carry, micro, ok,
+        _loss.step_key(consts["seed"], consts["copy"], t), hyper)
+    return carry, {"loss": jnp.where(active, loss, jnp.nan),
+                   "recorded": active}
 
 
 def lr_grid(lrs: Any, num_lrs: Any, min_lr: Any, max_lr: Any) -> np.ndarray:

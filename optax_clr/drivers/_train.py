@@ -31,8 +31,8 @@ import os
 import pathlib
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -58,40 +58,25 @@ PyTree = Any
 TRAIN_CHUNK = 100
 
 
-class TrainCarry(NamedTuple):
-  """The run's carry: the model, and whether a NaN/inf loss stopped it."""
-  state: _step.TrainState
-  dead: jax.Array
-
-
 @dataclasses.dataclass(frozen=True)
-class Scheduled:
+class Scheduled(_step.Frozen):
   """Training as a solver: each step follows the optimizer's own schedules
   and records the LR and momentum the update applied; a NaN/inf loss
   freezes the model at that step."""
 
-  def init(self, ts: _step.TrainState) -> TrainCarry:
-    return TrainCarry(ts, jnp.bool_(False))
-
-  def train_state(self, carry: TrainCarry) -> tuple[_step.TrainState, Any]:
-    return carry.state, carry.dead
-
-  def step(self, spec: _step.Spec, carry: TrainCarry, consts: PyTree,
-           val: PyTree, x: PyTree) -> tuple[TrainCarry, dict]:
+  def step(self, spec: _step.Spec, carry: _step.Carry, consts: PyTree,
+           val: PyTree, x: PyTree) -> tuple[_step.Carry, dict]:
     del val
     micro, ok, t = x
-    key = _loss.step_key(consts["seed"], consts["copy"], t)
-    new, metrics = _step.step(spec, carry.state, micro, key, {})
-    loss = metrics["loss"]
-    active = ok & ~carry.dead
-    finite = jnp.isfinite(loss)
-    state = _step.select_tree(active & finite, new, carry.state)
-    applied = _optimizer.applied_hyperparams(
-        spec.optimizer, carry.state.opt_state, new.opt_state)
-    return (TrainCarry(state, carry.dead | (active & ~finite)),
-            {"loss": loss, "recorded": active,
-             "lr": applied["learning_rate"],
-             "momentum": applied["momentum"]})
+    before = carry.state.opt_state
+    carry, new, loss, active = _step.guarded_step(
+        spec, carry, micro, ok,
+        _loss.step_key(consts["seed"], consts["copy"], t), {})
+    applied = _optimizer.applied_hyperparams(spec.optimizer, before,
+                                             new.opt_state)
+    return carry, {"loss": loss, "recorded": active,
+                   "lr": applied["learning_rate"],
+                   "momentum": applied["momentum"]}
 
 
 def _check_train_args(num_epochs, checkpoint_every, resume, run_config,
@@ -261,7 +246,7 @@ def train(
   if path is not None and resume and path.exists():
     state, start_epoch, offset = _resume(path, config, num_epochs, state,
                                          record)
-    pop.load(0, TrainCarry(state, jnp.bool_(False)))
+    pop.load(0, _step.Carry(state, jnp.bool_(False)))
   progress = options.progress
   # Ctrl-C between epochs (evaluation, checkpoint) also ends the run at the
   # next chunk boundary, with the history kept.

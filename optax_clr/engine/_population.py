@@ -33,7 +33,6 @@ from optax_clr.engine import _memory
 from optax_clr.engine import _model
 from optax_clr.engine import _placement
 from optax_clr.engine import _setup
-from optax_clr.engine import _step
 
 PyTree = Any
 

@@ -220,6 +220,43 @@ def step(spec: Spec, ts: TrainState, micro: PyTree, key: jax.Array,
                                                       **metrics}
 
 
+class Carry(NamedTuple):
+  """A copy's carry in a sweep, ``fit`` or ``train``: the model, and
+  whether a NaN/inf loss froze it."""
+  state: TrainState
+  dead: jax.Array
+
+
+class Frozen:
+  """What a solver whose carry is a :class:`Carry` has: its start, and the
+  model inside (``dead`` copies are evaluated as NaN)."""
+
+  def init(self, ts: TrainState) -> Carry:
+    return Carry(ts, jnp.bool_(False))
+
+  def train_state(self, carry: Carry) -> tuple[TrainState, jax.Array]:
+    return carry.state, carry.dead
+
+
+def guarded_step(spec: Spec, carry: Carry, micro: PyTree, ok: jax.Array,
+                 key: jax.Array, hyper: Mapping[str, jax.Array]
+                 ) -> tuple[Carry, TrainState, jax.Array, jax.Array]:
+  """:func:`step` on a valid (``ok``), live copy; a NaN/inf loss freezes
+  the copy at that step (its state kept with ``jnp.where``, so NaNs never
+  reach its parameters).
+
+  Returns:
+    ``(carry, the state the update produced, loss, active)``; ``active``:
+    the step counted (valid, copy not frozen before it).
+  """
+  new, metrics = step(spec, carry.state, micro, key, hyper)
+  loss = metrics["loss"]
+  active = ok & ~carry.dead
+  finite = jnp.isfinite(loss)
+  state = select_tree(active & finite, new, carry.state)
+  return Carry(state, carry.dead | (active & ~finite)), new, loss, active
+
+
 def init(spec: Spec, parts: _model.Parts) -> TrainState:
   return TrainState(parts.params, parts.rest, parts.state,
                     spec.optimizer.tx.init(parts.params))
