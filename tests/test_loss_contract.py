@@ -533,3 +533,16 @@ def test_a_parameter_named_like_linens_rngs_gets_a_key():
   assert (fn.random, fn.random_name) == ("key", "z_rng")
   assert _loss.is_key_name("noise_rng") and not _loss.is_key_name("_rng")
   assert not _loss.is_key_name("rngs_total")
+
+
+def test_a_plateau_that_rescales_a_range_tests_lrs_is_said():
+  # reduce_on_plateau in the chain scales the LR the ramp sets: the curve is
+  # then reported against LRs that were not the ones applied.
+  tx = lambda lr: optax.chain(  # noqa: E731
+      optax.sgd(lr), optax.contrib.reduce_on_plateau(
+          patience=1, cooldown=0, factor=0.5, accumulation_size=1))
+  with pytest.warns(RuntimeWarning, match=r"range test: the optimizer's "
+                    r"reduce_on_plateau scaled the learning rate"):
+    clr.range_test(make_params(), regression_loss, batch_list(40),
+                   optimizer=tx, start_lr=1e-3, end_lr=1.0, num_steps=40,
+                   **QUIET)

@@ -49,6 +49,7 @@ from optax_clr import _checks
 from optax_clr import _options
 from optax_clr.engine import _feed
 from optax_clr.engine import _loss
+from optax_clr.engine import _optimizer
 from optax_clr.engine import _population
 from optax_clr.engine import _setup
 from optax_clr.engine import _step
@@ -225,7 +226,8 @@ class Ramp:
         state, jnp.where(keep, avg, carry.avg),
         jnp.where(keep, best, carry.best), carry.stopped | stop,
         jnp.where(stop, jnp.where(finite, 1, 2), carry.code))
-    out = {"lr": lr, "loss": loss, "smoothed": smoothed, "recorded": active}
+    out = {"lr": lr, "loss": loss, "smoothed": smoothed, "recorded": active,
+           **_optimizer.rescale_record(new.opt_state)}
     if self.eval_names:
       do = keep & ((t + 1) % consts["eval_every"] == 0)
       nan = {k: jnp.float32(jnp.nan) for k in self.eval_names}
@@ -279,6 +281,7 @@ def run_ramps(model: Any, loss_fn: Any, train_data: Any, options: Any, *,
       stop=lambda out: not out["recorded"][:, -1].any(),
       after=lambda pop: {"code": pop.read(lambda c: c.code)},
       shown=_last_loss)
+  _optimizer.warn_if_rescaled(run.records, desc)
   fields = _ramp_fields(run, settings, solver.eval_names, len(seeds))
   fields["config"] = _setup.config(setup, **settings.config(), **run.layout)
   return fields

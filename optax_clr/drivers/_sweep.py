@@ -84,11 +84,12 @@ class Fixed(_step.Frozen):
     hyper = dict(consts["hyper"])
     if self.schedule is not None:
       hyper = self.schedule(hyper, t)
-    carry, _, loss, active = _step.guarded_step(
+    carry, new, loss, active = _step.guarded_step(
         spec, carry, micro, ok,
         _loss.step_key(consts["seed"], consts["copy"], t), hyper)
     return carry, {"loss": jnp.where(active, loss, jnp.nan),
-                   "recorded": active}
+                   "recorded": active,
+                   **_optimizer.rescale_record(new.opt_state)}
 
 
 def lr_grid(lrs: Any, num_lrs: Any, min_lr: Any, max_lr: Any) -> np.ndarray:
@@ -166,6 +167,7 @@ def run_sweep(model: Any, loss_fn: Any, train_data: Any, options: Any, *,
       if options.init == "independent" else None,
       before=evaluate, after=evaluate,
       stop=lambda out: not out["recorded"][:, -1].any())
+  _optimizer.warn_if_rescaled(run.records, config["test"])
   losses = run.records.get("loss", np.zeros((k, 0))).astype(np.float64)
   final, mean, diverged, at = _sg.summarize(losses, window,
                                             diverge_threshold)

@@ -26,11 +26,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
@@ -334,3 +336,26 @@ def applied_hyperparams(opt: Optimizer, before: Any, after: Any
   if scale is not None:
     out["learning_rate"] = out["learning_rate"] * scale
   return out
+
+
+def rescale_record(opt_state: Any) -> dict[str, jax.Array]:
+  """``{"lr_scale": s}`` when a ``reduce_on_plateau`` in the chain scales
+  the LR the driver sets (for :func:`warn_if_rescaled`); else nothing."""
+  scale = _hyperparams.plateau_scale(opt_state)
+  return {} if scale is None else {"lr_scale": scale}
+
+
+def warn_if_rescaled(records: Mapping[str, Any], test: str) -> None:
+  """Says when a plateau scaled the LRs a range test or sweep set: its
+  results are reported against the LRs it set, not the ones applied."""
+  scale = records.get("lr_scale")
+  if scale is None:
+    return
+  scale = np.asarray(scale)[np.asarray(records["recorded"], bool)]
+  low = scale[scale != 1.0]
+  if low.size:
+    warnings.warn(
+        f"{test}: the optimizer's reduce_on_plateau scaled the learning rate "
+        f"it was set (down to x{float(low.min()):.3g}); the results are "
+        "reported against the LRs the test set, not the ones applied",
+        RuntimeWarning, stacklevel=3)
