@@ -365,7 +365,9 @@ def fit(
     candidates: the schedules to try (default :func:`candidates_around`
       the range test's scale; none: no range test).
     eta: at each cycle end the best ``ceil(K / eta)`` candidates go on.
-    options, **option_fields: as in :func:`~optax_clr.range_test`.
+    options: as in :func:`~optax_clr.range_test`.
+    **option_fields: :class:`~optax_clr.Options` fields, overriding
+      ``options``.
 
   Returns:
     A :class:`FitResult`.

@@ -404,7 +404,7 @@ def range_test(
     ...   return jnp.mean((batch["x"] @ params["w"] - batch["y"]) ** 2)
     >>> res = clr.range_test({"w": jnp.zeros(4)}, loss_fn, data,
     ...                      batch_size=32, start_lr=1e-3, end_lr=10.0,
-    ...                      num_steps=40, progress=False)
+    ...                      num_steps=100, progress=False)
     >>> res.stop_reason  # the loss blew up before the LR reached end_lr
     'diverged'
     >>> s = res.suggest()
@@ -477,10 +477,13 @@ def multi_seed_range_test(
       :func:`~optax_clr.range_test`.
     num_seeds: S, when ``seeds`` is not given (seeds ``0 .. S-1``).
     seeds: the seeds themselves (distinct integers >= 0).
-    start_lr, end_lr, num_steps, ramp, smoothing, diverge_threshold,
-      eval_every: the ramp, as in :func:`~optax_clr.range_test`.
-    options, **option_fields: as in :func:`~optax_clr.range_test`
-      (``init``/``model_init``: each seed's own initial weights).
+    start_lr, end_lr, num_steps, ramp, smoothing: the ramp, as in
+      :func:`~optax_clr.range_test`.
+    diverge_threshold, eval_every: as in :func:`~optax_clr.range_test`.
+    options: as in :func:`~optax_clr.range_test` (``init``/``model_init``:
+      each seed's own initial weights).
+    **option_fields: :class:`~optax_clr.Options` fields, overriding
+      ``options``.
 
   Returns:
     A :class:`~optax_clr.MultiSeedRangeTestResult`; ``suggest()`` gives each
@@ -553,9 +556,12 @@ def weight_decay_range_test(
       ``momentum_name`` by keyword; default
       :func:`optax_clr.optimizers.sgd` (momentum, L2 weight decay).
     momentum_name: the factory's momentum argument (``"b1"`` for Adam).
-    start_lr, end_lr, num_steps, ramp, smoothing, diverge_threshold,
-      eval_every, options, **option_fields: as in
+    start_lr, end_lr, num_steps, ramp, smoothing: the ramp, as in
       :func:`~optax_clr.range_test`.
+    diverge_threshold, eval_every, options: as in
+      :func:`~optax_clr.range_test`.
+    **option_fields: :class:`~optax_clr.Options` fields, overriding
+      ``options``.
 
   Returns:
     A :class:`~optax_clr.WeightDecayRangeTestResult`.

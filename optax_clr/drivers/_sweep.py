@@ -224,10 +224,10 @@ def parallel_range_test(
     diverge_threshold: a run diverged when a loss is NaN/inf, or when its
       final ``mean_loss`` exceeds this multiple of its initial loss; None
       keeps only the NaN/inf criterion.
-    options, **option_fields: an :class:`~optax_clr.Options` and/or its
-      fields (``batch_size``, ``seed``, ``init``/``model_init`` for
-      independent initial weights, ``mesh``, ``max_parallel``,
-      ``group_size``...).
+    options: an :class:`~optax_clr.Options` (``batch_size``, ``seed``,
+      ``init``/``model_init`` for independent initial weights, ``mesh``,
+      ``max_parallel``, ``group_size``...).
+    **option_fields: its fields, overriding ``options``.
 
   Returns:
     A :class:`~optax_clr.ParallelSweepResult`; its ``best_lr`` and
@@ -363,8 +363,10 @@ def sweep(
       as keywords (``optax.adamw``, ``functools.partial(optax.sgd,
       nesterov=True)``), or a transformation whose injected state holds
       them; default SGD with momentum 0.9.
-    val_data, num_steps, window, diverge_threshold, options,
-      **option_fields: as in :func:`~optax_clr.parallel_range_test`.
+    val_data, num_steps, window, diverge_threshold, options: as in
+      :func:`~optax_clr.parallel_range_test`.
+    **option_fields: :class:`~optax_clr.Options` fields, overriding
+      ``options``.
 
   Returns:
     A :class:`~optax_clr.GridSweepResult`.

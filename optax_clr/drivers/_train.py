@@ -203,10 +203,12 @@ def train(
       compared on resume.
     warn: warn (``RuntimeWarning``) when the run did not train (its
       status, :mod:`optax_clr.suggestions._status`).
-    options, **option_fields: as in :func:`~optax_clr.range_test`;
-      ``progress`` may be a callable ``progress(epoch, num_epochs,
-      metrics)`` called after each epoch with ``"train_loss"`` (epoch mean),
-      ``"lr"`` (of the epoch's last step) and ``"val_<name>"``.
+    options: as in :func:`~optax_clr.range_test`; ``progress`` may be a
+      callable ``progress(epoch, num_epochs, metrics)`` called after each
+      epoch with ``"train_loss"`` (epoch mean), ``"lr"`` (of the epoch's
+      last step) and ``"val_<name>"``.
+    **option_fields: :class:`~optax_clr.Options` fields, overriding
+      ``options``.
 
   Under ``jax.set_mesh(mesh)`` training runs on that mesh: batches split
   over its ``"data"``/``"batch"`` axis, parameters already laid out on it
