@@ -31,17 +31,18 @@ def run_fit(**kw):
 def test_the_worse_candidates_stop_at_cycle_ends_and_never_resume():
   result = run_fit()
   stopped = [r["stopped_at"] for r in result.table]
-  # 12 candidates, 6 cycles of 8 steps, the best quarter kept: 12 -> 3 -> 1.
-  assert sorted(s for s in stopped if s is not None) == [8] * 9 + [16] * 2
-  assert stopped.count(None) == 1
+  # 12 candidates, 6 cycles of 8 steps, the best quarter kept, at least two:
+  # 12 -> 3 -> 2 -> 2 -> 2 -> 2.
+  assert sorted(s for s in stopped if s is not None) == [8] * 9 + [16]
+  assert stopped.count(None) == 2
   for row in result.table:
     ran = [m is not None for m in row["metrics"]]
     assert ran == sorted(ran, reverse=True)  # no metric after a stop
     assert sum(ran) == (6 if row["stopped_at"] is None
                         else row["stopped_at"] // 8)
-  # Cost: 8 steps x (12 + 3 + 1 + 1 + 1 + 1) copy-steps, no range test.
-  assert result.cost["candidate_steps"] == 8 * 19
-  assert result.cost["run_equivalents"] == pytest.approx(8 * 19 / 48)
+  # Cost: 8 steps x (12 + 3 + 2 + 2 + 2 + 2) copy-steps, no range test.
+  assert result.cost["candidate_steps"] == 8 * 23
+  assert result.cost["run_equivalents"] == pytest.approx(8 * 23 / 48)
 
 
 def test_a_stopped_candidate_trained_exactly_as_alone_until_its_stop():
@@ -83,11 +84,13 @@ def test_the_range_test_locates_the_scale_by_the_rule_book():
   result = clr.fit(_toy.make_params(), _toy.regression_loss, TRAIN,
                    val_data=VAL, num_steps=48, batch_size=_toy.BATCH,
                    **QUIET)
-  scale = result.range_test.suggest().max_lr
+  # The scale: the blow-up LR / 16 = the rule book's max_lr (the blow-up
+  # / 4 for SGD) / 4; candidates from scale / 8 to 4 scale.
+  scale = result.range_test.suggest().max_lr * 4 / 16
   maxes = sorted({c["max_lr"] for c in result.table})
   assert scale / 8 == pytest.approx(maxes[0]) and 4 * scale == pytest.approx(
       maxes[-1])
-  assert f"scale {scale:.3g}: loss rule" in result.rule
+  assert f"scale {scale:.3g} = the rule book's max_lr x 4 / 16" in result.rule
   assert result.cost["range_test_steps"] == len(result.range_test.lrs)
 
 
@@ -136,7 +139,7 @@ def test_every_entry_point_reads_the_same_bounds_from_the_same_curve():
   again = clr.suggest(rt.lrs, rt.smoothed_losses, smoothing=0.05)
   assert again.max_lr is not None
   assert ms.run(0).suggest().max_lr == mine.max_lr
-  assert _fit._scale(rt)[0] == mine.max_lr
+  assert _fit._scale(rt)[0] == mine.max_lr * 4 / 16  # SGD: the blow-up / 16
   with_val = clr.range_test(_toy.make_params(), _toy.regression_loss, TRAIN,
                             val_data=VAL, **kw)
   # Validation data never change the answer by themselves.
@@ -151,3 +154,25 @@ def test_a_ramp_too_short_for_its_range_is_answered_with_the_steps_to_run():
   assert s.max_lr is None
   assert s.rule.startswith("not enough resolution")
   assert "run at least" in s.rule
+
+
+def test_a_survivor_that_did_not_train_comes_with_a_warning():
+  with pytest.warns(RuntimeWarning, match=r"fit: the survivor fixed .* did "
+                    r"not train \(status 'nonfinite'"):
+    result = run_fit(candidates=[clr.Candidate("fixed", 1e3, 1e3),
+                                 clr.Candidate("fixed", 3e3, 3e3)])
+  assert all(r["status"] == "nonfinite" for r in result.table)
+
+
+def test_an_adaptive_optimizers_blow_up_is_divided_by_16():
+  kw = dict(batch_size=_toy.BATCH, num_steps=160, start_lr=1e-5,
+            end_lr=10.0, **QUIET)
+  adam = clr.range_test(_toy.make_params(), _toy.regression_loss, TRAIN,
+                        optimizer=optax.adam, **kw)
+  sgd = clr.range_test(_toy.make_params(), _toy.regression_loss, TRAIN, **kw)
+  assert adam.config["adaptive"] and not sgd.config["adaptive"]
+  s = adam.suggest()
+  assert "/ 16 = " in s.rule and "an adaptive optimizer" in s.rule
+  # The same blow-up, a divisor 4 times larger.
+  assert s.max_lr == pytest.approx(adam.suggest(adaptive=False).max_lr / 4)
+  assert "/ 4 = " in sgd.suggest().rule

@@ -13,8 +13,10 @@ measured, not guessed.
    per cycle, warm restarts -- annealed), a fair moment to compare.
 4. **Successive halving at cycle ends**: after each cycle but the last the
    candidates still running are ranked by their validation metric (accuracy
-   if the loss reports one, else loss) and only the best ``1 / eta`` go on;
-   a candidate stopped is never resumed.
+   if the loss reports one, else loss) and only the best ``1 / eta`` go on,
+   at least two (a lone survivor could collapse unseen); a candidate stopped
+   is never resumed. A survivor that did not train (its status by the one
+   rule) is returned with a warning.
 5. **The survivor is the result**: its trained model (no retraining), its
    schedule as a ready optax transformation, its history, and the evidence
    (every candidate, when it stopped, its metric at every cycle end).
@@ -30,6 +32,7 @@ import dataclasses
 import inspect
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -68,7 +71,6 @@ KINDS = ("triangular", "one-cycle", "fixed")
 # for a fixed LR (Smith 2017's range test).
 MOMENTUM = (0.85, 0.95)
 FIXED_MOMENTUM = 0.9
-ETA = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,14 +96,14 @@ class Candidate:
     return f"CLR {self.base_lr:.3g}-{self.max_lr:.3g}"
 
 
-def candidates_around(max_lr: float) -> list[Candidate]:
-  """The default 12 candidates around a suggested ``max_lr`` ``m``: CLR with
-  ``max`` at ``m/2``, ``m``, ``2m`` (base ``max/4``) and at ``m`` (base
-  ``max/10``); one-cycle peaking at ``m``, ``2m``, ``4m``; fixed LRs
-  ``m/8`` ... ``2m`` (a range test's max is a safe factor below the
-  blow-up: the best CLR peak was 1/2 to 3 times it on the benchmark's
-  tasks)."""
-  m = float(max_lr)
+def candidates_around(scale: float) -> list[Candidate]:
+  """The default 12 candidates around an LR scale ``m``: CLR with ``max`` at
+  ``m/2``, ``m``, ``2m`` (base ``max/4``) and at ``m`` (base ``max/10``);
+  one-cycle peaking at ``m``, ``2m``, ``4m``; fixed LRs ``m/8`` ... ``2m``.
+  ``fit`` takes ``m`` = the LR where the range test's loss blew up / 16
+  (chosen on the tune half of benchmarks/bench_suggestions.py: the rule
+  book's ``max_lr`` / 4 for SGD, itself for Adam)."""
+  m = float(scale)
   out = [Candidate("triangular", top / 4.0, top) for top in (m / 2, m, 2 * m)]
   out.append(Candidate("triangular", m / 10.0, m))
   out += [Candidate("one-cycle", top / 25.0, top) for top in (m, 2 * m, 4 * m)]
@@ -284,14 +286,18 @@ class NoBoundsError(ValueError):
 
 
 def _scale(rt: RangeTestResult) -> tuple[float, str]:
-  """``m``, the LR the candidates are built around, and how it was read."""
+  """``m``, the LR the candidates are built around -- the blow-up LR / 16,
+  read by the rule book (its ``max_lr`` times its divisor) -- and how."""
   s = rt.suggest()
+  div = _sg.MAX_DIVISOR[bool(rt.config.get("adaptive", False))]
   if s.max_lr is not None:
-    return float(s.max_lr), f"scale {s.max_lr:.3g}: {s.rule}"
+    m = float(s.max_lr) * div / 16.0
+    return m, (f"scale {m:.3g} = the rule book's max_lr x {div:g} / 16: "
+               f"{s.rule}")
   if rt.stop_reason in ("diverged", "nonfinite") and len(rt.lrs) > 1:
-    m = float(rt.lrs[-1]) / 10.0
+    m = float(rt.lrs[-1]) / 16.0
     return m, (f"scale {m:.3g}: the ramp blew up at LR {rt.lrs[-1]:.3g} "
-               f"(no loss bounds: {s.rule}); a tenth of it")
+               f"(no loss bounds: {s.rule}); a 16th of it")
   raise NoBoundsError(
       f"fit: the range test located no LR scale: {s.rule}", rt)
 
@@ -305,12 +311,15 @@ def _rank(metrics: dict[str, np.ndarray]) -> tuple[str, np.ndarray]:
 
 # Budget layout: cycles per budget and the fraction kept at each cycle end.
 # Each candidate must train one cycle to be judged, so the first cycle costs
-# K / cycles runs: with 12 candidates, 6 cycles and 1/4 kept (12, 3, 1, ...)
-# the candidates cost (12 + 3 + 4) / 6 = 3.2 runs.
+# K / cycles runs: with 12 candidates, 6 cycles and 1/4 kept, at least two
+# (12, 3, 2, 2, 2, 2), the candidates cost (12 + 3 + 8) / 6 = 3.8 runs.
 DEFAULT_CYCLES = 6
-# The scale's ramp: coarser than a plain range test (the candidates spread
-# over a factor of 32 around it), and it stops where the loss blows up.
-RAMP_STEPS_PER_DECADE = 25
+# The scale's ramp: 25 steps per decade (an EMA lag of 0.8 decades, within
+# the rule book's resolution), coarser than a plain range test's 40: the
+# candidates spread over a factor of 32 around it. It stops where the loss
+# blows up. (The scale's factor, / 16, was measured with this ramp.)
+RAMP_STEPS_PER_DECADE, RAMP_SMOOTHING = 25, 0.05
+MIN_SURVIVORS = 2
 
 
 def _budget(num_epochs: Any, num_steps: Any, epochs: _feed.Epochs,
@@ -364,7 +373,8 @@ def fit(
       cycle but the last.
     candidates: the schedules to try (default :func:`candidates_around`
       the range test's scale; none: no range test).
-    eta: at each cycle end the best ``ceil(K / eta)`` candidates go on.
+    eta: at each cycle end the best ``ceil(K / eta)`` candidates go on (at
+      least two).
     options: as in :func:`~optax_clr.range_test`.
     **option_fields: :class:`~optax_clr.Options` fields, overriding
       ``options``.
@@ -394,7 +404,8 @@ def fit(
   if candidates is None:
     rt = _ramp.range_test(
         model, loss_fn, train_data, optimizer=factory, start_lr=1e-6,
-        end_lr=10.0, num_steps=7 * RAMP_STEPS_PER_DECADE, options=options)
+        end_lr=10.0, num_steps=7 * RAMP_STEPS_PER_DECADE,
+        smoothing=RAMP_SMOOTHING, options=options)
     m, scale_rule = _scale(rt)
     candidates = candidates_around(m)
   cands = list(candidates)
@@ -457,8 +468,10 @@ class _Evidence:
 
 def _halve(alive: np.ndarray, score: np.ndarray, eta: int) -> np.ndarray:
   """The best ``ceil(len(alive) / eta)`` of ``alive`` by ``score`` (higher
-  is better; NaN worst), in ascending copy order."""
-  keep = max(1, math.ceil(len(alive) / eta))
+  is better; NaN worst), at least two, in ascending copy order: a lone
+  survivor that collapses in a later cycle would be returned with nothing to
+  compare it to (seen on the benchmark: 0.75 -> 0.09 accuracy)."""
+  keep = min(len(alive), max(MIN_SURVIVORS, math.ceil(len(alive) / eta)))
   s = np.where(np.isfinite(score), score, -np.inf)
   order = np.argsort(-s, kind="stable")[:keep]
   return np.sort(alive[order])
@@ -585,6 +598,12 @@ def _result(setup, pop, ev, cands, alive, budget, rt, scale_rule, factory,
   cost = {"range_test_steps": rt_steps,
           "candidate_steps": int(ev.steps.sum()), "budget_steps": n,
           "run_equivalents": (rt_steps + float(ev.steps.sum())) / n}
+  if rows[best]["status"] != "trained":
+    warnings.warn(
+        f"fit: the survivor {survivor.name} did not train (status "
+        f"{rows[best]['status']!r}; the evidence table has every candidate); "
+        "check the data and the loss, or give candidates= lower LRs",
+        RuntimeWarning, stacklevel=3)
   rule = (f"highest {metric} at the last cycle end among {len(alive)} "
           f"survivor(s) of {len(cands)} candidates, the best 1/{eta} kept at "
           f"each of {c - 1} cycle ends; {scale_rule}")

@@ -283,7 +283,10 @@ def run_ramps(model: Any, loss_fn: Any, train_data: Any, options: Any, *,
       shown=_last_loss)
   _optimizer.warn_if_rescaled(run.records, desc)
   fields = _ramp_fields(run, settings, solver.eval_names, len(seeds))
-  fields["config"] = _setup.config(setup, **settings.config(), **run.layout)
+  fields["config"] = _setup.config(
+      setup, **settings.config(), **run.layout,
+      adaptive=_optimizer.is_adaptive(setup.spec.optimizer,
+                                      setup.parts.params))
   return fields
 
 

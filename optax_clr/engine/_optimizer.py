@@ -359,3 +359,19 @@ def warn_if_rescaled(records: Mapping[str, Any], test: str) -> None:
         f"it was set (down to x{float(low.min()):.3g}); the results are "
         "reported against the LRs the test set, not the ones applied",
         RuntimeWarning, stacklevel=3)
+
+
+def is_adaptive(opt: Optimizer, params: Any) -> bool:
+  """Whether the optimizer keeps a second-moment estimate -- a state field
+  named ``nu`` (Adam, AdamW, NAdam, RMSProp, AdaBelief...): its LR range
+  test blows up far above its best LR (the rule book's divisor)."""
+  def has_nu(x: Any) -> bool:
+    if hasattr(x, "_fields"):
+      return "nu" in x._fields or any(has_nu(getattr(x, f))
+                                      for f in x._fields)
+    if isinstance(x, (tuple, list)):
+      return any(has_nu(v) for v in x)
+    if isinstance(x, Mapping):
+      return any(has_nu(v) for v in x.values())
+    return False
+  return has_nu(jax.eval_shape(opt.tx.init, params))

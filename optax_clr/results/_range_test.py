@@ -85,8 +85,10 @@ class RangeTestResult(Result):
     validation accuracy both readings are shown. ``kwargs`` go to
     :func:`~optax_clr.suggestions.suggest_ramp` (``skip_start``,
     ``skip_end``, ``factor``, ``margin``, ``window``, ``min_decrease``,
-    ``noise_factor``, ``min_drop``)."""
+    ``noise_factor``, ``min_drop``); the ramp's optimizer (adaptive or
+    not, ``config["adaptive"]``) sets the loss rule's divisor."""
     acc = self.eval_metrics.get("accuracy")
+    kwargs.setdefault("adaptive", bool(self.config.get("adaptive", False)))
     return _sg.suggest_ramp(
         self.lrs, self.losses, self.smoothed_losses,
         smoothing=float(self.config.get("smoothing", 0.05)),

@@ -15,6 +15,7 @@ from optax_clr.suggestions._points import validate_curve
 from optax_clr.suggestions._points import valley
 from optax_clr.suggestions._rules import clr_bounds
 from optax_clr.suggestions._rules import resolution
+from optax_clr.suggestions._rules import MAX_DIVISOR
 from optax_clr.suggestions._rules import RULES
 from optax_clr.suggestions._rules import rise_point
 from optax_clr.suggestions._rules import signal_threshold
@@ -38,7 +39,7 @@ from optax_clr.suggestions._types import SweepSuggestions
 
 __all__ = [
     "DEFAULT_WINDOW", "DIVERGE_THRESHOLD", "DisciplinedSuggestions",
-    "MIN_POINTS", "RULES", "STATUSES", "SeedSuggestions", "Spread",
+    "MIN_POINTS", "MAX_DIVISOR", "RULES", "STATUSES", "SeedSuggestions", "Spread",
     "Suggestion", "Suggestions", "SweepSuggestions", "TOLERANCE",
     "accuracy_bounds", "aggregate", "classify", "clr_bounds", "disciplined",
     "minimum", "resolution", "rise_point", "signal_threshold", "steepest",

@@ -19,8 +19,11 @@ from optax_clr.suggestions._types import Suggestion
 from optax_clr.suggestions._types import Suggestions
 
 RULES = ("loss", "accuracy")
-# The loss rule's constants, measured in clr_bounds' docstring.
-_RISE_FRACTION, _MAX_DIVISOR, _BASE_DIVISOR = 0.5, 4.0, 4.0
+# The loss rule's constants, measured in clr_bounds' docstring: max_lr is
+# the blow-up divided by MAX_DIVISOR[adaptive] (an optimizer with a second
+# moment, Adam's nu, blows up far above its best LR).
+_RISE_FRACTION, _BASE_DIVISOR = 0.5, 4.0
+MAX_DIVISOR = {False: 4.0, True: 16.0}
 MAX_LAG_DECADES = 1.0  # the most the EMA's lag may span (resolution())
 MIN_DECREASE, NOISE_FACTOR = 0.05, 3.0  # signal_threshold()'s
 
@@ -50,18 +53,22 @@ def rise_point(lrs: Any, losses: Any, index_min: int, start: int = 0
 
 
 def _loss_pair(lrs: np.ndarray, losses: np.ndarray, mini: Suggestion,
-               start: int) -> tuple[float | None, float | None, str]:
+               start: int, adaptive: bool
+               ) -> tuple[float | None, float | None, str]:
   """The loss rule's ``(base_lr, max_lr, text)``."""
   if mini.lr is None:
     return None, None, f"no CLR bounds: {mini.reason}"
   i, note = rise_point(lrs, losses, mini.index, start)
   # No blow-up within the ramp: the minimum itself is the highest LR seen to
   # train, and the safe choice is a factor below it.
-  top = float(lrs[mini.index if i is None else i]) / _MAX_DIVISOR
-  how = f"{note}; max_lr = that LR / {_MAX_DIVISOR:g} = {top:.4g}"
+  div = MAX_DIVISOR[bool(adaptive)]
+  top = float(lrs[mini.index if i is None else i]) / div
+  how = f"{note}; max_lr = that LR / {div:g} = {top:.4g}"
   if i is None:
-    how = (f"{note}, so max_lr = LR at the minimum / {_MAX_DIVISOR:g} = "
+    how = (f"{note}, so max_lr = LR at the minimum / {div:g} = "
            f"{top:.4g} (raise end_lr to see where the loss turns up)")
+  if adaptive:
+    how += " (/ 16: an adaptive optimizer, with a second moment)"
   base = top / _BASE_DIVISOR
   return base, top, (
       f"loss rule: {how}; base_lr = max_lr / {_BASE_DIVISOR:g} = {base:.4g} "
@@ -100,7 +107,8 @@ def suggest(lrs: Any, losses: Any, accuracies: Any = None, *,
             accuracy_lrs: Any = None, skip_start: int | None = None,
             skip_end: int = 5, factor: float = 10.0, margin: float = 0.1,
             window: int = 3, min_drop: float = 0.0, rule: str = "loss",
-            smoothing: float | None = None) -> Suggestions:
+            smoothing: float | None = None,
+            adaptive: bool = False) -> Suggestions:
   """Every suggestion for one range test, and :func:`clr_bounds`' pair.
 
   Args:
@@ -117,6 +125,8 @@ def suggest(lrs: Any, losses: Any, accuracies: Any = None, *,
       reading is in ``readings``.
     smoothing: the EMA factor of ``losses``, for :func:`resolution` (None:
       not checked; a ramp too coarse gets no loss-rule bounds).
+    adaptive: the ramp's optimizer keeps a second moment (Adam, RMSProp):
+      the loss rule divides the blow-up by 16 instead of 4.
   """
   _checks.check_choice("rule", rule, RULES)
   lrs_arr, _ = _points.validate_curve(lrs, losses, "losses")
@@ -126,7 +136,7 @@ def suggest(lrs: Any, losses: Any, accuracies: Any = None, *,
   vall = _points.valley(lrs, losses, **kw)
   start = lrs_arr.size // 10 if skip_start is None else int(skip_start)
   readings = {"loss": _loss_pair(lrs_arr, np.asarray(losses, np.float64),
-                                 mini, start)}
+                                 mini, start, adaptive)}
   acc_base = acc_max = None
   if accuracies is not None:
     acc_base, acc_max = _points.accuracy_bounds(
@@ -163,23 +173,24 @@ def suggest(lrs: Any, losses: Any, accuracies: Any = None, *,
 def clr_bounds(lrs: Any, losses: Any, accuracies: Any = None, *,
                accuracy_lrs: Any = None, skip_start: int | None = None,
                skip_end: int = 5, margin: float = 0.1, window: int = 3,
-               rule: str = "loss",
+               rule: str = "loss", adaptive: bool = False,
                ) -> tuple[float | None, float | None, str]:
   """A (base_lr, max_lr) pair for a cyclic schedule, and the rule used.
 
-  * ``rule="loss"`` (the default, always): ``max_lr = lr_up / 4`` with
-    ``lr_up`` the LR where the smoothed loss, past its minimum, has climbed
-    back half of its fall (:func:`rise_point`: the blow-up, seen through the
-    EMA's lag; Smith 2017: max_lr where the loss turns up or ragged), else
-    (no blow-up in the ramp) the LR at the minimum; ``base_lr = max_lr / 4``
-    (Smith 2017: base = max/3 to max/4). Measured on four tasks of different
-    kinds (benchmarks/bench_suggestions.py: a CNN with SGD and with Adam, a
-    regression MLP, a character transformer), CLR between these bounds
-    trained for a fixed budget reaches >= 0.99 of the best of a dense
-    fixed-LR grid; the older "LR at the minimum / 3" fell to 0.72 (the
-    regression MLP) and 0.87 (the CNN with SGD), whose minima sit far below
-    their blow-up. The steepest point is not used: on a short ramp it sits
-    right below the minimum, a "cycle" of almost constant LR.
+  * ``rule="loss"`` (the default, always): ``max_lr = lr_up / 4`` (``/ 16``
+    for an adaptive optimizer: Adam, RMSProp) with ``lr_up`` the LR where
+    the smoothed loss, past its minimum, has climbed back half of its fall
+    (:func:`rise_point`: the blow-up, seen through the EMA's lag; Smith
+    2017: max_lr where the loss turns up or ragged), else (no blow-up in the
+    ramp) the LR at the minimum; ``base_lr = max_lr / 4`` (Smith 2017: base
+    = max/3 to max/4). The divisors were chosen on the "tune" half of
+    benchmarks/bench_suggestions.py's ten tasks (conv nets with and without
+    BatchNorm, a tabular MLP, a regression, a character LM; SGD and Adam):
+    one divisor cannot serve both, Adam's max_lr at /4 was a median 7x its
+    best fixed LR, SGD's 3x; 4 / 16 kept the most seeds within 0.95 of a
+    dense fixed-LR grid on both halves (benchmarks/README.md, section 6).
+    The steepest point is not used: on a short ramp it sits right below
+    the minimum, a "cycle" of almost constant LR.
   * ``rule="accuracy"``: Smith's (2017) accuracy rule, when validation
     accuracy was evaluated: ``accuracy_base.lr`` to ``accuracy_max.lr``.
   * No bounds without a minimum, or a rise of the accuracy.
@@ -191,11 +202,12 @@ def clr_bounds(lrs: Any, losses: Any, accuracies: Any = None, *,
 
   Args:
     lrs, losses, accuracies, accuracy_lrs: as in :func:`suggest`.
-    skip_start, skip_end, margin, window, rule: as in :func:`suggest`.
+    skip_start, skip_end, margin, window, rule, adaptive: as in
+      :func:`suggest`.
   """
   s = suggest(lrs, losses, accuracies, accuracy_lrs=accuracy_lrs,
               skip_start=skip_start, skip_end=skip_end, margin=margin,
-              window=window, rule=rule)
+              window=window, rule=rule, adaptive=adaptive)
   return s.base_lr, s.max_lr, s.rule
 
 
@@ -252,7 +264,8 @@ def suggest_ramp(lrs: Any, losses: Any, smoothed: Any, *,
     stop_reason: why the ramp ended (for the advice).
     min_decrease, noise_factor: see :func:`signal_threshold`.
     **kwargs: forwarded to :func:`suggest` (``skip_start``, ``skip_end``,
-      ``factor``, ``margin``, ``window``, ``rule``, ``min_drop``).
+      ``factor``, ``margin``, ``window``, ``rule``, ``adaptive``,
+      ``min_drop``).
   """
   raw = np.asarray(losses, np.float64)
   curve = np.where(np.isfinite(raw), np.asarray(smoothed, np.float64),
