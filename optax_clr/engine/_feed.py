@@ -190,10 +190,6 @@ class ArrayFeed:
   def _permutation(self, epoch: int) -> np.ndarray:
     return epoch_order(self.seed, epoch, self.num_examples)
 
-  @property
-  def position(self) -> tuple[int, int]:
-    """``(epoch, batch within the epoch)`` of the next batch."""
-    return self._epoch, self._pos
 
   def seek(self, epoch: int, batch: int = 0) -> None:
     """Continues from batch ``batch`` of epoch ``epoch`` (a resumed run)."""

@@ -89,9 +89,6 @@ class LossFn:
   spread: int
   stateful: bool
 
-  @property
-  def takes_randomness(self) -> bool:
-    return self.random is not None
 
   def __call__(self, model: Any, state: Any, batch: Any,
                key: jax.Array) -> Any:

@@ -46,10 +46,6 @@ def ambient_mesh() -> Mesh | None:
   return mesh
 
 
-def data_parallel_mesh(devices: Sequence[Any] | None = None) -> Mesh:
-  """A 1-D mesh over all devices (of all hosts) with axis ``"data"``."""
-  return Mesh(np.array(devices or jax.devices()), ("data",))
-
 
 def copy_mesh(devices: Sequence[Any] | None = None) -> Mesh:
   """A 1-D mesh over all devices with axis ``"copies"``."""
@@ -106,10 +102,6 @@ def put(tree: PyTree, mesh: Mesh | None, spec_of: Any = None) -> PyTree:
                                         lambda index: host[index])
   return jax.tree.map(one, tree)
 
-
-def put_copies(tree: PyTree, mesh: Mesh) -> PyTree:
-  """Leaves ``[K, ...]`` sharded over the mesh's copy axis."""
-  return put(tree, mesh, lambda x: P(COPY_AXIS))
 
 
 def _is_key(x: Any) -> bool:
