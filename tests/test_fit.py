@@ -115,7 +115,7 @@ def test_find_bounds_is_one_cycle_without_halving():
     (dict(num_steps=3), ValueError, "num_steps must be an integer >= 4"),
     (dict(eta=1), ValueError, "eta must be an integer >= 2"),
     (dict(optimizer=optax.sgd(0.1)), TypeError, "must be a factory"),
-    (dict(candidates=[]), TypeError, "non-empty list of fit.Candidate"),
+    (dict(candidates=[]), TypeError, "non-empty list of optax_clr.Candidate"),
     (dict(val_data=None), ValueError, "needs val_data"),
 ])
 def test_bad_arguments_are_refused_by_name(kwargs, error, match):

@@ -13,10 +13,8 @@
 
 from optax_clr.drivers._checkpoint import CHECKPOINT_NAME
 from optax_clr.drivers._checkpoint import epochs_done
-from optax_clr.drivers._fit import Candidate
 from optax_clr.drivers._fit import find_bounds
 from optax_clr.drivers._fit import fit
-from optax_clr.drivers._fit import FitResult
 from optax_clr.drivers._fit import NoBoundsError
 from optax_clr.drivers._ramp import multi_seed_range_test
 from optax_clr.drivers._ramp import ramp_lrs
@@ -27,7 +25,7 @@ from optax_clr.drivers._sweep import parallel_range_test
 from optax_clr.drivers._sweep import sweep
 from optax_clr.drivers._train import train
 
-__all__ = ["CHECKPOINT_NAME", "Candidate", "FitResult", "NoBoundsError",
+__all__ = ["CHECKPOINT_NAME", "NoBoundsError",
            "batch_size_sweep", "epochs_done", "find_bounds", "fit",
            "multi_seed_range_test", "parallel_range_test", "ramp_lrs",
            "range_test", "sweep", "train", "weight_decay_range_test"]

@@ -44,7 +44,6 @@ import optax
 from optax_clr import _checks
 from optax_clr import _options
 from optax_clr import _progress
-from optax_clr import _serialize
 from optax_clr import suggestions as _sg
 from optax_clr.drivers import _ramp
 from optax_clr.engine import _feed
@@ -57,6 +56,8 @@ from optax_clr.engine import _population
 from optax_clr.engine import _setup
 from optax_clr.engine import _step
 from optax_clr.optimizers import cyclic_optimizer
+from optax_clr.results import Candidate
+from optax_clr.results import FitResult
 from optax_clr.results import RangeTestResult
 from optax_clr.results import TrainHistory
 from optax_clr.schedules import cyclic_momentum_schedule
@@ -71,29 +72,6 @@ KINDS = ("triangular", "one-cycle", "fixed")
 # for a fixed LR (Smith 2017's range test).
 MOMENTUM = (0.85, 0.95)
 FIXED_MOMENTUM = 0.9
-
-
-@dataclasses.dataclass(frozen=True)
-class Candidate:
-  """One schedule ``fit`` tries.
-
-  Attributes:
-    policy: ``"triangular"``, ``"one-cycle"`` or ``"fixed"``.
-    base_lr: the low LR (a one-cycle's start, ``max_lr / 25``; a fixed LR's
-      value).
-    max_lr: the high LR (equal to ``base_lr`` for a fixed LR).
-  """
-  policy: str
-  base_lr: float
-  max_lr: float
-
-  @property
-  def name(self) -> str:
-    if self.policy == "fixed":
-      return f"fixed {self.max_lr:.3g}"
-    if self.policy == "one-cycle":
-      return f"one-cycle max {self.max_lr:.3g}"
-    return f"CLR {self.base_lr:.3g}-{self.max_lr:.3g}"
 
 
 def candidates_around(scale: float) -> list[Candidate]:
@@ -196,84 +174,6 @@ def momentum_name_of(factory: Any) -> str | None:
   if p is not None and isinstance(p.default, (int, float)):
     return "momentum"
   return "b1" if "b1" in params else None
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class FitResult:
-  """What :func:`fit` returns: the trained survivor and the evidence.
-
-  Attributes:
-    model: the survivor's trained model (a new module or pytree; with
-      declared state, ``with_state(model, state)``).
-    candidate: the survivor's schedule (policy, bounds).
-    learning_rate, momentum: its schedules over the budget (``momentum``
-      None when the optimizer has none).
-    optimizer: a fresh optax transformation with those schedules around the
-      optimizer factory: train with it to reproduce the run.
-    history: the survivor's :class:`~optax_clr.TrainHistory` (every step;
-      evaluations at cycle ends).
-    table: one row per candidate: name, policy, bounds, the step it stopped
-      at (None: it ran the whole budget), its metric at each cycle end, its
-      status.
-    metric: the metric candidates were ranked by (``"val_accuracy"`` or
-      ``"val_loss"``).
-    rule: how the survivor was chosen and how the scale was read.
-    range_test: the range test that located the scale.
-    cost: copy-steps of the range test and the candidates, and their sum
-      in units of the budget (one training run = 1).
-    config: the run's settings.
-  """
-  model: Any
-  candidate: Candidate
-  learning_rate: Any
-  momentum: Any
-  optimizer: optax.GradientTransformation
-  history: TrainHistory
-  table: tuple[dict[str, Any], ...]
-  metric: str
-  rule: str
-  range_test: RangeTestResult | None
-  cost: dict[str, float]
-  config: dict[str, Any]
-
-  @property
-  def policy(self) -> str:
-    return self.candidate.policy
-
-  @property
-  def base_lr(self) -> float:
-    return self.candidate.base_lr
-
-  @property
-  def max_lr(self) -> float:
-    return self.candidate.max_lr
-
-  def __str__(self) -> str:
-    rungs = len(self.table[0]["metrics"]) if self.table else 0
-    head = (f"  {'candidate':<26} {'stopped':>8} " + " ".join(
-        f"{'cycle ' + str(r + 1):>9}" for r in range(rungs)) + "  status")
-    lines = [head]
-    for row in self.table:
-      stop = "-" if row["stopped_at"] is None else str(row["stopped_at"])
-      vals = " ".join(f"{v:>9.4g}" if v is not None else f"{'':>9}"
-                      for v in row["metrics"])
-      mark = "  <- survivor" if row["survivor"] else ""
-      lines.append(f"  {row['name']:<26} {stop:>8} {vals}  "
-                   f"{row['status']}{mark}")
-    lines.append(f"survivor: {self.candidate.name} ({self.metric} "
-                 f"{self.history.eval_metrics.get(self.metric[4:], [np.nan])[-1]:.4g})")
-    lines.append(f"  rule: {self.rule}")
-    lines.append(f"  cost: {self.cost['run_equivalents']:.2f} training runs "
-                 f"(range test {self.cost['range_test_steps']} steps, "
-                 f"candidates {self.cost['candidate_steps']} copy-steps, "
-                 f"budget {self.cost['budget_steps']} steps)")
-    return "\n".join(lines)
-
-  def to_dict(self) -> dict[str, Any]:
-    return _serialize.jsonable({
-        "survivor": dataclasses.asdict(self.candidate),
-        "metric": self.metric, "rule": self.rule, "table": list(self.table),
-        "cost": self.cost, "config": self.config})
 
 
 class NoBoundsError(ValueError):
@@ -410,7 +310,8 @@ def fit(
     candidates = candidates_around(m)
   cands = list(candidates)
   if not cands or not all(isinstance(x, Candidate) for x in cands):
-    raise TypeError("candidates must be a non-empty list of fit.Candidate")
+    raise TypeError("candidates must be a non-empty list of "
+                    "optax_clr.Candidate")
   return _run(model, loss_fn, train_data, options, val_data=val_data,
               factory=factory, epochs=epochs, budget=(n, c, cycle),
               cands=cands, eta=eta, rt=rt, scale_rule=scale_rule)

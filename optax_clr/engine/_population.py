@@ -14,13 +14,14 @@ the multi-seed and weight-decay ramps, the classic ramp with ``K = 1``):
 3. the data: the same batches for every copy (array data re-sampled with
    the same seed in every round, an iterable read once and its chunks kept
    for later rounds), or each copy its own feed (each its own data order);
-4. :func:`optax_clr.engine._loop.run_population`, with a progress report.
+4. :func:`run_population`: round after round through the loop
+   (:func:`optax_clr.engine._loop.drive`), with a progress report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -170,7 +171,7 @@ def run(setup: _setup.Setup, solver: Any, consts: dict[str, np.ndarray], *,
         before: Callable[[_loop.Population], dict] | None = None,
         after: Callable[[_loop.Population], dict] | None = None,
         stop: Callable[[dict], bool] | None = None,
-        shown: Callable[[dict], dict] | None = None) -> _loop.Run:
+        shown: Callable[[dict], dict] | None = None) -> Run:
   """Runs K copies of ``solver`` (K = the length of ``consts["copy"]``).
 
   Args:
@@ -202,9 +203,99 @@ def run(setup: _setup.Setup, solver: Any, consts: dict[str, np.ndarray], *,
     def after_round(pop):
       state["done"] += num_steps
       return {} if after is None else after(pop)
-    return _loop.run_population(
+    return run_population(
         prog, rounds, start=start(setup, consts, keys), chunks=chunks,
         xs_for=xs_placer(prog, setup.chunk_steps), num_steps=num_steps,
         chunk_steps=setup.chunk_steps,
         measure=_layout.may_measure(setup.options, local), local=local,
         report=report, stop=stop, before=before, after=after_round)
+
+
+class Run(NamedTuple):
+  """What :func:`run_population` gathered, copies in order ``0..K-1``.
+
+  Attributes:
+    records: ``name -> [K, steps, ...]`` per-step records (steps a copy's
+      round did not run are NaN / False / -1).
+    exhausted: the data ran out.
+    interrupted: Ctrl-C ended the run (every finished chunk is kept).
+    before, after: what ``before(pop)`` / ``after(pop)`` returned per copy
+      (``name -> [K, ...]``), when every round got that far.
+    steps: steps run (of the longest round).
+    layout: the plan the copies ended in (its ``config()``).
+  """
+  records: dict[str, np.ndarray]
+  exhausted: bool
+  interrupted: bool
+  before: dict[str, np.ndarray]
+  after: dict[str, np.ndarray]
+  steps: int
+  layout: dict[str, Any]
+
+
+def _pad_steps(x: np.ndarray, steps: int) -> np.ndarray:
+  missing = steps - x.shape[1]
+  if missing <= 0:
+    return x
+  fill = (False if x.dtype == np.bool_ else -1 if np.issubdtype(
+      x.dtype, np.integer) else np.nan)
+  shape = (x.shape[0], missing) + x.shape[2:]
+  return np.concatenate([x, np.full(shape, fill, x.dtype)], 1)
+
+
+def run_population(prog: _loop.Program, rounds: list[np.ndarray], *,
+                   start: Callable[[_loop.Program, np.ndarray],
+                                   _loop.Population],
+                   chunks: Callable[[np.ndarray], Iterator[Any]],
+                   xs_for: Callable[..., Any], num_steps: int,
+                   chunk_steps: int, measure: bool, local: int,
+                   report: Callable[[int, dict], Any] | None = None,
+                   stop: Callable[[dict], bool] | None = None,
+                   before: Callable[[_loop.Population], dict] | None = None,
+                   after: Callable[[_loop.Population], dict] | None = None
+                   ) -> Run:
+  """Runs the copies round after round (a round: copies resident at once).
+
+  The first round measures the layout when ``measure`` (and nothing is
+  known of this program yet); later rounds use what it chose.
+  """
+  record = _layout.MEASURED.get(prog.with_group(1))
+  known = None if record is None else record.best()
+  if known is not None:
+    prog = prog.with_group(known)
+  records, befores, afters = [], [], []
+  exhausted = interrupted = False
+  steps = 0
+  chunk_count = -(-num_steps // chunk_steps)
+  for r, copies in enumerate(rounds):
+    pop = start(prog, copies)
+    if before is not None:
+      befores.append(before(pop))
+    measurer = (_loop.measured_dispatch(local, chunk_count * len(rounds))
+                if measure and known is None and r == 0 else None)
+    outcome = _loop.drive(pop, chunks(copies), xs_for, num_steps,
+                    measure=measurer, report=report, stop=stop)
+    prog = pop.blocks[-1].prog
+    merged = {k: _loop.concat(outcome.records, k)
+              for k in (outcome.records[0] if outcome.records else {})}
+    records.append(merged)
+    steps = max(steps, outcome.steps)
+    exhausted = exhausted or outcome.exhausted
+    if outcome.interrupted:
+      interrupted = True
+      break
+    if after is not None:
+      afters.append(after(pop))
+  out = {}
+  if records and records[0]:
+    for k in records[0]:
+      out[k] = jax.tree.map(
+          lambda *xs: np.concatenate([_pad_steps(x, steps) for x in xs]),
+          *[r[k] for r in records if k in r])
+  cat = lambda parts: ({k: np.concatenate([p[k] for p in parts]) for k in  # noqa: E731
+                        parts[0]} if parts and len(parts) == len(rounds)
+                       else {})
+  return Run(out, exhausted, interrupted, cat(befores), cat(afters), steps,
+             {**prog.plan.config(), "rounds": len(rounds),
+              "copies_per_round": int(rounds[0].size)})
+

@@ -9,6 +9,8 @@ directory's ``results.json``).
 from optax_clr.results._base import as_array
 from optax_clr.results._base import FORMAT_VERSION
 from optax_clr.results._base import Result
+from optax_clr.results._fit import Candidate
+from optax_clr.results._fit import FitResult
 from optax_clr.results._sweep import BatchSizeSweepResult
 from optax_clr.results._sweep import GridSweepResult
 from optax_clr.results._load import Bounds
@@ -24,7 +26,8 @@ from optax_clr.results._sweep import ParallelSweepResult
 from optax_clr.results._sweep import Statuses
 from optax_clr.results._training import TrainHistory
 
-__all__ = ["BatchSizeSweepResult", "Bounds", "FORMAT_VERSION",
+__all__ = ["BatchSizeSweepResult", "Bounds", "Candidate", "FORMAT_VERSION",
+           "FitResult",
            "GridSweepResult", "MultiSeedRangeTestResult",
            "ParallelSweepResult", "RESULT_TYPES", "RangeTestResult", "Result",
            "RunSummary", "STOP_REASONS", "Statuses", "TrainHistory",
