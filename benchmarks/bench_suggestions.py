@@ -48,10 +48,11 @@ its LRs and evaluations. Methods:
   trained with ``clr.train``; ``prodigy-sched``: with the schedule its
   docstring recommends (linear warmup over 10 %, then linear decay to 0;
   ``safeguard_warmup=True``, as its authors advise with a warmup);
-* (``--rule-variants``, default 8 and 16) ``rule/d``: the default answer
-  with the loss rule's max divisor ``d`` instead of 4 (both bounds scaled by
-  ``4 / d``), trained like ``default``;
-* (``--fit-variants``, default ``scale=0.25``) ``fit[...]``: ``clr.fit``
+* (``--rule-variants``, e.g. ``4,8,16``) ``rule/d``: the default answer
+  with the loss rule's max divisor ``d`` instead of the rule book's (4 for
+  SGD, 16 for Adam; both bounds scaled by their ratio), trained like
+  ``default``;
+* (``--fit-variants``, e.g. ``scale=0.25``) ``fit[...]``: ``clr.fit``
   with other constants; ``scale=s`` puts the default 12 candidates around
   ``s`` x fit's scale (read off the default fit's own ramp, whose steps
   are counted in its cost), i.e. the scale's max divisor ``4 / s``.
@@ -69,9 +70,11 @@ method's (language models). >= 1 means as good as the grid's best.
   python benchmarks/bench_suggestions.py --rows-file rows.jsonl \
       --extra-into more.jsonl --fit-variants "eta=2" --rule-variants ""
 
-The section 6 numbers of benchmarks/README.md came from the first pair of
-commands plus ``--fit-variants "eta=2;scale=0.25,eta=2"`` and, after the
-BatchNorm SGD task's grid was widened, ``--regrid``.
+The quality tables of section 6 of benchmarks/README.md come from the
+first command (no variants: the defaults). Its "Constants" table came from
+an earlier run at commit 49cbdab (divisor 4 for every optimizer, fit's
+candidates around the blow-up / 4) with ``--rule-variants 8,16
+--fit-variants "scale=0.25;eta=2;scale=0.25,eta=2"``.
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ import _tasks  # noqa: E402
 
 import optax_clr as clr  # noqa: E402
 from optax_clr.drivers import _fit  # noqa: E402
+from optax_clr.suggestions import _rules  # noqa: E402
 from optax_clr.suggestions._answer import Answer  # noqa: E402
 
 EVALS = 6             # evaluations per run (every budget / 6 steps)
@@ -322,12 +326,18 @@ class Bounds(Answer):
   rule: str = ""
 
 
+def default_divisor(task: _tasks.Task) -> float:
+  """The loss rule's max divisor for the task's optimizer (the rule book's
+  ``MAX_DIVISOR``: 4 for SGD, 16 for Adam)."""
+  return _rules.MAX_DIVISOR[task.optimizer_name == "adam"]
+
+
 def rule_variant_tx(task: _tasks.Task, base: float, top: float,
                     divisor: float) -> Any:
   """The default answer with the loss rule's max divisor ``divisor``
-  instead of 4 (``base = max / 4`` kept), as ``answer.optimizer`` builds
-  it."""
-  scale = 4.0 / divisor
+  instead of the default's (``base = max / 4`` kept), as
+  ``answer.optimizer`` builds it."""
+  scale = default_divisor(task) / divisor
   return Bounds(base * scale, top * scale).optimizer(task.optimizer,
                                                      num_steps=task.budget)
 
@@ -428,7 +438,8 @@ def extra_methods(task: _tasks.Task, row: dict[str, Any], runner: Runner,
       metric[name] = float("nan")
       row[f"{name}_max_lr"] = None
       continue
-    row[f"{name}_max_lr"] = row["default_max_lr"] * 4 / d
+    row[f"{name}_max_lr"] = row["default_max_lr"] * default_divisor(
+        task) / d
     best, vals, _ = runner.train(task, seed, rule_variant_tx(
         task, row["default_base_lr"], row["default_max_lr"], d))
     metric[name], curves[name] = best, vals
@@ -521,7 +532,7 @@ def one_seed(task: _tasks.Task, seed: int, runner: Runner,
                      lambda d=d: rule_variant_tx(task, ans.base_lr,
                                                  ans.max_lr, d))
     row[f"{name}_max_lr"] = (None if ans.max_lr is None
-                             else ans.max_lr * 4 / d)
+                             else ans.max_lr * default_divisor(task) / d)
   for name, make in answers.items():
     row[f"{name}_cost"] = answer_cost
     if make is None:
@@ -737,10 +748,11 @@ def main(argv=None):
                   help=f"smoke run: {', '.join(QUICK_TASKS)}, 1 seed, "
                   "budget 48, a 12-LR grid, no variants (< 3 minutes); "
                   "writes results/suggestions_quick.*")
-  ap.add_argument("--rule-variants", default="8,16",
-                  help="max divisors of the loss rule to try besides 4 "
+  ap.add_argument("--rule-variants", default="",
+                  help="max divisors of the loss rule to try besides the "
+                  "rule book's (4 SGD, 16 Adam), e.g. '4,8,16' "
                   "(comma-separated; '' for none)")
-  ap.add_argument("--fit-variants", default="scale=0.25",
+  ap.add_argument("--fit-variants", default="",
                   help="fit constants to try besides the defaults, e.g. "
                   "'cycles=4;eta=3;scale=0.25' (variants split by ';'; "
                   "scale=s: the default candidates around s x fit's scale, "
