@@ -303,8 +303,10 @@ def user_fit(loop, cands, schedules, batches, val, n: int, cycles: int,
              eta: int, seed: int) -> int:
   """The user's fit: every candidate trained one after another for a
   cycle, ranked on ``val`` at each cycle end but the last, the best
-  ``ceil(alive / eta)`` going on; the survivor's index."""
+  ``ceil(alive / eta)`` going on, at least ``MIN_SURVIVORS`` (as fit
+  keeps them: the same copy-steps on both sides); the survivor's index."""
   import jax
+  from optax_clr.drivers._fit import MIN_SURVIVORS
   cycles = min(cycles, n // 2)
   length = n // cycles
   ends = [length * (r + 1) for r in range(cycles - 1)] + [n]
@@ -321,7 +323,7 @@ def user_fit(loop, cands, schedules, batches, val, n: int, cycles: int,
              for i, m in metrics.items()}
     score = {i: s if math.isfinite(s) else -math.inf for i, s in score.items()}
     if end < n:
-      keep = max(1, math.ceil(len(alive) / eta))
+      keep = min(len(alive), max(MIN_SURVIVORS, math.ceil(len(alive) / eta)))
       alive = sorted(sorted(alive, key=lambda i: -score[i])[:keep])
   return max(alive, key=lambda i: score[i])
 
