@@ -402,7 +402,10 @@ def _run(model, loss_fn, train_data, options, *, val_data, factory, epochs,
           if options.init == "independent" else None)
   pop = _population.start(setup, consts, keys)(prog, np.arange(k))
   ev = _Evidence(k, n)
-  ev.initial = pop.evaluate()
+  # Every candidate starts from the same weights unless each has its own
+  # init: one evaluation then stands for all (the user's loop pays none).
+  ev.initial = pop.evaluate() if keys is not None else jax.tree.map(
+      lambda v: np.repeat(v[:1], k, 0), pop.evaluate(blocks=[0]))
   alive = np.arange(k)
   ends = [cycle * (r + 1) for r in range(c - 1)] + [n]
   placer = _population.xs_placer(prog, setup.chunk_steps)

@@ -336,38 +336,49 @@ class Population:
               keep: np.ndarray | None = None) -> None:
     """Lays the copies (those in ``keep``, default all) out again in blocks
     of ``prog_of()``'s plan (a new group, or survivors of a selection)."""
-    pieces = {}
-    for block in self.blocks:
-      for j in np.flatnonzero(block.real):
-        pieces[int(block.index[j])] = jax.tree.map(
-            lambda x, j=j: x[j], block.carry)
     copies = self.copies if keep is None else np.asarray(keep)
     prog = prog_of()
+    # A block whose copies and program stay as they are is kept whole:
+    # copies one after another (group 1) regroup without moving an array.
+    same = {tuple(b.index): b for b in self.blocks if b.prog == prog}
+    pieces: dict[int, PyTree] = {}
     blocks = []
     for idx in _blocks_of(prog, copies):
+      if tuple(idx) in same:
+        blocks.append(same[tuple(idx)])
+        continue
+      if not pieces:
+        for block in self.blocks:
+          for j in np.flatnonzero(block.real):
+            pieces[int(block.index[j])] = jax.tree.map(
+                lambda x, j=j: x[j], block.carry)
       carry = jax.tree.map(lambda *xs: jnp.stack(xs),
                            *[pieces[int(i)] for i in idx])
       with _context(prog):
         blocks.append(self._block(prog, _put_copies(prog, carry), idx))
     self.blocks = blocks
 
-  def evaluate(self) -> dict[str, np.ndarray]:
-    """Validation metrics of every copy held, ``name -> [copies]``
-    (ascending)."""
+  def evaluate(self, blocks: list[int] | None = None
+               ) -> dict[str, np.ndarray]:
+    """Validation metrics of every copy held (or of those in ``blocks``),
+    ``name -> [copies]`` (ascending)."""
+    chosen = [self.blocks[b] for b in (range(len(self.blocks))
+                                       if blocks is None else blocks)]
     outs = []
-    for block in self.blocks:
+    for block in chosen:
       with _context(block.prog):
         outs.append(eval_program(block.prog, block.carry, block.consts,
                                  self.val))
-    fetched = _placement.fetch(outs)
-    return self._in_order(fetched)
+    return self._in_order(_placement.fetch(outs), chosen)
 
-  def _in_order(self, per_block: list[PyTree]) -> PyTree:
+  def _in_order(self, per_block: list[PyTree],
+                blocks: list[Block] | None = None) -> PyTree:
     """Per-block values (leading axis B) as ``[copies]``, ascending."""
-    order = np.argsort(self.copies)
+    blocks = self.blocks if blocks is None else blocks
+    order = np.argsort(np.concatenate([b.index[b.real] for b in blocks]))
     return jax.tree.map(lambda *xs: np.concatenate(xs)[order], *[
         jax.tree.map(lambda x, b=b: x[b.real], f)
-        for b, f in zip(self.blocks, per_block)])
+        for b, f in zip(blocks, per_block)])
 
   def read(self, field: Callable[[PyTree], PyTree]) -> PyTree:
     """``field(carry)`` of every copy held, on the host (``[copies, ...]``,
