@@ -86,6 +86,9 @@ FIT_CYCLES, FIT_ETA, FIT_SCALE = 6, 4, 0.05
 RAMP = (1e-5, 0.3)  # multi-seed ramp: no NaN, so both sides run every step
 LRS = (1e-4, 1.0)   # the parallel test's K LRs, log-spaced (the defaults)
 GOAL = {"default": 1.0, "f": 1.1}  # warm speed-up at least this
+# First call (fresh process, empty caches) at most this times the user's
+# loop's first call (one step compiled, K runs), for K up to FIRST_GOAL_K.
+FIRST_GOAL, FIRST_GOAL_K = 3.0, 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -484,7 +487,8 @@ def with_ratios(row: dict) -> dict:
     r["user_flop_util"] = work / r["user_warm_s"] / r["matmul_gflops"]
   r["goal_speedup"] = GOAL.get(r["model"], GOAL["default"])
   r["warm_goal_met"] = bool(r["speedup"] >= r["goal_speedup"])
-  r["first_goal_met"] = bool(r["first_ratio"] <= 1.0)
+  r["first_goal_met"] = bool(r["K"] > FIRST_GOAL_K
+                             or r["first_ratio"] <= FIRST_GOAL)
   return r
 
 
@@ -500,7 +504,8 @@ def summary_of(rows: list[dict]) -> dict:
                       for r in ok if not r["warm_goal_met"]],
       "missed_first": [f"{r['model']}/{r['part']}/K={r['K']}: ours "
                        f"{r['ours_first_s']:.3g} s vs {r['user_first_s']:.3g}"
-                       " s" for r in ok if not r["first_goal_met"]],
+                       f" s (> {FIRST_GOAL:g}x)" for r in ok
+                       if not r["first_goal_met"]],
       "errors": [f"{r['model']}/{r['part']}/K={r['K']}: {r['error']}"
                  for r in rows if "error" in r],
   }
@@ -563,6 +568,11 @@ def parse(argv=None):
   ap.add_argument("--jobs", type=int, default=None,
                   help="models run side by side (default 1; quick 2: only "
                   "for smoke runs, they disturb each other's times)")
+  ap.add_argument("--merge", default=None,
+                  help="no run: combine the comma-separated results "
+                  "(e.g. parallel_sweep_a,parallel_sweep_fit) into --out, "
+                  "a later file's (model, part, K) rows replacing an "
+                  "earlier's (a model or a part rerun)")
   ap.add_argument("--plan", action="store_true",
                   help="print the workers and the runtime estimate only")
   _common.add_torch_threads_flag(ap)
@@ -592,11 +602,38 @@ def parse(argv=None):
   return args
 
 
+def merge(args) -> int:
+  """``--merge``: the rows of several results files in one (ratios and
+  goals recomputed; each file's machine and load kept in ``sources``)."""
+  rows: dict[tuple, dict] = {}
+  sources, first = [], None
+  for name in [n for n in args.merge.split(",") if n]:
+    with open(os.path.join(_common.RESULTS_DIR, f"{name}.json")) as f:
+      data = json.load(f)
+    first = first or data
+    sources.append({"name": name, "machine": data["machine"],
+                    "loadavg_before_model": data["summary"].get(
+                        "loadavg_before_model")})
+    for r in data["rows"]:
+      rows[r["model"], r["part"], r["K"]] = with_ratios(r)
+  order = list(_common.USER_MODELS)
+  merged = sorted(rows.values(), key=lambda r: (
+      order.index(r["model"]), PARTS.index(r["part"]), r["K"]))
+  config = dict(first["config"], merged_from=[s["name"] for s in sources])
+  _common.write_results(args.out, merged, {"sources": sources,
+                                           **summary_of(merged)},
+                        first["machine"], config)
+  print_tables(merged)
+  return 0
+
+
 def main(argv=None) -> int:
   args = parse(argv)
   if args.worker:
     worker(args)
     return 0
+  if args.merge:
+    return merge(args)
   est = {m: estimate_s(args, m) for m in args.models}
   print(f"models {','.join(args.models)}, parts {','.join(args.parts)}, "
         f"K {args.ks}; estimated {sum(est.values()) / 60 / args.jobs:.0f} "
@@ -637,7 +674,8 @@ def main(argv=None) -> int:
   print_tables(rows)
   s = summary_of(rows)
   print(f"\nwarm goal (speed-up >= 1, bundled CNN >= 1.1) met: "
-        f"{s['warm_goal_met']}; first-call goal (ours <= user's) met: "
+        f"{s['warm_goal_met']}; first-call goal (ours <= {FIRST_GOAL:g}x "
+        f"the user's at K <= {FIRST_GOAL_K}) met: "
         f"{s['first_goal_met']}; {time.perf_counter() - t0:.0f} s")
   for line in s["missed_warm"] + s["missed_first"] + s["errors"]:
     print("  " + line)
