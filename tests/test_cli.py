@@ -653,6 +653,32 @@ def test_disciplined_example_runs_smiths_recipe(capsys, tmp_path):
     assert_png(tmp_path / name)
 
 
+@pytest.mark.slow  # ~30 s to 4 min: the full recipe, as the README quotes it
+def test_readme_quotes_what_the_disciplined_example_reproduces(capsys,
+                                                               tmp_path):
+  recipe, grid, sizes, histories = run_example("disciplined", "--out",
+                                               tmp_path)
+  text = " ".join((EXAMPLES.parent / "README.md").read_text().split())
+  start = text.index("`python examples/disciplined.py` runs the whole recipe")
+  claim = text[start:text.index("![", start)]
+  best, size = grid.best(), sizes.best()
+  (_, h1), (_, h2) = histories.items()
+  sci = lambda x: "{}e{}".format(*map(int, f"{x:.0e}".split("e")))  # noqa
+  for quoted in (f"weight decay {sci(recipe.weight_decay)}",
+                 f"momentum {recipe.max_momentum:g}",
+                 f"bounds {recipe.base_lr:.3g}–{recipe.max_lr:.3g}",
+                 f"LR {best['learning_rate']:.2g} with weight decay "
+                 f"{sci(best['weight_decay'])}",
+                 f"batch size {size['batch_size']:g}",
+                 f"One-cycle to {recipe.max_lr:.2g} reached "
+                 f"{np.nanmax(h1.eval_metrics['accuracy']):.4f}",
+                 f"status `{h1.status}`",
+                 f"fixed LR {np.nanmax(h2.eval_metrics['accuracy']):.4f}"):
+    assert quoted in claim, (quoted, claim)
+  # The CLI command does the first step only, and the README says so.
+  assert "`optax-clr disciplined` runs its first step only" in claim
+
+
 def _evidence_report(fixed, other, val_size=400):
   run = lambda accs: [{"seed": s, "eval_steps": [10, 20],  # noqa: E731
                        "val_accuracy": [a / 2, a]}
