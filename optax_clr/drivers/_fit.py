@@ -114,8 +114,6 @@ def candidate_schedules(c: Candidate, cycle_steps: int, cycles: int,
                                       base_momentum=MOMENTUM[0],
                                       max_momentum=MOMENTUM[1])
     at = lambda t: jnp.minimum(t, end) % cycle_steps  # noqa: E731
-  if not _checks.is_concrete(c.max_lr):  # traced inside the step
-    return (lambda t: lr(at(t))), (lambda t: mom(at(t))) if momentum else None
   wrap = lambda f: _named.Schedule(  # noqa: E731
       lambda t: f(at(t)), "fit_schedule", cycle=f, cycles=cycles,
       cycle_steps=cycle_steps)

@@ -35,7 +35,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from optax_clr import _checks
@@ -53,6 +52,7 @@ from optax_clr.engine import _population
 from optax_clr.engine import _setup
 from optax_clr.engine import _step
 from optax_clr.results import TrainHistory
+from optax_clr.suggestions import _status
 
 PyTree = Any
 TRAIN_CHUNK = 100
@@ -248,7 +248,7 @@ def train(
   if path is not None and resume and path.exists():
     state, start_epoch, offset = _resume(path, config, num_epochs, state,
                                          record)
-    pop.load(0, _step.Carry(state, jnp.bool_(False)))
+    pop.load(0, prog.solver.init(state))
   progress = options.progress
   # Ctrl-C between epochs (evaluation, checkpoint) also ends the run at the
   # next chunk boundary, with the history kept.
@@ -261,8 +261,9 @@ def train(
         on_epoch=progress if callable(progress) and progress is not True
         else None)
   history = record.history(stop, config)
-  if warn and history.status != "trained":
-    warnings.warn(_verdict(history), RuntimeWarning, stacklevel=2)
+  status = history.status  # a property that classifies the whole run
+  if warn and status != "trained":
+    warnings.warn(_verdict(history, status), RuntimeWarning, stacklevel=2)
   final = pop.carry_of(0).state
   return _model.rebuild(setup.model, _model.Parts(
       final.params, final.rest, final.state)), history
@@ -280,16 +281,19 @@ def _epoch_summary(record: _Record, metrics: Mapping[str, Any]
   return shown
 
 
-def _verdict(history: TrainHistory) -> str:
-  """What a run that did not train did, in one sentence with the numbers."""
-  status, losses = history.status, history.losses
+def _verdict(history: TrainHistory, status: str) -> str:
+  """What a run that did not train (``status``) did, in one sentence with
+  the numbers."""
+  losses = history.losses
   if status == "nonfinite":
     return (f"training diverged: the loss became non-finite at step "
             f"{int(np.argmax(~np.isfinite(losses)))} (stop_reason="
             f"{history.stop_reason!r}); lower the learning rate (max_lr)")
   if status in ("diverged", "spiked"):
-    what = ("ended above" if status == "diverged" else "rose above")
-    return (f"training {status}: the loss {what} 4x its initial "
+    what, limit = (("ended above", _status.DIVERGE_THRESHOLD)
+                   if status == "diverged"
+                   else ("rose above", _status.SPIKE_THRESHOLD))
+    return (f"training {status}: the loss {what} {limit:g}x its initial "
             f"{losses[0]:.4g} (peak {np.nanmax(losses):.4g}); lower the "
             "learning rate (max_lr)")
   start, evals = history.initial_metrics, history.eval_metrics

@@ -57,6 +57,12 @@ CANDIDATE_GROUP = 8
 MIN_GAIN = 0.05
 
 
+def mesh_shape(mesh: Mesh | None) -> dict[str, int] | None:
+  """A mesh as results record it: axis name -> size (None: no mesh)."""
+  return None if mesh is None else {
+      str(k): int(v) for k, v in mesh.shape.items()}
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
   """How K copies are laid out (hashable: part of the programs' key).
@@ -87,8 +93,7 @@ class Plan:
   def config(self) -> dict[str, Any]:
     return {"devices": self.devices, "group_size": self.group,
             "execution": self.execution, "data_axis": self.data_axis,
-            "mesh": None if self.mesh is None else {
-                str(k): int(v) for k, v in self.mesh.shape.items()}}
+            "mesh": mesh_shape(self.mesh)}
 
 
 def placement(options: Any, num_copies: int

@@ -55,7 +55,7 @@ from flax import nnx
 from optax_clr import _checks
 from optax_clr.engine import _model
 
-KEY_NAMES = ("key", "rng", "rng_key", "prng_key", "dropout_rng")
+KEY_NAMES = ("key", "rng", "rng_key", "prng_key")
 KEY_SUFFIX = "_rng"  # Linen's names for the key of one use: z_rng, noise_rng
 
 
@@ -261,10 +261,10 @@ def _split_state(rest: Any, state: Any, where: str) -> tuple[dict, Any]:
     new_state, aux = rest, None
   elif pair and jax.tree.structure(rest[0]) == want:
     new_state, aux = rest
-  elif _replaced(state, rest) is not None:
-    new_state, aux = _replaced(state, rest), None
-  elif pair and _replaced(state, rest[0]) is not None:
-    new_state, aux = _replaced(state, rest[0]), rest[1]
+  elif (merged := _replaced(state, rest)) is not None:
+    new_state, aux = merged, None
+  elif pair and (merged := _replaced(state, rest[0])) is not None:
+    new_state, aux = merged, rest[1]
   else:
     got = rest[0] if pair else rest
     raise ValueError(

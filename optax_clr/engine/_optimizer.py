@@ -332,10 +332,7 @@ def applied_hyperparams(opt: Optimizer, before: Any, after: Any
     if opt.lr_schedule is not None:
       out["learning_rate"] = jnp.asarray(
           opt.lr_schedule(0 if count is None else count), jnp.float32)
-  scale = _hyperparams.plateau_scale(after)
-  if scale is not None:
-    out["learning_rate"] = out["learning_rate"] * scale
-  return out
+  return _hyperparams.applied(out, after)
 
 
 def rescale_record(opt_state: Any) -> dict[str, jax.Array]:

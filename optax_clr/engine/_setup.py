@@ -175,7 +175,6 @@ def config(setup: Setup, **extra: Any) -> dict[str, Any]:
       "optimizer": setup.spec.optimizer.description,
       **_options.describe(setup.options),
       "steps_per_chunk": int(setup.chunk_steps),
-      "mesh": None if setup.mesh is None else {
-          str(k): int(v) for k, v in setup.mesh.shape.items()},
+      "mesh": _layout.mesh_shape(setup.mesh),
       **extra,
   }

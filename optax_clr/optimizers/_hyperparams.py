@@ -144,7 +144,7 @@ def plateau_scale(opt_state: Any) -> jax.Array | None:
   return scale
 
 
-def _applied(values: dict[str, Any], opt_state: Any) -> dict[str, Any]:
+def applied(values: dict[str, Any], opt_state: Any) -> dict[str, Any]:
   """``values`` with the learning rate times any plateau scale."""
   scale = plateau_scale(opt_state)
   if scale is None or LEARNING_RATE not in values:
@@ -225,11 +225,11 @@ def get_hyperparams(opt_state: Any, path: str | None = None, *,
           "schedules= needs a state with a ScaleByScheduleState count (e.g. "
           "optax.adamw(learning_rate=schedule)); this state has none")
     step = jnp.maximum(jnp.asarray(count) - 1, 0)
-    return _applied({name: jnp.asarray(_checks.check_callable(
+    return applied({name: jnp.asarray(_checks.check_callable(
         f"schedules[{name!r}]", fn)(step)) for name, fn in schedules.items()},
                     opt_state)
   _, state = _select(opt_state, path)
-  return _applied({name: unwrap(value)
+  return applied({name: unwrap(value)
                    for name, value in state.hyperparams.items()}, opt_state)
 
 
