@@ -40,7 +40,7 @@ from optax_clr import _checks
 from optax_clr.optimizers import _hyperparams
 from optax_clr.optimizers import MOMENTUM_NAMES
 
-LEARNING_RATE = "learning_rate"
+LEARNING_RATE = _hyperparams.LEARNING_RATE
 
 # Smith (2017) ran the range test with SGD and momentum 0.9. A module
 # constant, so that compiled programs cached per optimizer find it again.
@@ -299,15 +299,6 @@ def set_driven(opt_state: Any, values: Mapping[str, jax.Array]) -> Any:
       lambda old, v: jnp.asarray(v, jnp.asarray(old).dtype))
 
 
-def _schedule_count(opt_state: Any) -> Any:
-  leaves = jax.tree.leaves(
-      opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByScheduleState))
-  for x in leaves:
-    if isinstance(x, optax.ScaleByScheduleState):
-      return _hyperparams.unwrap(x.count)
-  return None
-
-
 def applied_hyperparams(opt: Optimizer, before: Any, after: Any
                         ) -> dict[str, jax.Array]:
   """The LR and momentum an update applied (float32; NaN where unknown).
@@ -328,7 +319,7 @@ def applied_hyperparams(opt: Optimizer, before: Any, after: Any
         out["momentum"] = jnp.asarray(hyper[name], jnp.float32)
       break
   else:
-    count = _schedule_count(before)
+    count = _hyperparams.schedule_count(before)
     if opt.lr_schedule is not None:
       out["learning_rate"] = jnp.asarray(
           opt.lr_schedule(0 if count is None else count), jnp.float32)

@@ -114,15 +114,18 @@ def find_hyperparams(opt_state: Any) -> dict[str, Any]:
           if is_inject_state(x)}
 
 
-def _schedule_count(opt_state: Any) -> Any | None:
+def find_states(opt_state: Any, kind: type) -> list[Any]:
+  """The states of type ``kind`` anywhere in ``opt_state`` (a chain,
+  ``inject_hyperparams``, an ``nnx.Optimizer``), in tree order."""
+  return [x for x in jax.tree.leaves(_state_of(opt_state),
+                                     is_leaf=lambda x: isinstance(x, kind))
+          if isinstance(x, kind)]
+
+
+def schedule_count(opt_state: Any) -> Any | None:
   """The count of the first ScaleByScheduleState (optax.adamw(schedule))."""
-  leaves = jax.tree.leaves(
-      _state_of(opt_state),
-      is_leaf=lambda x: isinstance(x, optax.ScaleByScheduleState))
-  for x in leaves:
-    if isinstance(x, optax.ScaleByScheduleState):
-      return unwrap(x.count)
-  return None
+  found = find_states(opt_state, optax.ScaleByScheduleState)
+  return unwrap(found[0].count) if found else None
 
 
 def plateau_scale(opt_state: Any) -> jax.Array | None:
@@ -133,9 +136,7 @@ def plateau_scale(opt_state: Any) -> jax.Array | None:
                  None)
   if kind is None:
     return None
-  found = [x for x in jax.tree.leaves(_state_of(opt_state),
-                                      is_leaf=lambda x: isinstance(x, kind))
-           if isinstance(x, kind)]
+  found = find_states(opt_state, kind)
   if not found:
     return None
   scale = jnp.float32(1.0)
@@ -167,7 +168,7 @@ def _select(opt_state: Any, path: str | None) -> tuple[str, Any]:
   if len(found) == 1:
     return next(iter(found.items()))
   if not found:
-    count = _schedule_count(opt_state)
+    count = schedule_count(opt_state)
     hint = (" It holds a ScaleByScheduleState (e.g. optax.adamw("
             "learning_rate=schedule)): the LR of the last update is "
             "schedule(count - 1); pass schedules={'learning_rate': schedule} "
@@ -219,7 +220,7 @@ def get_hyperparams(opt_state: Any, path: str | None = None, *,
     plateau's ``scale``.
   """
   if schedules is not None and not find_hyperparams(opt_state):
-    count = _schedule_count(opt_state)
+    count = schedule_count(opt_state)
     if count is None:
       raise ValueError(
           "schedules= needs a state with a ScaleByScheduleState count (e.g. "

@@ -154,6 +154,13 @@ def _check_decay(name: str, value: Any) -> Any:
                            high_inclusive=False)
 
 
+def momentum_parameter(parameters: Mapping[str, inspect.Parameter]
+                       ) -> str | None:
+  """The first of :data:`MOMENTUM_NAMES` among a factory's ``parameters``
+  (:func:`_factory_parameters`), or None."""
+  return next((n for n in MOMENTUM_NAMES if n in parameters), None)
+
+
 def _resolve_momentum_name(
     factory: Callable[..., Any],
     parameters: Mapping[str, inspect.Parameter],
@@ -174,9 +181,9 @@ def _resolve_momentum_name(
     return momentum_name
   if momentum is None:
     return None
-  for candidate in MOMENTUM_NAMES:
-    if candidate in parameters:
-      return candidate
+  name = momentum_parameter(parameters)
+  if name is not None:
+    return name
   raise ValueError(
       f"momentum_name: {factory_name} has no parameter named "
       f"{' or '.join(repr(n) for n in MOMENTUM_NAMES)}; pass "

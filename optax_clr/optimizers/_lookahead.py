@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import jax
 import optax
 
 from optax_clr.optimizers import _hyperparams
@@ -112,10 +111,7 @@ def lookahead_slow(opt_state: Any) -> Any:
   """The slow parameters held in a :func:`lookahead` state (found anywhere
   in ``opt_state``: inside ``inject_hyperparams``, a chain, an
   ``nnx.Optimizer``)."""
-  state = _hyperparams._state_of(opt_state)  # pylint: disable=protected-access
-  found = [x for x in jax.tree.leaves(
-      state, is_leaf=lambda x: isinstance(x, LookaheadAdapterState))
-           if isinstance(x, LookaheadAdapterState)]
+  found = _hyperparams.find_states(opt_state, LookaheadAdapterState)
   if not found:
     raise ValueError("opt_state holds no optax_clr.lookahead state")
   return found[0].slow

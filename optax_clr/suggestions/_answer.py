@@ -11,6 +11,7 @@ import optax
 from optax_clr import _checks
 from optax_clr import optimizers
 from optax_clr import schedules
+from optax_clr.optimizers import _inject
 from optax_clr.schedules import _named
 
 
@@ -97,12 +98,8 @@ class Answer:
     takes it."""
     sched = self.schedules(**budget)
     factory = optax.sgd if factory is None else factory
-    try:
-      return optimizers.cyclic_optimizer(
-          factory, learning_rate=sched.learning_rate,
-          momentum=sched.momentum)
-    except ValueError as e:
-      if "momentum_name" not in str(e):
-        raise
-      return optimizers.cyclic_optimizer(  # a factory without momentum
-          factory, learning_rate=sched.learning_rate)
+    takes_momentum = _inject.momentum_parameter(
+        _inject._factory_parameters(factory)) is not None  # pylint: disable=protected-access
+    return optimizers.cyclic_optimizer(
+        factory, learning_rate=sched.learning_rate,
+        momentum=sched.momentum if takes_momentum else None)
