@@ -32,7 +32,7 @@ def plot_range_test(result: Any, ax: Any = None, *, suggestions: Any = True,
   ax.plot(lrs, smoothed, color="tab:blue", linewidth=2.0,
           label="smoothed loss", gid="smoothed_loss")
   _style.limit_y(ax, smoothed, _style.loss_axes(ax, smoothed, log_loss))
-  sugg = result.suggest() if suggestions is True else suggestions or None
+  sugg = _style.resolve_suggestions(result, suggestions)
   if sugg is not None:
     _style.mark_points(ax, lrs, smoothed, sugg)
   _style.mark_bounds(ax, bounds, sugg)
@@ -63,7 +63,7 @@ def plot_multi_seed(result: Any, ax: Any = None, *, suggestions: Any = True,
   ax.plot(lrs, median, color="tab:blue", linewidth=2.0,
           label="median smoothed loss", gid="median_loss")
   _style.limit_y(ax, median, _style.loss_axes(ax, median, log_loss))
-  sugg = result.suggest() if suggestions is True else suggestions or None
+  sugg = _style.resolve_suggestions(result, suggestions)
   if sugg is not None:
     for name, spread in sugg.spreads.items():
       if name in ("base_lr", "max_lr") and spread.median is not None:
@@ -98,7 +98,7 @@ def plot_weight_decay(result: Any, ax: Any = None, *, suggestions: Any = True,
   ax.set_yticks(range(len(labels)), labels)
   ax.set_xlabel("learning rate")
   fig.colorbar(mesh, ax=ax, label="smoothed training loss")
-  sugg = result.suggest() if suggestions is True else suggestions or None
+  sugg = _style.resolve_suggestions(result, suggestions)
   if sugg is not None:
     for i, row in enumerate(sugg.table):
       if row["max_lr"] is not None:
@@ -159,7 +159,7 @@ def plot_sweep(result: Any, ax: Any = None, *, suggestions: Any = True,
     else:
       pad = 0.05 * (hi - lo)
       ax.set_ylim(max(lo - pad, 0.0) if lo >= 0 else lo - pad, hi + pad)
-  sugg = result.suggest() if suggestions is True else suggestions or None
+  sugg = _style.resolve_suggestions(result, suggestions)
   if sugg is not None and sugg.best.lr is not None:
     ax.plot([sugg.best.lr], [mean[sugg.best.index]], linestyle="none",
             marker="*", markersize=16, color="gold", markeredgecolor="k",

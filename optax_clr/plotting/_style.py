@@ -60,6 +60,12 @@ def save(fig: Any, path: PathLike) -> Any:
   return fig
 
 
+def resolve_suggestions(result: Any, suggestions: Any) -> Any:
+  """What a plot marks: ``result.suggest()`` for True, the suggestions
+  given, or None for False/None."""
+  return result.suggest() if suggestions is True else suggestions or None
+
+
 def finite_or_nan(x: Any) -> np.ndarray:
   x = np.array(x, dtype=np.float64)
   x[~np.isfinite(x)] = np.nan
