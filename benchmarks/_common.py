@@ -778,15 +778,12 @@ class TorchLoop:
     self.batches = [tuple(t.to(device) for t in task.torch_batch(b))
                     for b in batches]
 
-  def run(self, lr: float, lrs_per_step=None) -> None:
+  def run(self, lr: float) -> None:
     torch = self.torch
     net = self.copy(self.net0)
     opt = torch.optim.SGD(net.parameters(), lr=float(lr), momentum=0.9)
     losses = []
-    for i, (x, y) in enumerate(self.batches):
-      if lrs_per_step is not None:
-        for group in opt.param_groups:
-          group["lr"] = float(lrs_per_step[i])
+    for x, y in self.batches:
       opt.zero_grad()
       loss = self.task.torch_loss(net(x), y)
       loss.backward()

@@ -264,26 +264,13 @@ def part_sweep(task, k: int, n: int, args) -> dict:
   return row
 
 
-def candidates(m: float):
-  """12 candidates around the LR scale ``m`` (fit's default pattern): CLR
-  peaking at m/2, m, 2m (base max/4) and at m (base m/10); one-cycle at m,
-  2m, 4m; fixed m/8 ... 2m."""
-  import optax_clr as clr
-  out = [clr.Candidate("triangular", t / 4, t) for t in (m / 2, m, 2 * m)]
-  out.append(clr.Candidate("triangular", m / 10, m))
-  out += [clr.Candidate("one-cycle", t / 25, t) for t in (m, 2 * m, 4 * m)]
-  out += [clr.Candidate("fixed", lr, lr) for lr in np.geomspace(m / 8, 2 * m,
-                                                                5)]
-  return out
-
-
 def candidate_schedule(c, n: int, cycles: int) -> dict[str, np.ndarray]:
   """A candidate's LR and momentum for each of ``n`` steps, with the public
   schedules (momentum cycled 0.95 -> 0.85 inversely; 0.9 when fixed)."""
   import jax
   import jax.numpy as jnp
   import optax_clr as clr
-  cycles = min(cycles, n // 2)
+  cycles = max(1, min(cycles, n // 4))  # fit's cap: cycles of >= 4 steps
   length = n // cycles
   t = jnp.arange(n)
   if c.policy == "fixed":
@@ -310,7 +297,7 @@ def user_fit(loop, cands, schedules, batches, val, n: int, cycles: int,
   keeps them: the same copy-steps on both sides); the survivor's index."""
   import jax
   from optax_clr.drivers._fit import MIN_SURVIVORS
-  cycles = min(cycles, n // 2)
+  cycles = max(1, min(cycles, n // 4))  # fit's cap: cycles of >= 4 steps
   length = n // cycles
   ends = [length * (r + 1) for r in range(cycles - 1)] + [n]
   carries = {i: loop.init() for i in range(len(cands))}
@@ -335,7 +322,8 @@ def part_fit(task, k: int, n: int, args) -> dict:
   import optax_clr as clr
   cycles = args.fit_cycles
   batches = task.batches(n, args.seed)
-  cands = candidates(FIT_SCALE)[:k]
+  from optax_clr.drivers import _fit
+  cands = _fit.candidates_around(FIT_SCALE)[:k]  # fit's own 12
   # The schedules' values, computed before the clock starts (the user's
   # loop only reads them).
   schedules = [candidate_schedule(c, n, cycles) for c in cands]
@@ -412,11 +400,13 @@ def specs(args, model: str) -> list[list[dict]]:
 def copy_steps(spec: dict) -> float:
   """Copy-steps of one side's one call."""
   if spec["part"] == "fit":
-    n, c = spec["steps"], min(FIT_CYCLES, spec["steps"] // 2)
+    from optax_clr.drivers._fit import MIN_SURVIVORS
+    n = spec["steps"]
+    c = max(1, min(FIT_CYCLES, n // 4))  # fit's cap
     alive, total = spec["k"], 0
     for r in range(c):
       total += alive * (n // c if r < c - 1 else n - (c - 1) * (n // c))
-      alive = max(1, math.ceil(alive / FIT_ETA))
+      alive = min(alive, max(MIN_SURVIVORS, math.ceil(alive / FIT_ETA)))
     return total
   return spec["k"] * spec["steps"]
 
