@@ -224,6 +224,7 @@ def _env() -> dict[str, str]:
   env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
   env.update(JAX_PLATFORMS="cpu", MPLBACKEND="Agg", OPTAX_CLR_CACHE_DIR="",
              PYTHONUNBUFFERED="1")
+  env.pop("XLA_FLAGS", None)  # a fresh shell's one device, whatever ran before
   return env
 
 
