@@ -118,18 +118,12 @@ def environment_info() -> dict[str, Any]:
 
 def compilation_cache() -> str | None:
   """Keeps compiled programs between runs; returns the directory (None:
-  off). ``JAX_COMPILATION_CACHE_DIR`` set by the user wins; else
-  ``$OPTAX_CLR_CACHE_DIR/xla`` (empty: off), default
-  ``~/.cache/optax-clr/xla``."""
+  off). ``JAX_COMPILATION_CACHE_DIR`` set by the user wins; else the
+  library's ``default_cache_dir()``."""
   if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     return os.environ["JAX_COMPILATION_CACHE_DIR"]
-  base = os.environ.get("OPTAX_CLR_CACHE_DIR", os.path.join(
-      os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-      "optax-clr"))
-  if not base:
-    return None
   from optax_clr import enable_compilation_cache
-  return enable_compilation_cache(os.path.join(base, "xla"))
+  return enable_compilation_cache()
 
 
 class Run:
