@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from optax_clr import suggestions as sg
-from optax_clr.results import ParallelSweepResult, RangeTestResult
+from optax_clr.results import (GridSweepResult, ParallelSweepResult,
+                               RangeTestResult)
 
 # Same curve as in test_suggestions: steepest at index 30 (lr 1e-3), minimum
 # at index 50 (lr 0.1) on lrs = 10**(-6 + i/10), i = 0..60.
@@ -247,6 +248,20 @@ def test_sweep_result_holds_typed_read_only_arrays():
 def test_sweep_result_rejects_inconsistent_fields(overrides, match):
   with pytest.raises(ValueError, match=match):
     _sweep_result(**overrides)
+
+
+@pytest.mark.parametrize("diverged_at, match", [
+    ([-1, -1, -1, 3], r"diverged\[2\]=True, diverged_at\[2\]=-1"),
+    ([-1, 0, 2, 3], r"diverged\[1\]=False, diverged_at\[1\]=0"),
+])
+def test_grid_result_refuses_a_divergence_step_against_its_flag(diverged_at,
+                                                                match):
+  final = np.array([1.0, 0.9, np.nan, np.inf])
+  with pytest.raises(ValueError, match=match):
+    GridSweepResult(
+        configs={"learning_rate": np.array([0.01, 0.03, 0.1, 0.3])},
+        losses=np.ones((4, 5)), final_loss=final, mean_loss=final,
+        diverged=[False, False, True, True], diverged_at=diverged_at)
 
 
 def _spiky_sweep(mean, spike_at=None, **overrides):

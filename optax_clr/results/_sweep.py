@@ -56,6 +56,17 @@ def score_of(sweep: Any) -> tuple[np.ndarray, str, bool]:
   return sweep.mean_loss, "train_loss", False
 
 
+def _check_diverged_at(diverged: np.ndarray, diverged_at: np.ndarray) -> None:
+  """Refuses a divergence step that contradicts the divergence flag."""
+  bad = np.flatnonzero(np.where(diverged, diverged_at < 0, diverged_at != -1))
+  if bad.size:
+    i = int(bad[0])
+    raise ValueError(
+        f"diverged_at must be a step >= 0 where diverged and -1 elsewhere, "
+        f"got diverged[{i}]={bool(diverged[i])}, "
+        f"diverged_at[{i}]={int(diverged_at[i])}")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class ParallelSweepResult(Statuses, Result):
   """K training runs at fixed LRs, trained side by side.
@@ -96,14 +107,7 @@ class ParallelSweepResult(Statuses, Result):
 
   def _check(self) -> None:
     _sg.validate_curve(self.lrs, self.lrs, "lrs")
-    bad = np.flatnonzero(np.where(self.diverged, self.diverged_at < 0,
-                                  self.diverged_at != -1))
-    if bad.size:
-      i = int(bad[0])
-      raise ValueError(
-          f"diverged_at must be a step >= 0 where diverged and -1 elsewhere, "
-          f"got diverged[{i}]={bool(self.diverged[i])}, "
-          f"diverged_at[{i}]={int(self.diverged_at[i])}")
+    _check_diverged_at(self.diverged, self.diverged_at)
 
   @property
   def num_lrs(self) -> int:
@@ -181,6 +185,7 @@ class GridSweepResult(Statuses, Result):
   def _check(self) -> None:
     if not self.configs:
       raise ValueError("configs must name at least one hyperparameter")
+    _check_diverged_at(self.diverged, self.diverged_at)
 
   @property
   def num_configs(self) -> int:
