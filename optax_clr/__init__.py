@@ -8,7 +8,7 @@ sweep as K vmapped model copies sharded over every device.
 The public API is flat (``optax_clr.range_test``, ``optax_clr.cyclic_sgd``,
 ...); the subpackages hold the implementation, one idea per module. Names
 are imported on first use (PEP 562), so ``import optax_clr`` -- and the
-CLI"s ``--help`` -- loads neither jax nor the library until it is needed.
+CLI's ``--help`` -- loads neither jax nor the library until it is needed.
 """
 
 from __future__ import annotations
@@ -80,22 +80,7 @@ _WHERE = {
 
 __version__ = "0.2.0"
 
-__all__ = [
-    "BatchSizeSweepResult", "CNN", "Candidate", "FitResult", "Dataset", "GridSweepResult", "Im2ColConv", "MultiSeedRangeTestResult",
-    "ParallelSweepResult", "RangeTestResult", "ResNet", "RunSummary",
-    "SeedSuggestions", "Suggestion", "Suggestions", "SweepSuggestions",
-    "TrainHistory", "batch_size_sweep", "bounds_of", "cross_entropy_loss", "cyclic_adam", "cyclic_adamw",
-    "cyclic_momentum_schedule", "cyclic_optimizer", "cyclic_schedule",
-    "cyclic_sgd", "enable_compilation_cache", "exp_range_schedule", "find_bounds", "find_hyperparams", "fit",
-    "get_hyperparams", "get_step", "load_cifar10", "load_dataset",
-    "load_digits", "load_mnist", "load_npz", "load_results", "lookahead",
-    "lookahead_slow", "make_model", "Options",
-    "multi_seed_range_test", "one_cycle_momentum_schedule",
-    "one_cycle_schedule", "parallel_range_test", "policy_schedules",
-    "range_test", "set_hyperparams", "suggest", "sweep", "train",
-    "triangular2_schedule", "triangular_schedule",
-    "WeightDecayRangeTestResult", "weight_decay_range_test", "with_state",
-]
+__all__ = sorted(_WHERE)  # the public API is exactly the lazy names
 
 
 def __getattr__(name: str) -> Any:
