@@ -24,8 +24,10 @@ import sys
 NUM_PROCESSES, PROCESS_ID, PORT, DEVICES = map(int, sys.argv[1:5])
 OUTDIR = sys.argv[5]
 GROUP_SIZE = sys.argv[6] if sys.argv[6] == "auto" else int(sys.argv[6])
-os.environ["XLA_FLAGS"] = (
-    f"--xla_force_host_platform_device_count={DEVICES}")
+sys.path.insert(0, os.path.dirname(__file__))
+from _devices import forced_devices  # noqa: E402
+
+os.environ["XLA_FLAGS"] = forced_devices(DEVICES)
 os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ["OPTAX_CLR_CACHE_DIR"] = ""
 
@@ -43,7 +45,6 @@ if NUM_PROCESSES > 1:
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import _toy  # noqa: E402
 import optax_clr as clr  # noqa: E402

@@ -31,10 +31,12 @@ import os
 import pathlib
 import sys
 
+from _devices import forced_devices
+
 REAL_CODE = pathlib.Path(__file__).resolve().parents[1] / "examples" / (
     "real_code")
 XLA_FLAGS = "--xla_backend_optimization_level=0"
-EIGHT = "--xla_force_host_platform_device_count=8"
+EIGHT = forced_devices(8)
 
 # What the tests run: a few steps of each program, 4 LRs in the sweep.
 SWEEP = dict(num_lrs=4, group_size=4)

@@ -18,6 +18,8 @@ import pytest
 
 from optax_clr import cli
 
+from _devices import forced_devices
+
 
 def run_cli(capsys, *args):
   """Runs the CLI in-process; returns (exit code, stdout, stderr)."""
@@ -710,7 +712,7 @@ def test_parallel_sweep_example_uses_8_forced_devices(tmp_path):
   proc = subprocess.run(
       [sys.executable, str(EXAMPLES / "parallel_sweep.py"), "--quick",
        "--out", str(tmp_path)], capture_output=True, text=True,
-      env=example_env(), timeout=300)
+      env={**example_env(), "XLA_FLAGS": forced_devices(8)}, timeout=300)
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.startswith("8 devices")
   assert "8 LRs x 10 steps on 8 devices" in proc.stdout

@@ -20,6 +20,8 @@ import jax
 import numpy as np
 import pytest
 
+from _devices import forced_devices
+
 HERE = pathlib.Path(__file__).resolve().parent
 
 
@@ -95,7 +97,7 @@ def assert_close(actual, expected, what):
 @pytest.fixture(scope="module")
 def eight_device_report():
   env = {**os.environ,
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+         "XLA_FLAGS": forced_devices(8),
          "JAX_PLATFORMS": "cpu"}
   proc = subprocess.run([sys.executable, str(HERE / "_determinism_devices.py")],
                         env=env, capture_output=True, text=True, timeout=900)

@@ -20,6 +20,7 @@ from optax_clr.engine import _layout
 from optax_clr.engine import _loop
 from optax_clr.schedules import cyclic_schedule
 
+from _devices import forced_devices
 from _toy import BATCH, MLP, N, batch_list, make_data, make_params, mlp_loss
 from _toy import regression_loss as loss_fn
 from _toy import sgd_momentum_run as single_run
@@ -380,7 +381,7 @@ def test_progress_is_called_per_chunk():
 def test_eight_devices_equal_one_device():
   script = os.path.join(os.path.dirname(__file__), "_multidevice_sweep.py")
   env = {**os.environ,
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+         "XLA_FLAGS": forced_devices(8),
          "JAX_PLATFORMS": "cpu"}
   proc = subprocess.run([sys.executable, script], env=env,
                         capture_output=True, text=True, timeout=600)

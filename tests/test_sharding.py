@@ -9,12 +9,14 @@ import sys
 
 import pytest
 
+from _devices import forced_devices
+
 
 @pytest.fixture(scope="module")
 def report():
   script = os.path.join(os.path.dirname(__file__), "_sharded_programs.py")
   env = {**os.environ,
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+         "XLA_FLAGS": forced_devices(8),
          "JAX_PLATFORMS": "cpu", "OPTAX_CLR_CACHE_DIR": ""}
   proc = subprocess.run([sys.executable, script], env=env,
                         capture_output=True, text=True, timeout=600)
