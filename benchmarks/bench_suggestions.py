@@ -82,7 +82,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -100,6 +99,7 @@ import _common  # noqa: E402
 import _tasks  # noqa: E402
 
 import optax_clr as clr  # noqa: E402
+from optax_clr._serialize import jsonable  # noqa: E402
 from optax_clr.drivers import _fit  # noqa: E402
 from optax_clr.suggestions import _rules  # noqa: E402
 from optax_clr.suggestions._answer import Answer  # noqa: E402
@@ -816,7 +816,7 @@ def main(argv=None):
                             regrid_rows=args.regrid)
         new["extra_git"] = git_start
         with open(args.extra_into, "a", encoding="utf-8") as f:
-          f.write(json.dumps(_jsonable(new)) + "\n")
+          f.write(json.dumps(jsonable(new)) + "\n")
       jax.clear_caches()
     done = load_rows(args.extra_into)
     args.from_rows = True
@@ -846,7 +846,7 @@ def main(argv=None):
       rows.append(row)
       if args.rows_file:
         with open(args.rows_file, "a", encoding="utf-8") as f:
-          f.write(json.dumps(_jsonable(row)) + "\n")
+          f.write(json.dumps(jsonable(row)) + "\n")
     # The next task shares no compiled program with this one; keeping them
     # all would exhaust the process's memory maps (_process_state).
     jax.clear_caches()
@@ -886,7 +886,7 @@ def main(argv=None):
   # The full rows (curves, fit's tables) next to the flat ones.
   with open(os.path.join(_common.RESULTS_DIR, f"{name}_rows.json"), "w",
             encoding="utf-8") as f:
-    json.dump([_jsonable(r) for r in rows], f, indent=0)
+    json.dump([jsonable(r) for r in rows], f, indent=0)
 
 
 def _process_state() -> dict[str, Any]:
@@ -929,20 +929,6 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
   """A row without the bulky fields (curves, fit's table), for the CSV."""
   return {k: v for k, v in row.items()
           if k not in ("curves", "grid_lrs") and not k.endswith("_table")}
-
-
-def _jsonable(x: Any) -> Any:
-  if isinstance(x, dict):
-    return {str(k): _jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
-  if isinstance(x, (np.floating, float)):
-    return None if not math.isfinite(float(x)) else float(x)
-  if isinstance(x, (np.integer,)):
-    return int(x)
-  if isinstance(x, np.bool_):
-    return bool(x)
-  return x
 
 
 if __name__ == "__main__":
