@@ -316,3 +316,13 @@ def test_python_blocks_replay_their_section_and_keep_earlier_imports():
 def test_slow_marker_marks_the_next_block_only():
   py = [c for c in readme_cases(SAMPLE) if c.kind == "python"]
   assert [c.slow for c in py] == [False, False, True]
+
+
+def test_blocks_run_on_one_device_whatever_the_test_process_forced(
+    monkeypatch):
+  # A forced device count left by an earlier test once ran the README's fit
+  # on 8 CPU devices, where CI's busy cores hit XLA's collective time limit.
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+  env = _env()
+  assert "XLA_FLAGS" not in env
+  assert env["JAX_PLATFORMS"] == "cpu"
