@@ -514,7 +514,7 @@ def test_cli_train_resumed_from_a_checkpoint_equals_an_uninterrupted_run(
     assert code == 0, capsys.readouterr().err
   whole = json.loads((tmp_path / "whole" / "results.json").read_text())
   resumed = json.loads((tmp_path / "part2" / "results.json").read_text())
-  assert len(resumed["loss"]) == 2 * 22  # 1438 // 64 steps per epoch
-  for key in ("steps", "loss", "lr", "momentum", "eval_steps",
+  assert len(resumed["losses"]) == 2 * 22  # 1438 // 64 steps per epoch
+  for key in ("steps", "losses", "lrs", "momenta", "eval_steps",
               "eval_metrics"):
     assert resumed[key] == whole[key], key
