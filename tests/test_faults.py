@@ -215,8 +215,11 @@ def test_cli_train_interrupted_in_epoch_two(capsys, monkeypatch, tmp_path):
   assert drivers.epochs_done(ckpt) == 1
 
 
+@pytest.mark.parametrize("command", [
+    ["--steps", "100"], ["--parallel", "2", "--steps", "100"]],
+    ids=["range-test", "sweep"])
 def test_cli_interrupted_before_the_first_step_writes_an_empty_result(
-    capsys, monkeypatch, tmp_path):
+    capsys, monkeypatch, tmp_path, command):
   from optax_clr.cli import _common  # pylint: disable=import-outside-toplevel
   build = _common.build_model
 
@@ -225,12 +228,12 @@ def test_cli_interrupted_before_the_first_step_writes_an_empty_result(
     return build(*args, **kwargs)
   monkeypatch.setattr(_common, "build_model", pressed_while_building)
   out = tmp_path / "rt"
-  code, _, err = run_cli(capsys, "range-test", *TINY, "--steps", "100",
-                         "--out", out)
+  code, _, err = run_cli(capsys, "range-test", *TINY, *command, "--out", out)
   assert code == 130, err
   one_error(err)
   result = assert_complete(out)
-  assert result.stop_reason == "interrupted" and result.num_steps == 0
+  assert result.stop_reason == "interrupted"
+  assert result.losses.shape[-1] == 0  # no step, and no step invented
 
 
 def test_cli_ctrl_c_after_the_work_still_exits_130(capsys, monkeypatch,

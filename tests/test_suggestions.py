@@ -396,3 +396,12 @@ def test_rejects_negative_skips():
 def test_rejects_non_numeric_input():
   with pytest.raises(TypeError, match="losses"):
     sg.steepest([1.0, 2.0], ["a", "b"])
+
+
+def test_summarize_a_sweep_stopped_before_its_first_step():
+  # Ctrl-C before the first chunk: no loss, no divergence, nothing invented.
+  final, mean, diverged, at = sg.summarize(np.zeros((3, 0)))
+  assert np.isnan(final).all() and np.isnan(mean).all()
+  np.testing.assert_array_equal(diverged, [False] * 3)
+  np.testing.assert_array_equal(at, [-1] * 3)
+  assert at.dtype == np.int64

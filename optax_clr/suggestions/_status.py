@@ -119,7 +119,10 @@ def summarize(losses: Any, window: int = DEFAULT_WINDOW,
   mean = trailing[:, -1] if n else np.full(k, np.nan)
   bad = ~np.isfinite(x)
   nonfinite = bad.any(1)
-  at = np.where(nonfinite, np.argmax(bad, 1), -1).astype(np.int64)
+  # argmax of a run without steps is an error: a sweep stopped before its
+  # first chunk has no divergence to place.
+  at = (np.where(nonfinite, np.argmax(bad, 1), -1) if n
+        else np.full(k, -1)).astype(np.int64)
   diverged = nonfinite.copy()
   if diverge_threshold is not None and n:
     with np.errstate(invalid="ignore"):
