@@ -142,7 +142,7 @@ def main(argv=None):
                  "full run; drop --quick")
   out = args.out or pathlib.Path("runs", "examples", NAME)
   if args.quick:
-    return run(out, epochs=3, step_size_epochs=1, range_steps=60, width=4,
+    return run(out, epochs=3, step_size_epochs=1, range_steps=100, width=4,
                seed=args.seed)
   return run(out, seed=args.seed, update_docs=args.update_docs)
 

@@ -56,7 +56,7 @@ class Settings:
   @classmethod
   def quick(cls) -> Settings:
     return cls(width=4, weight_decays=(0.0, 1e-3), momenta=(0.9,),
-               ramp_start=1e-2, ramp_steps=60, grid_lrs=3, grid_epochs=1,
+               ramp_start=1e-2, ramp_steps=80, grid_lrs=3, grid_epochs=1,
                batch_sizes=(32, 64), epochs=2)
 
 

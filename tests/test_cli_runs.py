@@ -218,7 +218,13 @@ def test_disciplined_command(capsys, tmp_path):
   assert "choice: weight_decay=" in stdout
   assert (out / "weight_decay.png").stat().st_size > 5000
   result = json.loads((out / "results.json").read_text())
+  # The first step of Smith's recipe only (no grid, no batch sizes), and
+  # the README says so.
   assert result["type"] == "WeightDecayRangeTestResult"
+  assert sorted(p.name for p in out.iterdir() if p.suffix == ".json") == [
+      "config.json", "environment.json", "results.json"]
+  readme = " ".join(README.read_text().split())
+  assert "`optax-clr disciplined` runs its first step only" in readme
   code, _, err = run_cli(capsys, "disciplined", "--weight-decays", "0,-1",
                          "--out", tmp_path / "bad")
   assert code == 2
