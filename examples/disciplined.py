@@ -78,7 +78,7 @@ def run(out: pathlib.Path, cfg: Settings, seed: int = 0):
   ramps.to_json(out / "weight_decay.json")
   ramps.plot(path=out / "weight_decay.png")
   if recipe.max_lr is None:
-    raise SystemExit(f"no ramp gave CLR bounds: {recipe.rule}")
+    raise SystemExit(recipe.rule)  # "no ramp gave CLR bounds (why)"
 
   lrs = np.geomspace(recipe.max_lr / 10, recipe.max_lr * 3, cfg.grid_lrs)
   grid = clr.sweep(
