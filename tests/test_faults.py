@@ -236,6 +236,25 @@ def test_cli_interrupted_before_the_first_step_writes_an_empty_result(
   assert result.losses.shape[-1] == 0  # no step, and no step invented
 
 
+def test_cli_says_when_a_run_interrupted_then_failed(capsys, monkeypatch,
+                                                    tmp_path):
+  # An error the library did not report itself may have kept the results
+  # from being written: exit 1 and the error, not "results written".
+  from optax_clr.cli import _common  # pylint: disable=import-outside-toplevel
+
+  def pressed_then_broken(*args, **kwargs):
+    sigint()
+    raise RuntimeError("the model could not be built")
+  monkeypatch.setattr(_common, "build_model", pressed_then_broken)
+  code, _, err = run_cli(capsys, "range-test", *TINY, "--steps", "100",
+                         "--out", tmp_path / "rt")
+  assert code == 1, err
+  assert err.strip().splitlines()[-1].startswith(
+      "optax-clr: error: interrupted, then failed: RuntimeError: the model "
+      "could not be built")
+  assert not (tmp_path / "rt" / "results.json").exists()
+
+
 def test_cli_ctrl_c_after_the_work_still_exits_130(capsys, monkeypatch,
                                                    tmp_path):
   from optax_clr import plotting  # pylint: disable=import-outside-toplevel

@@ -159,7 +159,7 @@ def usage_errors() -> Iterator[None]:
 def run_main(group: click.Group, argv: Sequence[str] | None,
              interrupted: Callable[[], bool]) -> int:
   """Runs the command line; returns the exit status (module docstring)."""
-  code, message = 0, None
+  code, message, crashed = 0, None, False
   try:
     group.main(args=None if argv is None else list(argv), prog_name=PROG,
                standalone_mode=False)
@@ -175,9 +175,14 @@ def run_main(group: click.Group, argv: Sequence[str] | None,
     stopped = isinstance(e, (KeyboardInterrupt, click.Abort))
     code = 130 if stopped else 2 if isinstance(e, usage) else 1
     message = "interrupted" if stopped else error_message(e)
-  if interrupted() and code in (0, 1, 130):
+    crashed = code == 1
+  if interrupted() and crashed:
+    # An error the library did not report itself (not an Exit): the results
+    # may not have been written, so say what happened instead.
+    message = f"interrupted, then failed: {message}"
+  elif interrupted() and code in (0, 1, 130):
     # Ctrl-C: every loop stopped at its next chunk and what was computed
-    # is written; a failure it caused (e.g. no bounds) is not the news.
+    # is written; a failure it reported (e.g. no bounds) is not the news.
     code, message = 130, "interrupted (the results so far are written)"
   if message is not None:
     fail(message)

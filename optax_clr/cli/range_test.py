@@ -149,7 +149,7 @@ def _report(run, f, result) -> int:
                  f"are in {run.dir}")
   if not f.parallel and sugg.base_lr is None:
     from optax_clr import suggestions
-    ramp = result.lrs.reshape(-1, result.lrs.shape[-1])[0]
+    ramp = result.lrs[(0,) * (result.lrs.ndim - 1)]  # the (first) ramp
     why = why.removeprefix("no CLR bounds: ")
     if set(getattr(result, "stop_reasons", [getattr(
         result, "stop_reason", None)])) == {"completed"} and (
