@@ -41,7 +41,8 @@ def cli():
   \b
   Exit status: 0 done; 1 failed (a run that diverged or stalled, a test
   that gave no answer); 2 usage error (a bad flag, file or value; nothing
-  is written); 130 interrupted (the results so far are written first).
+  is written); 130 interrupted (the results so far are written first; an
+  error after Ctrl-C is reported as "interrupted, then failed", exit 1).
   \b
   Environment:
     OPTAX_CLR_CACHE_DIR  compiled programs kept between runs
