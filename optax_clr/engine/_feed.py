@@ -190,7 +190,6 @@ class ArrayFeed:
   def _permutation(self, epoch: int) -> np.ndarray:
     return epoch_order(self.seed, epoch, self.num_examples)
 
-
   def seek(self, epoch: int, batch: int = 0) -> None:
     """Continues from batch ``batch`` of epoch ``epoch`` (a resumed run)."""
     self._epoch, self._pos = epoch, batch

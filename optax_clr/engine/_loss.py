@@ -89,7 +89,6 @@ class LossFn:
   spread: int
   stateful: bool
 
-
   def __call__(self, model: Any, state: Any, batch: Any,
                key: jax.Array) -> Any:
     args = [model] + ([state] if self.stateful else [])

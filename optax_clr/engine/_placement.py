@@ -46,7 +46,6 @@ def ambient_mesh() -> Mesh | None:
   return mesh
 
 
-
 def copy_mesh(devices: Sequence[Any] | None = None) -> Mesh:
   """A 1-D mesh over all devices with axis ``"copies"``."""
   return Mesh(np.array(devices or jax.devices()), (COPY_AXIS,))
@@ -101,7 +100,6 @@ def put(tree: PyTree, mesh: Mesh | None, spec_of: Any = None) -> PyTree:
     return jax.make_array_from_callback(host.shape, sharding,
                                         lambda index: host[index])
   return jax.tree.map(one, tree)
-
 
 
 def _is_key(x: Any) -> bool:

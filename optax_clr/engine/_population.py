@@ -274,7 +274,7 @@ def run_population(prog: _loop.Program, rounds: list[np.ndarray], *,
     measurer = (_loop.measured_dispatch(local, chunk_count * len(rounds))
                 if measure and known is None and r == 0 else None)
     outcome = _loop.drive(pop, chunks(copies), xs_for, num_steps,
-                    measure=measurer, report=report, stop=stop)
+                          measure=measurer, report=report, stop=stop)
     prog = pop.blocks[-1].prog
     merged = {k: _loop.concat(outcome.records, k)
               for k in (outcome.records[0] if outcome.records else {})}
@@ -292,10 +292,12 @@ def run_population(prog: _loop.Program, rounds: list[np.ndarray], *,
       out[k] = jax.tree.map(
           lambda *xs: np.concatenate([_pad_steps(x, steps) for x in xs]),
           *[r[k] for r in records if k in r])
-  cat = lambda parts: ({k: np.concatenate([p[k] for p in parts]) for k in  # noqa: E731
-                        parts[0]} if parts and len(parts) == len(rounds)
-                       else {})
+
+  def cat(parts: list[dict]) -> dict[str, np.ndarray]:
+    if not parts or len(parts) != len(rounds):  # a round did not get there
+      return {}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
   return Run(out, exhausted, interrupted, cat(befores), cat(afters), steps,
              {**prog.plan.config(), "rounds": len(rounds),
               "copies_per_round": int(rounds[0].size)})
-

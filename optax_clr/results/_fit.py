@@ -41,7 +41,6 @@ class Candidate:
     return f"CLR {self.base_lr:.3g}-{self.max_lr:.3g}"
 
 
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class FitResult:
   """What :func:`fit` returns: the trained survivor and the evidence.
@@ -104,8 +103,10 @@ class FitResult:
       mark = "  <- survivor" if row["survivor"] else ""
       lines.append(f"  {row['name']:<26} {stop:>8} {vals}  "
                    f"{row['status']}{mark}")
+    # The metric's name without its "val_" prefix, as the history holds it.
+    last = self.history.eval_metrics.get(self.metric[4:], [np.nan])[-1]
     lines.append(f"survivor: {self.candidate.name} ({self.metric} "
-                 f"{self.history.eval_metrics.get(self.metric[4:], [np.nan])[-1]:.4g})")
+                 f"{last:.4g})")
     lines.append(f"  rule: {self.rule}")
     lines.append(f"  cost: {self.cost['run_equivalents']:.2f} training runs "
                  f"(range test {self.cost['range_test_steps']} steps, "

@@ -39,7 +39,8 @@ from optax_clr.suggestions._types import SweepSuggestions
 
 __all__ = [
     "DEFAULT_WINDOW", "DIVERGE_THRESHOLD", "DisciplinedSuggestions",
-    "MIN_POINTS", "MAX_DIVISOR", "RULES", "STATUSES", "SeedSuggestions", "Spread",
+    "MAX_DIVISOR", "MIN_POINTS", "RULES", "STATUSES", "SeedSuggestions",
+    "Spread",
     "Suggestion", "Suggestions", "SweepSuggestions", "TOLERANCE",
     "accuracy_bounds", "aggregate", "classify", "clr_bounds", "disciplined",
     "minimum", "resolution", "rise_point", "signal_threshold", "steepest",
