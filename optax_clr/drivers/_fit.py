@@ -72,6 +72,9 @@ KINDS = ("triangular", "one-cycle", "fixed")
 # for a fixed LR (Smith 2017's range test).
 MOMENTUM = (0.85, 0.95)
 FIXED_MOMENTUM = 0.9
+# The candidates' scale m is the LR where the range test blew up / this
+# (chosen on the tune half of benchmarks/bench_suggestions.py).
+BLOW_UP_DIVISOR = 16.0
 
 
 def candidates_around(scale: float) -> list[Candidate]:
@@ -184,18 +187,19 @@ class NoBoundsError(ValueError):
 
 
 def _scale(rt: RangeTestResult) -> tuple[float, str]:
-  """``m``, the LR the candidates are built around -- the blow-up LR / 16,
-  read by the rule book (its ``max_lr`` times its divisor) -- and how."""
+  """``m``, the LR the candidates are built around -- the blow-up LR /
+  ``BLOW_UP_DIVISOR``, read by the rule book (its ``max_lr`` times its
+  divisor) -- and how."""
   s = rt.suggest()
   div = _sg.MAX_DIVISOR[bool(rt.config.get("adaptive", False))]
   if s.max_lr is not None:
-    m = float(s.max_lr) * div / 16.0
-    return m, (f"scale {m:.3g} = the rule book's max_lr x {div:g} / 16: "
-               f"{s.rule}")
+    m = float(s.max_lr) * div / BLOW_UP_DIVISOR
+    return m, (f"scale {m:.3g} = the rule book's max_lr x {div:g} / "
+               f"{BLOW_UP_DIVISOR:g}: {s.rule}")
   if rt.stop_reason in ("diverged", "nonfinite") and len(rt.lrs) > 1:
-    m = float(rt.lrs[-1]) / 16.0
+    m = float(rt.lrs[-1]) / BLOW_UP_DIVISOR
     return m, (f"scale {m:.3g}: the ramp blew up at LR {rt.lrs[-1]:.3g} "
-               f"(no loss bounds: {s.rule}); a 16th of it")
+               f"(no loss bounds: {s.rule}); that LR / {BLOW_UP_DIVISOR:g}")
   raise NoBoundsError(
       f"fit: the range test located no LR scale: {s.rule}", rt)
 

@@ -68,7 +68,7 @@ def _loss_pair(lrs: np.ndarray, losses: np.ndarray, mini: Suggestion,
     how = (f"{note}, so max_lr = LR at the minimum / {div:g} = "
            f"{top:.4g} (raise end_lr to see where the loss turns up)")
   if adaptive:
-    how += " (/ 16: an adaptive optimizer, with a second moment)"
+    how += f" (/ {div:g}: an adaptive optimizer, with a second moment)"
   base = top / _BASE_DIVISOR
   return base, top, (
       f"loss rule: {how}; base_lr = max_lr / {_BASE_DIVISOR:g} = {base:.4g} "
