@@ -191,7 +191,7 @@ def _scale(rt: RangeTestResult) -> tuple[float, str]:
   ``BLOW_UP_DIVISOR``, read by the rule book (its ``max_lr`` times its
   divisor) -- and how."""
   s = rt.suggest()
-  div = _sg.MAX_DIVISOR[bool(rt.config.get("adaptive", False))]
+  div = _sg.MAX_DIVISOR[rt.adaptive]
   if s.max_lr is not None:
     m = float(s.max_lr) * div / BLOW_UP_DIVISOR
     return m, (f"scale {m:.3g} = the rule book's max_lr x {div:g} / "

@@ -353,13 +353,6 @@ def is_adaptive(opt: Optimizer, params: Any) -> bool:
   """Whether the optimizer keeps a second-moment estimate -- a state field
   named ``nu`` (Adam, AdamW, NAdam, RMSProp, AdaBelief...): its LR range
   test blows up far above its best LR (the rule book's divisor)."""
-  def has_nu(x: Any) -> bool:
-    if hasattr(x, "_fields"):
-      return "nu" in x._fields or any(has_nu(getattr(x, f))
-                                      for f in x._fields)
-    if isinstance(x, (tuple, list)):
-      return any(has_nu(v) for v in x)
-    if isinstance(x, Mapping):
-      return any(has_nu(v) for v in x.values())
-    return False
-  return has_nu(jax.eval_shape(opt.tx.init, params))
+  has_nu = lambda x: "nu" in getattr(x, "_fields", ())  # noqa: E731
+  return any(has_nu(x) for x in jax.tree.leaves(
+      jax.eval_shape(opt.tx.init, params), is_leaf=has_nu))

@@ -74,6 +74,12 @@ class RangeTestResult(Result):
     """True when the test stopped on divergence or a non-finite loss."""
     return self.stop_reason in ("diverged", "nonfinite")
 
+  @property
+  def adaptive(self) -> bool:
+    """True when the ramp's optimizer keeps a second moment (Adam, RMSProp;
+    ``config["adaptive"]``): the loss rule divides its blow-up by more."""
+    return bool(self.config.get("adaptive", False))
+
   def __repr__(self) -> str:
     return (f"RangeTestResult(num_steps={self.num_steps}, "
             f"lrs={summary(self.lrs)}, stop_reason={self.stop_reason!r}, "
@@ -86,9 +92,9 @@ class RangeTestResult(Result):
     :func:`~optax_clr.suggestions.suggest_ramp` (``skip_start``,
     ``skip_end``, ``factor``, ``margin``, ``window``, ``min_decrease``,
     ``noise_factor``, ``min_drop``); the ramp's optimizer (adaptive or
-    not, ``config["adaptive"]``) sets the loss rule's divisor."""
+    not, :attr:`adaptive`) sets the loss rule's divisor."""
     acc = self.eval_metrics.get("accuracy")
-    kwargs.setdefault("adaptive", bool(self.config.get("adaptive", False)))
+    kwargs.setdefault("adaptive", self.adaptive)
     return _sg.suggest_ramp(
         self.lrs, self.losses, self.smoothed_losses,
         smoothing=float(self.config.get("smoothing", 0.05)),
