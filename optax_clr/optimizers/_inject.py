@@ -71,7 +71,7 @@ def _factory_name(factory: Callable[..., Any]) -> str:
   return getattr(factory, "__name__", type(factory).__name__)
 
 
-def _factory_parameters(
+def factory_parameters(
     factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
   """The parameters of ``factory`` that can be passed by keyword."""
   try:
@@ -157,7 +157,7 @@ def _check_decay(name: str, value: Any) -> Any:
 def momentum_parameter(parameters: Mapping[str, inspect.Parameter]
                        ) -> str | None:
   """The first of :data:`MOMENTUM_NAMES` among a factory's ``parameters``
-  (:func:`_factory_parameters`), or None."""
+  (:func:`factory_parameters`), or None."""
   return next((n for n in MOMENTUM_NAMES if n in parameters), None)
 
 
@@ -288,7 +288,7 @@ def cyclic_optimizer(
       argument is unknown or given twice.
   """
   _checks.check_callable("factory", factory)
-  parameters = _factory_parameters(factory)
+  parameters = factory_parameters(factory)
   factory_name = _factory_name(factory)
   if "learning_rate" not in parameters:
     raise ValueError(
@@ -406,7 +406,7 @@ def cyclic_adam(
     An ``optax.GradientTransformationExtraArgs``.
   """
   args = _adam_args(learning_rate, b1, b2, eps)
-  return _inject(optax.adam, _factory_parameters(optax.adam), args, args)
+  return _inject(optax.adam, factory_parameters(optax.adam), args, args)
 
 
 def cyclic_adamw(
@@ -443,4 +443,4 @@ def cyclic_adamw(
   args = _adam_args(learning_rate, b1, b2, eps)
   args["weight_decay"] = _check_hyperparam("weight_decay", weight_decay,
                                            low=0.0)
-  return _inject(optax.adamw, _factory_parameters(optax.adamw), args, args)
+  return _inject(optax.adamw, factory_parameters(optax.adamw), args, args)

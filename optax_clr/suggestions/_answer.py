@@ -99,7 +99,7 @@ class Answer:
     sched = self.schedules(**budget)
     factory = optax.sgd if factory is None else factory
     takes_momentum = _inject.momentum_parameter(
-        _inject._factory_parameters(factory)) is not None  # pylint: disable=protected-access
+        _inject.factory_parameters(factory)) is not None
     return optimizers.cyclic_optimizer(
         factory, learning_rate=sched.learning_rate,
         momentum=sched.momentum if takes_momentum else None)
