@@ -264,13 +264,19 @@ def part_sweep(task, k: int, n: int, args) -> dict:
   return row
 
 
+def fit_cycles(n: int, cycles: int) -> int:
+  """The cycles fit runs in ``n`` steps: ``cycles`` capped so that each is at
+  least 4 steps (fit's cap, drivers/_fit._budget)."""
+  return max(1, min(cycles, n // 4))
+
+
 def candidate_schedule(c, n: int, cycles: int) -> dict[str, np.ndarray]:
   """A candidate's LR and momentum for each of ``n`` steps, with the public
   schedules (momentum cycled 0.95 -> 0.85 inversely; 0.9 when fixed)."""
   import jax
   import jax.numpy as jnp
   import optax_clr as clr
-  cycles = max(1, min(cycles, n // 4))  # fit's cap: cycles of >= 4 steps
+  cycles = fit_cycles(n, cycles)
   length = n // cycles
   t = jnp.arange(n)
   if c.policy == "fixed":
@@ -297,7 +303,7 @@ def user_fit(loop, cands, schedules, batches, val, n: int, cycles: int,
   keeps them: the same copy-steps on both sides); the survivor's index."""
   import jax
   from optax_clr.drivers._fit import MIN_SURVIVORS
-  cycles = max(1, min(cycles, n // 4))  # fit's cap: cycles of >= 4 steps
+  cycles = fit_cycles(n, cycles)
   length = n // cycles
   ends = [length * (r + 1) for r in range(cycles - 1)] + [n]
   carries = {i: loop.init() for i in range(len(cands))}
@@ -402,7 +408,7 @@ def copy_steps(spec: dict) -> float:
   if spec["part"] == "fit":
     from optax_clr.drivers._fit import MIN_SURVIVORS
     n = spec["steps"]
-    c = max(1, min(FIT_CYCLES, n // 4))  # fit's cap
+    c = fit_cycles(n, FIT_CYCLES)
     alive, total = spec["k"], 0
     for r in range(c):
       total += alive * (n // c if r < c - 1 else n - (c - 1) * (n // c))
